@@ -1,0 +1,88 @@
+"""Mask geometry for consumers: contours with holes, box, area, centroid, COCO RLE."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+
+@dataclass
+class Contour:
+    """One closed boundary polygon in pixel coordinates (x, y)."""
+
+    points: np.ndarray  # (N, 2) float32
+    is_hole: bool
+    parent: int  # index of the enclosing outer contour for a hole, -1 for an outer one
+
+
+@dataclass
+class MaskGeometry:
+    """What a manipulation or navigation stack wants to know about a mask."""
+
+    box: tuple[int, int, int, int]  # x, y, width, height; zeros for an empty mask
+    area: int  # pixels
+    centroid: tuple[float, float]  # x, y; (nan, nan) for an empty mask
+    contours: list[Contour]
+
+
+def find_contours(mask: np.ndarray, epsilon: float = 0.0, min_area: float = 0.0) -> list[Contour]:
+    """Outer boundaries and holes of a binary mask.
+
+    `epsilon` simplifies polygons (Douglas-Peucker tolerance in pixels, 0 keeps every
+    vertex); `min_area` drops outer regions (with their holes) and holes smaller than it.
+    """
+    found, hierarchy = cv2.findContours(np.ascontiguousarray(mask, dtype=np.uint8),
+                                        cv2.RETR_CCOMP, cv2.CHAIN_APPROX_SIMPLE)
+    if hierarchy is None:
+        return []
+    parents = hierarchy[0][:, 3]
+    kept: dict[int, int] = {}  # OpenCV index of a kept outer contour -> our index
+    contours: list[Contour] = []
+    for order in (True, False):  # outer contours first, so holes can name their parent
+        for index, polygon in enumerate(found):
+            is_outer = parents[index] < 0
+            if is_outer != order or cv2.contourArea(polygon) < min_area:
+                continue
+            if not is_outer and parents[index] not in kept:
+                continue
+            if epsilon > 0:
+                polygon = cv2.approxPolyDP(polygon, epsilon, closed=True)
+            if is_outer:
+                kept[index] = len(contours)
+            contours.append(Contour(points=polygon.reshape(-1, 2).astype(np.float32),
+                                    is_hole=not is_outer,
+                                    parent=-1 if is_outer else kept[parents[index]]))
+    return contours
+
+
+def describe(mask: np.ndarray, epsilon: float = 0.0, min_area: float = 0.0) -> MaskGeometry:
+    """Box, area, centroid and contours of a binary mask."""
+    binary = np.ascontiguousarray(mask, dtype=np.uint8)
+    moments = cv2.moments(binary, binaryImage=True)
+    area = int(moments["m00"])
+    centroid = ((moments["m10"] / area, moments["m01"] / area) if area else (float("nan"),) * 2)
+    box = tuple(int(v) for v in cv2.boundingRect(binary)) if area else (0, 0, 0, 0)
+    return MaskGeometry(box=box, area=area, centroid=centroid,
+                        contours=find_contours(binary, epsilon, min_area))
+
+
+def rle_encode(mask: np.ndarray) -> dict:
+    """COCO's uncompressed RLE: run lengths in column-major order, starting with a 0-run."""
+    flat = np.asarray(mask, dtype=bool).ravel(order="F")
+    changes = np.flatnonzero(flat[1:] != flat[:-1]) + 1
+    bounds = np.concatenate([[0], changes, [flat.size]])
+    counts = np.diff(bounds).tolist()
+    if flat.size and flat[0]:
+        counts.insert(0, 0)
+    return {"size": [int(mask.shape[0]), int(mask.shape[1])], "counts": counts}
+
+
+def rle_decode(rle: dict) -> np.ndarray:
+    """Inverse of rle_encode."""
+    height, width = rle["size"]
+    counts = np.asarray(rle["counts"], dtype=np.int64)
+    if counts.sum() != height * width:
+        raise ValueError(f"RLE counts sum to {counts.sum()}, not {height}x{width}")
+    values = np.arange(len(counts)) % 2 == 1
+    return np.repeat(values, counts).reshape((height, width), order="F")

@@ -1,0 +1,188 @@
+"""Load SAM 2 models from Meta's checkpoints, safely, with errors a user can act on."""
+from __future__ import annotations
+
+import contextlib
+import pickle
+from dataclasses import dataclass
+from pathlib import Path
+from typing import ContextManager
+
+import torch
+
+CHECKPOINT_HELP = (
+    "Meta publishes the SAM 2.1 checkpoints at https://github.com/facebookresearch/sam2"
+    "#model-description (for example https://dl.fbaipublicfiles.com/segment_anything_2/"
+    "092824/sam2.1_hiera_tiny.pt); download one on a machine with internet and pass its "
+    "path as the `checkpoint` parameter"
+)
+
+# Model name -> config inside the `sam2` package. Short names mean SAM 2.1.
+_CONFIGS = {
+    f"{version}_hiera_{size}": f"configs/{version}/{version}_hiera_{abbrev}.yaml"
+    for version in ("sam2", "sam2.1")
+    for size, abbrev in (("tiny", "t"), ("small", "s"), ("base_plus", "b+"), ("large", "l"))
+}
+_CONFIGS.update({size: _CONFIGS[f"sam2.1_hiera_{size}"]
+                 for size in ("tiny", "small", "base_plus", "large")})
+MODEL_NAMES = tuple(sorted(_CONFIGS))
+
+# What Meta's video predictor builder turns on (but fill_hole_area, which belongs to the
+# tracker): one model then serves single images, where these settings change nothing,
+# and tracking.
+_POSTPROCESSING = [
+    "++model.sam_mask_decoder_extra_args.dynamic_multimask_via_stability=true",
+    "++model.sam_mask_decoder_extra_args.dynamic_multimask_stability_delta=0.05",
+    "++model.sam_mask_decoder_extra_args.dynamic_multimask_stability_thresh=0.98",
+    "++model.binarize_mask_from_pts_for_mem_enc=true",
+]
+
+PRECISIONS = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint is missing, unreadable, unsafe, or of another model."""
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Which SAM 2 to load and how to run it."""
+
+    name: str = "sam2.1_hiera_tiny"
+    checkpoint: str | None = None  # None: random weights (tests and demos only)
+    device: str = "auto"  # auto, cpu, cuda, cuda:N
+    precision: str = "float32"  # float32; bfloat16 or float16 autocast on CUDA
+    compile: bool = False  # torch.compile the image encoder
+    image_size: int = 1024  # SAM 2's input size; 512 or 256 trade detail for speed
+
+
+@dataclass
+class LoadedModel:
+    """A SAM 2 network on its device with the settings it runs under."""
+
+    sam: torch.nn.Module  # sam2.modeling.sam2_base.SAM2Base
+    spec: ModelSpec
+    device: torch.device
+
+    @property
+    def image_size(self) -> int:
+        return int(self.sam.image_size)
+
+    def autocast(self) -> ContextManager:
+        """Mixed precision for inference where the spec asks for it."""
+        if self.spec.precision == "float32":
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=PRECISIONS[self.spec.precision])
+
+
+def config_for(name: str) -> str:
+    """Return the `sam2` package config of a model name; unknown names list the known ones."""
+    try:
+        return _CONFIGS[name]
+    except KeyError:
+        raise ValueError(f"unknown model '{name}'; choose one of: {', '.join(MODEL_NAMES)}") from None
+
+
+def resolve_device(device: str) -> torch.device:
+    """`auto` picks CUDA when present; an unavailable CUDA device is an error, not a fallback."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        resolved = torch.device(device)
+    except RuntimeError:
+        raise ValueError(f"invalid device '{device}'; use auto, cpu, cuda or cuda:N") from None
+    if resolved.type not in ("cpu", "cuda"):
+        raise ValueError(f"unsupported device '{device}'; use auto, cpu, cuda or cuda:N")
+    if resolved.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"device '{device}' requested but CUDA is not available; use cpu")
+        if resolved.index is not None and resolved.index >= torch.cuda.device_count():
+            raise ValueError(f"device '{device}' does not exist: "
+                             f"{torch.cuda.device_count()} CUDA device(s) present")
+    return resolved
+
+
+def build_network(spec: ModelSpec) -> torch.nn.Module:
+    """SAM 2's architecture for `spec` with its default (random) initialisation, on the CPU."""
+    from sam2.build_sam import build_sam2
+
+    if spec.image_size % 32 or not 128 <= spec.image_size <= 2048:
+        raise ValueError(f"image_size must be a multiple of 32 in [128, 2048], got {spec.image_size}")
+    overrides = _POSTPROCESSING + [f"++model.image_size={spec.image_size}"]
+    return build_sam2(config_for(spec.name), ckpt_path=None, device="cpu",
+                      hydra_overrides_extra=overrides, apply_postprocessing=False)
+
+
+def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
+    """Read a checkpoint's weights without unpickling anything but tensors."""
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint not found: '{path}'. {CHECKPOINT_HELP}")
+    try:
+        content = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as error:
+        if "Weights only load failed" not in str(error):
+            raise CheckpointError(_unreadable(path, error)) from None
+        raise CheckpointError(
+            f"refusing checkpoint '{path}': it holds Python objects other than tensors, "
+            "which could run code when loaded. Use Meta's original .pt file") from None
+    except Exception as error:  # torch.load fails on garbage in many ways
+        raise CheckpointError(_unreadable(path, error)) from None
+    if not isinstance(content, dict) or not isinstance(content.get("model"), dict):
+        raise CheckpointError(f"'{path}' is a PyTorch file but not a SAM 2 checkpoint: "
+                              "expected a dict with a 'model' state dict, as Meta ships")
+    return content["model"]
+
+
+def _unreadable(path: Path, error: Exception) -> str:
+    reason = str(error).split(".")[0].splitlines()[0] if str(error) else "no detail"
+    return (f"'{path}' is not a readable PyTorch checkpoint: it is truncated or not a "
+            f"checkpoint at all ({type(error).__name__}: {reason}). Download it again. "
+            f"{CHECKPOINT_HELP}")
+
+
+def check_fits(state: dict[str, torch.Tensor], network: torch.nn.Module, spec: ModelSpec) -> None:
+    """Refuse weights of another model before load_state_dict raises a wall of keys."""
+    expected = network.state_dict()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    reshaped = sorted(key for key in set(state) & set(expected)
+                      if tuple(state[key].shape) != tuple(expected[key].shape))
+    if missing or unexpected or reshaped:
+        example = (missing + unexpected + reshaped)[0]
+        raise CheckpointError(
+            f"checkpoint '{spec.checkpoint}' does not fit model '{spec.name}': "
+            f"{len(missing)} missing keys, {len(unexpected)} unexpected keys, "
+            f"{len(reshaped)} keys of another shape (first: '{example}'). "
+            "Is it a checkpoint of another model size or SAM version? Set `model` to match it")
+
+
+def load_model(spec: ModelSpec) -> LoadedModel:
+    """Build the network, load the checkpoint (never downloading), move it to its device."""
+    if spec.precision not in PRECISIONS:
+        raise ValueError(f"unknown precision '{spec.precision}'; use {', '.join(PRECISIONS)}")
+    device = resolve_device(spec.device)
+    if spec.precision != "float32" and device.type != "cuda":
+        raise ValueError(f"precision '{spec.precision}' needs a CUDA device; use float32 on {device}")
+    network = build_network(spec)
+    if spec.checkpoint is not None:
+        path = Path(spec.checkpoint).expanduser()
+        state = read_state_dict(path)
+        check_fits(state, network, spec)
+        network.load_state_dict(state)
+    network = network.to(device).eval()
+    if spec.compile:
+        network.image_encoder.forward = torch.compile(network.image_encoder.forward, dynamic=False)
+    return LoadedModel(sam=network, spec=spec, device=device)
+
+
+def write_random_checkpoint(path: str | Path, name: str = "sam2.1_hiera_tiny", seed: int = 0) -> Path:
+    """Save a seeded, randomly initialised network in Meta's format ({"model": state_dict}).
+
+    Such weights give meaningless masks; they let tests and the demo run the real loading
+    and inference code where Meta's checkpoints cannot be downloaded.
+    """
+    torch.manual_seed(seed)
+    network = build_network(ModelSpec(name=name))
+    path = Path(path).expanduser()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({"model": network.state_dict()}, path)
+    return path

@@ -1,0 +1,37 @@
+"""Shared fixtures: seeded SAM 2 checkpoints in Meta's format, real photographs, ROS isolation."""
+import os
+import random
+
+import numpy as np
+import pytest
+import skimage.data
+
+from sam2_ros.core.model import LoadedModel, ModelSpec, load_model, write_random_checkpoint
+
+# Every ROS process of the tests stays on this machine and in a domain of its own.
+os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
+os.environ.setdefault("ROS_DOMAIN_ID", str(random.Random(os.getpid()).randint(1, 100)))
+
+PHOTOS = ("astronaut", "coffee", "chelsea", "rocket")
+SMALL = 256  # reduced input size that keeps most SAM 2 tests fast on a CPU
+
+
+@pytest.fixture(scope="session")
+def checkpoint(tmp_path_factory) -> str:
+    """SAM 2.1 hiera tiny with seeded random weights, saved as Meta saves checkpoints."""
+    return str(write_random_checkpoint(tmp_path_factory.mktemp("ckpt") / "sam2.1_hiera_tiny.pt", seed=0))
+
+
+@pytest.fixture(scope="session")
+def small_model(checkpoint) -> LoadedModel:
+    return load_model(ModelSpec(checkpoint=checkpoint, device="cpu", image_size=SMALL))
+
+
+@pytest.fixture(scope="session")
+def full_model(checkpoint) -> LoadedModel:
+    return load_model(ModelSpec(checkpoint=checkpoint, device="cpu"))
+
+
+def photo(name: str) -> np.ndarray:
+    """One of scikit-image's bundled photographs as HxWx3 uint8 RGB."""
+    return getattr(skimage.data, name)()

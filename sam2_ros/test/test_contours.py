@@ -1,0 +1,79 @@
+"""Mask geometry: contours with holes, simplification, area filter, box, centroid, COCO RLE."""
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
+from pycocotools import mask as coco
+
+from sam2_ros.core.contours import describe, find_contours, rle_decode, rle_encode
+from sam2_ros.core.render import DrawnObject, color_of, overlay
+
+
+def ring() -> np.ndarray:
+    """A 60x60 square with a 20x20 hole, and a separate 3x3 speck."""
+    mask = np.zeros((100, 120), bool)
+    mask[10:70, 20:80] = True
+    mask[30:50, 40:60] = False
+    mask[90:93, 100:103] = True
+    return mask
+
+
+def test_a_ring_has_an_outer_boundary_and_a_hole_that_names_its_parent():
+    contours = find_contours(ring())
+    outers = [c for c in contours if not c.is_hole]
+    holes = [c for c in contours if c.is_hole]
+    assert len(outers) == 2 and len(holes) == 1
+    parent = contours[holes[0].parent]
+    assert not parent.is_hole and parent.points[:, 0].min() == 20 and parent.points[:, 1].max() == 69
+    assert holes[0].points[:, 0].min() >= 39 and holes[0].points[:, 0].max() <= 60
+
+
+def test_min_area_drops_small_regions():
+    contours = find_contours(ring(), min_area=20)
+    assert [c.is_hole for c in contours] == [False, True]
+
+
+def test_simplification_keeps_the_shape_with_fewer_vertices():
+    disc = np.zeros((200, 200), np.uint8)
+    yy, xx = np.mgrid[:200, :200]
+    disc[(yy - 100) ** 2 + (xx - 100) ** 2 < 80 ** 2] = 1
+    exact, simple = find_contours(disc)[0], find_contours(disc, epsilon=2.0)[0]
+    assert len(simple.points) < len(exact.points) / 3
+    assert np.abs(np.hypot(*(simple.points - 100).T) - 80).max() < 3
+
+
+def test_box_area_and_centroid_of_a_mask():
+    geometry = describe(ring())
+    assert geometry.box == (20, 10, 83, 83)
+    assert geometry.area == 60 * 60 - 20 * 20 + 9
+    mask = np.zeros((50, 50), bool)
+    mask[10:20, 30:40] = True
+    assert describe(mask).centroid == pytest.approx((34.5, 14.5))
+
+
+def test_an_empty_mask_has_no_contours_and_a_zero_box():
+    geometry = describe(np.zeros((10, 10), bool))
+    assert geometry.area == 0 and geometry.box == (0, 0, 0, 0) and geometry.contours == []
+
+
+@settings(max_examples=60, deadline=None)
+@given(arrays(bool, st.tuples(st.integers(1, 30), st.integers(1, 30))))
+def test_rle_matches_pycocotools_and_round_trips(mask):
+    ours = rle_encode(mask)
+    theirs = coco.encode(np.asfortranarray(mask.astype(np.uint8)))
+    assert coco.frPyObjects(ours, *ours["size"])["counts"] == theirs["counts"]
+    np.testing.assert_array_equal(rle_decode(ours), mask)
+
+
+def test_overlay_tints_masks_in_each_objects_colour_and_leaves_the_rest():
+    image = np.full((120, 160, 3), 100, np.uint8)
+    mask = np.zeros((120, 160), bool)
+    mask[40:80, 40:100] = True
+    drawn = overlay(image, [DrawnObject(object_id=3, mask=mask, label="cup")], alpha=0.5)
+    assert drawn.shape == image.shape and drawn.dtype == np.uint8
+    inside = drawn[60, 70].astype(int)
+    expected = (np.array(color_of(3)) * 0.5 + 100 * 0.5).round()
+    np.testing.assert_allclose(inside, expected, atol=1)
+    assert (drawn[5, 150] == 100).all()
+    assert color_of(1) != color_of(2)

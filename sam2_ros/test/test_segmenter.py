@@ -1,0 +1,126 @@
+"""Single-image segmentation equals Meta's SAM2ImagePredictor on the same weights and photos."""
+import numpy as np
+import pytest
+from sam2.sam2_image_predictor import SAM2ImagePredictor
+
+from conftest import PHOTOS, photo
+from sam2_ros.core.prompts import Prompt
+from sam2_ros.core.segmenter import FrameNotCached, Segmenter
+
+
+def meta_predictor(model, image) -> SAM2ImagePredictor:
+    """Meta's predictor on our network. It hard-codes feature sizes for 1024-pixel inputs,
+    so at another input size they are set to what that size gives.
+    """
+    predictor = SAM2ImagePredictor(model.sam)
+    side = model.image_size // 16
+    predictor._bb_feat_sizes = [(4 * side, 4 * side), (2 * side, 2 * side), (side, side)]
+    predictor.set_image(image)
+    return predictor
+
+
+def assert_same(ours, masks, scores, logits):
+    diff = np.count_nonzero(ours.mask != masks.astype(bool))
+    assert diff == 0, f"{diff} pixels differ from Meta's mask"
+    assert ours.score == pytest.approx(float(scores), abs=1e-5)
+    np.testing.assert_allclose(ours.logits, logits, atol=1e-4)
+
+
+@pytest.fixture(scope="module", params=PHOTOS)
+def scene(request, small_model):
+    image = photo(request.param)
+    segmenter = Segmenter(small_model)
+    segmenter.add_frame(request.param, image)
+    return image, segmenter, meta_predictor(small_model, image)
+
+
+def test_single_click_keeps_the_best_of_sam2s_three_masks_like_meta(scene):
+    image, segmenter, meta = scene
+    h, w = image.shape[:2]
+    point, label = np.array([[w * 0.45, h * 0.55]]), np.array([1])
+    masks, scores, logits = meta.predict(point_coords=point, point_labels=label, multimask_output=True)
+    best = int(np.argmax(scores))
+    ours = segmenter.predict([Prompt(object_id=1, points=point, point_labels=label)]).objects[0]
+    assert_same(ours, masks[best], scores[best], logits[best:best + 1])
+    assert 0.0 <= ours.presence <= 1.0
+
+
+def test_box_prompt_equals_meta(scene):
+    image, segmenter, meta = scene
+    h, w = image.shape[:2]
+    box = np.array([w * 0.2, h * 0.15, w * 0.7, h * 0.8], np.float32)
+    masks, scores, logits = meta.predict(box=box, multimask_output=False)
+    assert_same(segmenter.predict([Prompt(object_id=1, box=box)]).objects[0], masks[0], scores[0], logits)
+
+
+def test_points_with_a_box_equal_meta(scene):
+    image, segmenter, meta = scene
+    h, w = image.shape[:2]
+    points, labels = np.array([[w * 0.5, h * 0.5], [w * 0.25, h * 0.3]]), np.array([1, 0])
+    box = np.array([w * 0.1, h * 0.1, w * 0.8, h * 0.9], np.float32)
+    masks, scores, logits = meta.predict(point_coords=points, point_labels=labels, box=box,
+                                         multimask_output=False)
+    ours = segmenter.predict([Prompt(object_id=3, points=points, point_labels=labels, box=box)])
+    assert_same(ours.objects[0], masks[0], scores[0], logits)
+
+
+def test_several_objects_in_one_batched_call_equal_metas_batched_prediction(scene):
+    image, segmenter, meta = scene
+    h, w = image.shape[:2]
+    boxes = np.array([[w * 0.05, h * 0.1, w * 0.5, h * 0.6], [w * 0.4, h * 0.3, w * 0.95, h * 0.9],
+                      [w * 0.2, h * 0.2, w * 0.4, h * 0.4]], np.float32)
+    masks, scores, logits = meta.predict(box=boxes, multimask_output=False)
+    ours = segmenter.predict([Prompt(object_id=i + 1, label=f"thing{i}", box=box)
+                              for i, box in enumerate(boxes)])
+    assert [o.object_id for o in ours.objects] == [1, 2, 3]
+    assert [o.label for o in ours.objects] == ["thing0", "thing1", "thing2"]
+    for i, obj in enumerate(ours.objects):
+        assert_same(obj, masks[i, 0], scores[i, 0], logits[i])
+
+
+def test_a_correction_fed_back_as_mask_logits_equals_metas_mask_input(scene):
+    image, segmenter, meta = scene
+    h, w = image.shape[:2]
+    first = segmenter.predict([Prompt(object_id=1, box=np.array([0, 0, w / 2, h / 2]))]).objects[0]
+    point, label = np.array([[w * 0.3, h * 0.3]]), np.array([0])
+    masks, scores, logits = meta.predict(point_coords=point, point_labels=label,
+                                         mask_input=first.logits, multimask_output=False)
+    ours = segmenter.predict([Prompt(object_id=1, points=point, point_labels=label,
+                                     mask_logits=first.logits)]).objects[0]
+    assert_same(ours, masks[0], scores[0], logits)
+
+
+def test_full_size_1024_input_equals_meta(full_model):
+    image = photo("astronaut")
+    meta = meta_predictor(full_model, image)
+    box = np.array([100, 50, 400, 480], np.float32)
+    masks, scores, logits = meta.predict(box=box, multimask_output=False)
+    ours = Segmenter(full_model).segment(image, [Prompt(object_id=1, box=box)])
+    assert_same(ours.objects[0], masks[0], scores[0], logits)
+    assert ours.objects[0].logits.shape == (1, 256, 256)
+
+
+def test_prompts_on_a_cached_frame_reuse_its_encoding(small_model):
+    segmenter = Segmenter(small_model, cache_size=2)
+    image = photo("coffee")
+    first = segmenter.segment(image, [Prompt(object_id=1, box=np.array([10, 10, 200, 200]))], key=1)
+    again = segmenter.segment(image, [Prompt(object_id=2, box=np.array([50, 50, 300, 300]))], key=1)
+    assert first.encode_ms > 0 and again.encode_ms == 0.0
+    assert segmenter.frame(1) is segmenter.frame(None)
+
+
+def test_the_frame_cache_is_bounded_and_says_which_frame_was_dropped(small_model):
+    segmenter = Segmenter(small_model, cache_size=2)
+    for key, name in enumerate(("coffee", "chelsea", "rocket")):
+        segmenter.add_frame(key, photo(name))
+    assert segmenter.frame(1).image_hw == photo("chelsea").shape[:2]
+    with pytest.raises(FrameNotCached, match="frame 0 is not among the 2 most recent frames"):
+        segmenter.predict([Prompt(object_id=1, box=np.array([1, 1, 50, 50]))], 0)
+
+
+def test_a_mask_prompt_segments_the_masked_region(small_model):
+    image = photo("chelsea")
+    mask = np.zeros(image.shape[:2], bool)
+    mask[50:200, 100:300] = True
+    result = Segmenter(small_model).segment(image, [Prompt(object_id=4, mask=mask)])
+    assert result.objects[0].mask.shape == mask.shape and result.objects[0].object_id == 4

@@ -24,6 +24,7 @@ setup(
     entry_points={
         'console_scripts': [
             'sam2_segmenter_node = sam2_ros.ros.node:main',
+            'sam2_bench = sam2_ros.tools.bench:main',
         ],
     },
 )

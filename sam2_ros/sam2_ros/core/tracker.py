@@ -1,0 +1,295 @@
+"""Streaming tracker: SAM 2's memory on an endless camera stream, with bounded state.
+
+Each object keeps its own memory bank, as in Meta's SAM2VideoPredictor (SAM 2.1 tracks
+objects independently), so objects can be added, corrected or removed at any frame. Only
+what SAM 2 can still attend to is kept: the last memory frames (with SAM 2's temporal
+stride), the object pointers of the last `max_obj_ptrs_in_encoder` frames, and a capped
+number of conditioning (prompted) frames. No images and no older outputs are kept.
+"""
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from sam2.utils.misc import fill_holes_in_mask_scores
+
+from sam2_ros.core.encoding import EncodedFrame, encode
+from sam2_ros.core.model import LoadedModel
+from sam2_ros.core.prompts import ASSIGN_NEW_ID, Prompt, validate
+
+# A live stream has no length; SAM 2 only uses it to cap object pointers at
+# min(num_frames, max_obj_ptrs_in_encoder), which any stream longer than that cap reaches.
+_ENDLESS = sys.maxsize
+
+
+class TrackerError(ValueError):
+    """An operation the tracker refuses; the message says why."""
+
+
+@dataclass
+class TrackedObject:
+    """One object's identity and SAM 2 memory bank."""
+
+    object_id: int
+    label: str
+    cond: dict[int, dict] = field(default_factory=dict)  # prompted frames' outputs
+    non_cond: dict[int, dict] = field(default_factory=dict)  # tracked frames' outputs
+    pending: dict | None = None  # output of a prompt on the current frame, memory not yet encoded
+    pending_is_cond: bool = False
+
+
+@dataclass
+class TrackedMask:
+    """One object on one frame."""
+
+    object_id: int
+    label: str
+    mask: np.ndarray  # (H, W) bool, empty when the object is not visible
+    score: float  # SAM 2's predicted IoU of the mask
+    presence: float  # SAM 2's object-presence probability
+    logits: np.ndarray  # (1, S/4, S/4) low-res mask logits
+
+    @property
+    def visible(self) -> bool:
+        return self.presence > 0.5 and bool(self.mask.any())
+
+
+@dataclass
+class FrameResult:
+    """Every tracked object on one frame, in ascending object id."""
+
+    frame_index: int
+    objects: list[TrackedMask]
+    encode_ms: float
+    track_ms: float
+    dropped_cond_frames: dict[int, list[int]] = field(default_factory=dict)  # object id -> frames
+
+
+class StreamingTracker:
+    """Track prompted objects frame by frame; prompts apply to the newest frame."""
+
+    def __init__(self, model: LoadedModel, max_objects: int = 16, max_cond_frames: int = 8,
+                 fill_hole_area: int = 8, corrections_as_conditioning: bool = True):
+        if max_objects < 1 or max_cond_frames < 1:
+            raise ValueError("max_objects and max_cond_frames must be at least 1")
+        self.model = model
+        self.max_objects = max_objects
+        self.max_cond_frames = max_cond_frames
+        self.fill_hole_area = fill_hole_area
+        self.corrections_as_conditioning = corrections_as_conditioning
+        self.objects: dict[int, TrackedObject] = {}
+        self.frame_index = -1
+        self._frame: EncodedFrame | None = None
+        self._features: tuple | None = None  # (vision_feats, vision_pos, feat_sizes) of _frame
+        self._last: dict[int, TrackedMask] = {}
+        self._maskmem_pos_enc: list[torch.Tensor] | None = None  # same for every frame and object
+        self._next_id = 1
+
+    # ----- the stream -----
+    @torch.inference_mode()
+    def track(self, image: np.ndarray, frame: EncodedFrame | None = None) -> FrameResult:
+        """Take the next camera frame: encode it (unless given) and track every object on it."""
+        dropped = self._finish_frame()
+        frame = frame if frame is not None else encode(self.model, image)
+        self.frame_index += 1
+        self._frame = frame
+        _, feats, pos, sizes = self.model.sam._prepare_backbone_features(frame.backbone)
+        self._features = (feats, pos, sizes)
+        start = time.perf_counter()
+        self._last = {}
+        for obj in self.objects.values():
+            out, result = self._step(obj, point_inputs=None, mask_inputs=None, init=False,
+                                     run_mem_encoder=True)
+            obj.non_cond[self.frame_index] = out
+            self._last[obj.object_id] = result
+            self._forget(obj)
+        return FrameResult(self.frame_index, self._sorted(), frame.encode_ms,
+                           (time.perf_counter() - start) * 1e3, dropped)
+
+    @torch.inference_mode()
+    def add_prompt(self, prompt: Prompt) -> tuple[int, FrameResult]:
+        """Add a new object, or correct a tracked one, on the newest frame."""
+        if self._frame is None:
+            raise TrackerError("no frame yet: call track() with a camera frame before prompting")
+        prompt = validate(prompt, self._frame.image_hw)
+        if prompt.mask_logits is not None or (prompt.mask is not None and (len(prompt.points)
+                                                                           or prompt.box is not None)):
+            raise TrackerError("the tracker takes points and/or a box, or a binary mask alone")
+        object_id = prompt.object_id
+        if object_id == ASSIGN_NEW_ID:
+            object_id = self._new_id()
+        obj = self.objects.get(object_id)
+        if obj is None:
+            if len(self.objects) >= self.max_objects:
+                raise TrackerError(f"cannot add object {object_id}: already tracking "
+                                   f"{len(self.objects)} objects (max_objects {self.max_objects})")
+            obj = self.objects[object_id] = TrackedObject(object_id, prompt.label)
+            self._next_id = max(self._next_id, object_id + 1)
+        elif prompt.label:
+            obj.label = prompt.label
+        start = time.perf_counter()
+        init = self.frame_index not in obj.non_cond  # as SAM 2: not yet tracked on this frame
+        if prompt.mask is not None:
+            out, result = self._step(obj, None, self._mask_input(prompt.mask), init, False)
+        else:
+            previous = obj.pending or obj.non_cond.get(self.frame_index)
+            prev_logits = None if previous is None else torch.clamp(previous["pred_masks"], -32.0, 32.0)
+            out, result = self._step(obj, self._point_input(prompt), None, init, False, prev_logits)
+        obj.pending = out
+        obj.pending_is_cond = init or self.corrections_as_conditioning
+        self._last[object_id] = result
+        return object_id, FrameResult(self.frame_index, self._sorted(), 0.0,
+                                      (time.perf_counter() - start) * 1e3)
+
+    def remove(self, object_id: int) -> None:
+        """Stop tracking an object; its memory is freed."""
+        if object_id not in self.objects:
+            known = ", ".join(map(str, sorted(self.objects))) or "none"
+            raise TrackerError(f"no object with id {object_id} (tracked ids: {known})")
+        del self.objects[object_id]
+        self._last.pop(object_id, None)
+
+    def reset(self) -> None:
+        """Forget every object; the stream and its frame counter go on."""
+        self.objects.clear()
+        self._last.clear()
+        self._next_id = 1
+
+    def retained_tensor_bytes(self) -> int:
+        """Bytes of tensors held in every object's memory bank (for memory checks)."""
+        seen, total = set(), 0
+        for obj in self.objects.values():
+            outputs = [*obj.cond.values(), *obj.non_cond.values(), obj.pending or {}]
+            for out in outputs:
+                for value in out.values():
+                    for tensor in value if isinstance(value, list) else [value]:
+                        if isinstance(tensor, torch.Tensor) and id(tensor) not in seen:
+                            seen.add(id(tensor))
+                            total += tensor.numel() * tensor.element_size()
+        return total
+
+    # ----- SAM 2 steps -----
+    def _step(self, obj: TrackedObject, point_inputs, mask_inputs, init: bool, run_mem_encoder: bool,
+              prev_logits: torch.Tensor | None = None) -> tuple[dict, TrackedMask]:
+        """One SAM 2 track step for one object on the current frame (SAM2Base._track_step)."""
+        sam = self.model.sam
+        feats, pos, sizes = self._features
+        bank = {"cond_frame_outputs": obj.cond, "non_cond_frame_outputs": obj.non_cond}
+        with self.model.autocast():
+            _, sam_outputs, _, _ = sam._track_step(
+                self.frame_index, init, feats, pos, sizes, point_inputs, mask_inputs, bank,
+                _ENDLESS, False, prev_logits)
+            _, _, ious, low_res, high_res, obj_ptr, object_logits = sam_outputs
+            out = {"pred_masks": low_res, "obj_ptr": obj_ptr, "object_score_logits": object_logits,
+                   "maskmem_features": None, "maskmem_pos_enc": None}
+            if run_mem_encoder:
+                self._encode_memory(out, high_res, is_mask_from_pts=point_inputs is not None)
+        if self.fill_hole_area > 0:
+            out["pred_masks"] = fill_holes_in_mask_scores(out["pred_masks"], self.fill_hole_area)
+        return out, self._result(obj, out, float(ious.float().max()))
+
+    def _encode_memory(self, out: dict, high_res_masks: torch.Tensor, is_mask_from_pts: bool) -> None:
+        """Memory of this frame for later ones; stored in bfloat16, as Meta's predictor does."""
+        feats, _, sizes = self._features
+        features, pos_enc = self.model.sam._encode_new_memory(
+            current_vision_feats=feats, feat_sizes=sizes, pred_masks_high_res=high_res_masks,
+            object_score_logits=out["object_score_logits"], is_mask_from_pts=is_mask_from_pts)
+        if self._maskmem_pos_enc is None:
+            self._maskmem_pos_enc = [x[0:1].clone() for x in pos_enc]
+        out["maskmem_features"] = features.to(torch.bfloat16)
+        out["maskmem_pos_enc"] = self._maskmem_pos_enc
+
+    def _finish_frame(self) -> dict[int, list[int]]:
+        """Encode the memory of prompts made on the frame that is ending, and file them."""
+        dropped: dict[int, list[int]] = {}
+        size = self.model.image_size
+        for obj in self.objects.values():
+            out, obj.pending = obj.pending, None
+            if out is None:
+                continue
+            high_res = F.interpolate(out["pred_masks"], size=(size, size), mode="bilinear",
+                                     align_corners=False)
+            with torch.inference_mode(), self.model.autocast():
+                self._encode_memory(out, high_res, is_mask_from_pts=True)
+            if obj.pending_is_cond:
+                obj.cond[self.frame_index] = out
+                obj.non_cond.pop(self.frame_index, None)
+                if len(obj.cond) > self.max_cond_frames:
+                    dropped[obj.object_id] = self._cap_cond_frames(obj)
+            else:
+                obj.non_cond[self.frame_index] = out
+        return dropped
+
+    def _cap_cond_frames(self, obj: TrackedObject) -> list[int]:
+        """Keep the first prompt (the object's anchor) and the newest ones SAM 2 attends to most."""
+        frames = sorted(obj.cond)
+        keep = {frames[0], *frames[-(self.max_cond_frames - 1):]} if self.max_cond_frames > 1 \
+            else {frames[-1]}
+        dropped = [t for t in frames if t not in keep]
+        for t in dropped:
+            del obj.cond[t]
+        return dropped
+
+    def _forget(self, obj: TrackedObject) -> None:
+        """Drop tracked outputs that no later step can attend to.
+
+        Kept: what a correction on this frame or the next frame reads; where only the
+        object pointer is still read, only that.
+        """
+        sam, now = self.model.sam, self.frame_index
+        stride = sam.memory_temporal_stride_for_eval
+        memory_frames = {f - 1 for f in (now, now + 1)} | {
+            ((f - 2) // stride) * stride - (t_rel - 2) * stride
+            for f in (now, now + 1) for t_rel in range(2, sam.num_maskmem)}
+        oldest_pointer = now - (sam.max_obj_ptrs_in_encoder - 1)
+        for t in list(obj.non_cond):
+            if t == now or t in memory_frames:
+                continue
+            if t >= oldest_pointer and sam.use_obj_ptrs_in_encoder:
+                out = obj.non_cond[t]
+                if out.get("maskmem_features") is not None:
+                    obj.non_cond[t] = {"obj_ptr": out["obj_ptr"], "maskmem_features": None}
+            else:
+                del obj.non_cond[t]
+
+    # ----- conversions -----
+    def _point_input(self, prompt: Prompt) -> dict:
+        """Points (box corners first) scaled to SAM 2's input size, as the video predictor does."""
+        device, size = self.model.device, self.model.image_size
+        height, width = self._frame.image_hw
+        coords = [torch.as_tensor(prompt.points, dtype=torch.float32)]
+        labels = [torch.as_tensor(prompt.point_labels, dtype=torch.int32)]
+        if prompt.box is not None:
+            coords.insert(0, torch.as_tensor(prompt.box, dtype=torch.float32).reshape(2, 2))
+            labels.insert(0, torch.tensor([2, 3], dtype=torch.int32))
+        points = torch.cat(coords)[None] / torch.tensor([width, height]) * size
+        return {"point_coords": points.to(device), "point_labels": torch.cat(labels)[None].to(device)}
+
+    def _mask_input(self, mask: np.ndarray) -> torch.Tensor:
+        """Scale a full-resolution binary mask to SAM 2's input size (antialiased, thresholded)."""
+        size = self.model.image_size
+        tensor = torch.as_tensor(mask, dtype=torch.bool)[None, None].float().to(self.model.device)
+        if tensor.shape[-2:] != (size, size):
+            tensor = F.interpolate(tensor, size=(size, size), align_corners=False, mode="bilinear",
+                                   antialias=True)
+            tensor = (tensor >= 0.5).float()
+        return tensor
+
+    def _result(self, obj: TrackedObject, out: dict, score: float) -> TrackedMask:
+        logits = out["pred_masks"].float()
+        mask = F.interpolate(logits, size=self._frame.image_hw, mode="bilinear", align_corners=False) > 0
+        presence = float(torch.sigmoid(out["object_score_logits"].float()).reshape(-1)[0])
+        return TrackedMask(obj.object_id, obj.label, mask[0, 0].cpu().numpy(), score, presence,
+                           logits[0].cpu().numpy())
+
+    def _sorted(self) -> list[TrackedMask]:
+        return [self._last[i] for i in sorted(self._last) if i in self.objects]
+
+    def _new_id(self) -> int:
+        while self._next_id in self.objects:
+            self._next_id += 1
+        return self._next_id

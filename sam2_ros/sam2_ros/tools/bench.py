@@ -1,0 +1,203 @@
+"""sam2_bench: speed and memory of sam2_ros, measured side by side in one run, as JSON."""
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import psutil
+import skimage.data
+import torch
+from tqdm import tqdm
+
+from sam2_ros.core.contours import describe
+from sam2_ros.core.model import LoadedModel, ModelSpec, load_model, write_random_checkpoint
+from sam2_ros.core.prompts import Prompt
+from sam2_ros.core.segmenter import Segmenter
+from sam2_ros.core.tracker import StreamingTracker
+from sam2_ros.tools.meta_live import MetaLiveStream
+from sam2_ros.tools.scenes import object_box, pan_clip
+
+SUITES = ("core", "tracker")
+
+
+def median_ms(action: Callable[[], object], repeats: int, sync: Callable[[], None]) -> float:
+    """Median wall time of `action` over `repeats` runs, after one warm-up."""
+    action()
+    sync()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        action()
+        sync()
+        times.append((time.perf_counter() - start) * 1e3)
+    return statistics.median(times)
+
+
+def camera_frame(height: int = 480, width: int = 640) -> np.ndarray:
+    """Return a real photograph at a camera's resolution."""
+    import cv2
+    return cv2.resize(skimage.data.astronaut(), (width, height), interpolation=cv2.INTER_AREA)
+
+
+def eight_boxes(width: int, height: int) -> list[Prompt]:
+    """Eight box prompts tiled over the frame (same shape, so they batch)."""
+    boxes = [(x * width / 4, y * height / 2, (x + 1) * width / 4, (y + 1) * height / 2)
+             for y in range(2) for x in range(4)]
+    return [Prompt(object_id=i + 1, box=np.array(box, np.float32)) for i, box in enumerate(boxes)]
+
+
+def bench_core(model: LoadedModel, repeats: int, sync: Callable[[], None]) -> dict:
+    """Encode, decode (1 and 8 objects, batched and one by one), cache reuse, contours."""
+    image = camera_frame()
+    height, width = image.shape[:2]
+    segmenter = Segmenter(model, cache_size=1)  # holds "frame" only
+    scratch = Segmenter(model, cache_size=1)  # every frame new: pays the encoder
+    click = [Prompt(object_id=1, points=np.array([[width / 2, height / 2]]), point_labels=np.array([1]))]
+    boxes = eight_boxes(width, height)
+    frame = segmenter.add_frame("frame", image)
+    fresh_keys = iter(range(10**9))
+
+    def first_prompt():
+        scratch.segment(image, click, key=next(fresh_keys))
+
+    mask = np.zeros((1080, 1920), np.uint8)
+    yy, xx = np.mgrid[:1080, :1920]
+    mask[((yy - 540) ** 2 / 300**2 + (xx - 960) ** 2 / 500**2) < 1] = 1
+    mask[500:580, 900:1020] = 0  # a hole
+
+    results = {
+        "encode_ms": median_ms(lambda: scratch.add_frame(object(), image), repeats, sync),
+        "decode_ms_1obj": median_ms(lambda: segmenter.predict(click, frame), repeats, sync),
+        "decode_ms_8obj_batched": median_ms(lambda: segmenter.predict(boxes, frame), repeats, sync),
+        "decode_ms_8obj_sequential": median_ms(
+            lambda: [segmenter.predict([box], frame) for box in boxes], repeats, sync),
+        "first_prompt_ms": median_ms(first_prompt, repeats, sync),
+        "cached_prompt_ms": median_ms(lambda: segmenter.segment(image, click, key="frame"), repeats, sync),
+        "contours_ms_1080p": median_ms(lambda: describe(mask), repeats, sync),
+    }
+    results["cached_prompt_ratio"] = results["cached_prompt_ms"] / results["first_prompt_ms"]
+    results["batched_over_sequential_8obj"] = (results["decode_ms_8obj_batched"]
+                                               / results["decode_ms_8obj_sequential"])
+    return results
+
+
+def _rss_mb() -> float:
+    return psutil.Process().memory_info().rss / 2**20
+
+
+def _slope(values: list[float]) -> float:
+    """Least-squares growth per step."""
+    return float(np.polyfit(np.arange(len(values)), values, 1)[0]) if len(values) > 1 else 0.0
+
+
+def bench_tracker(model: LoadedModel, checkpoint: str, frames: int, sync: Callable[[], None]) -> dict:
+    """Ours and Meta's SAM2VideoPredictor on the same frames and prompts (2 objects), in turn."""
+    images, truths = pan_clip(frames)
+    prompts = [Prompt(object_id=1, box=object_box(truths[0])),
+               Prompt(object_id=2, points=np.array([[250.0, 50.0]]), point_labels=np.array([1]))]
+    window = model.sam.max_obj_ptrs_in_encoder + model.sam.num_maskmem
+
+    tracker = StreamingTracker(model)
+    times, rss = [], []
+    for t, image in enumerate(tqdm(images, desc="sam2_ros tracker", leave=False)):
+        start = time.perf_counter()
+        tracker.track(image)
+        if t == 0:
+            for prompt in prompts:
+                tracker.add_prompt(prompt)
+        sync()
+        times.append((time.perf_counter() - start) * 1e3)
+        rss.append(_rss_mb())
+    retained = tracker.retained_tensor_bytes() / 2**20
+    del tracker
+    gc.collect()
+
+    rss_before = _rss_mb()
+    meta = MetaLiveStream(checkpoint, images, model.image_size, model.spec.name, str(model.device))
+    meta_times = []
+    for t in tqdm(range(frames), desc="Meta SAM2VideoPredictor", leave=False):
+        start = time.perf_counter()
+        meta.track(t)
+        if t == 0:
+            for prompt in prompts:
+                meta.add_prompt(0, prompt)
+        sync()
+        meta_times.append((time.perf_counter() - start) * 1e3)
+    meta_growth = (_rss_mb() - rss_before) / frames
+    return {
+        "frames": frames,
+        "tracker_ms_per_frame": statistics.median(times[1:]),
+        "meta_ms_per_frame": statistics.median(meta_times[1:]),
+        "tracker_rss_growth_mb_per_frame": _slope(rss[window:]),
+        "meta_rss_growth_mb_per_frame": meta_growth,
+        "tracker_retained_state_mb": retained,
+        "tracker_rss_mb_after_window": rss[min(window, frames - 1)],
+        "tracker_rss_mb_end": rss[-1],
+    }
+
+
+def markdown(results: dict) -> str:
+    """Format the results as a two-column markdown table for notes and READMEs."""
+    rows = [f"| {key} | {value:.3f} |" if isinstance(value, float) else f"| {key} | {value} |"
+            for key, value in results.items()]
+    return "\n".join(["| key | value |", "|---|---|", *rows])
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--suite", choices=SUITES + ("all",), default="all")
+    parser.add_argument("--json", type=Path, help="write the results here")
+    parser.add_argument("--model", default="sam2.1_hiera_tiny")
+    parser.add_argument("--checkpoint", help="Meta's .pt; default: seeded random weights")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--precision", default="float32")
+    parser.add_argument("--image-size", type=int, default=1024)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--frames", type=int, default=60, help="tracker suite: frames per run")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the chosen suites and print (and optionally save) one JSON object."""
+    args = parse_args(argv)
+    with tempfile.TemporaryDirectory() as scratch:
+        checkpoint = args.checkpoint or str(write_random_checkpoint(Path(scratch) / "random.pt", args.model))
+        results = run_suites(args, checkpoint)
+    text = json.dumps(results, indent=2)
+    print(text)
+    print(markdown(results), file=sys.stderr)
+    if args.json:
+        args.json.write_text(text + "\n")
+    return 0
+
+
+def run_suites(args: argparse.Namespace, checkpoint: str) -> dict:
+    """Load the model once and run each chosen suite on it."""
+    model = load_model(ModelSpec(name=args.model, checkpoint=checkpoint, device=args.device,
+                                 precision=args.precision, image_size=args.image_size))
+
+    def sync() -> None:
+        if model.device.type == "cuda":
+            torch.cuda.synchronize(model.device)
+
+    results: dict = {"device": str(model.device), "model": args.model, "image_size": args.image_size,
+                     "precision": args.precision, "random_weights": args.checkpoint is None,
+                     "torch_threads": torch.get_num_threads()}
+    suites = SUITES if args.suite == "all" else (args.suite,)
+    if "core" in suites:
+        results.update(bench_core(model, args.repeats, sync))
+    if "tracker" in suites:
+        results.update(bench_tracker(model, checkpoint, args.frames, sync))
+    return results
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,29 @@
+"""sam2_bench writes the JSON keys that scripts read (a benchmark, so no timing is asserted)."""
+import json
+
+from sam2_ros.tools.bench import main
+
+CORE_KEYS = {"device", "model", "image_size", "encode_ms", "decode_ms_1obj", "decode_ms_8obj_batched",
+             "decode_ms_8obj_sequential", "cached_prompt_ratio", "contours_ms_1080p"}
+
+TRACKER_KEYS = {"tracker_ms_per_frame", "meta_ms_per_frame", "tracker_rss_growth_mb_per_frame",
+                "meta_rss_growth_mb_per_frame", "frames"}
+
+
+def test_core_suite_writes_every_documented_key(tmp_path, checkpoint):
+    out = tmp_path / "bench.json"
+    assert main(["--suite", "core", "--checkpoint", checkpoint, "--device", "cpu",
+                 "--image-size", "256", "--repeats", "1", "--json", str(out)]) == 0
+    results = json.loads(out.read_text())
+    assert CORE_KEYS <= results.keys(), CORE_KEYS - results.keys()
+    assert results["device"] == "cpu" and results["image_size"] == 256
+    assert all(results[key] > 0 for key in CORE_KEYS - {"device", "model", "image_size"})
+
+
+def test_tracker_suite_runs_ours_and_metas_predictor_side_by_side(tmp_path, checkpoint):
+    out = tmp_path / "bench.json"
+    assert main(["--suite", "tracker", "--checkpoint", checkpoint, "--device", "cpu",
+                 "--image-size", "256", "--frames", "3", "--json", str(out)]) == 0
+    results = json.loads(out.read_text())
+    assert TRACKER_KEYS <= results.keys(), TRACKER_KEYS - results.keys()
+    assert results["frames"] == 3 and results["tracker_ms_per_frame"] > 0 and results["meta_ms_per_frame"] > 0

@@ -1,0 +1,155 @@
+"""The streaming tracker: SAM 2 memory on a live stream, exact to Meta's SAM2VideoPredictor."""
+import numpy as np
+import pytest
+
+from conftest import SMALL
+from sam2_ros.core.prompts import Prompt
+from sam2_ros.core.tracker import StreamingTracker, TrackerError
+from sam2_ros.tools.meta_live import MetaLiveStream
+from sam2_ros.tools.scenes import object_box, pan_clip
+
+FRAMES = 30
+
+
+def script(truths):
+    """What a user does during the clip: frame -> list of (action, argument)."""
+    h, w = truths[0].shape
+    return {
+        0: [("prompt", Prompt(object_id=1, box=object_box(truths[0])))],
+        10: [("prompt", Prompt(object_id=2, points=np.array([[w * 0.8, h * 0.25]]),
+                               point_labels=np.array([1])))],
+        15: [("prompt", Prompt(object_id=1, points=np.array([[*object_box(truths[15])[:2] + 40]]),
+                               point_labels=np.array([1])))],
+        20: [("remove", 2)],
+    }
+
+
+def run_ours(model, images, actions):
+    tracker = StreamingTracker(model)
+    masks = {}
+    for t, image in enumerate(images):
+        for kind, arg in actions.get(t, []):
+            if kind == "remove":
+                tracker.remove(arg)
+        result = tracker.track(image)
+        for kind, arg in actions.get(t, []):
+            if kind == "prompt":
+                _, result = tracker.add_prompt(arg)
+        masks[t] = {obj.object_id: obj.mask for obj in result.objects}
+    return masks
+
+
+def run_meta(checkpoint, images, actions):
+    meta = MetaLiveStream(checkpoint, images, SMALL)
+    masks = {}
+    for t in range(len(images)):
+        for kind, arg in actions.get(t, []):
+            if kind == "remove":
+                meta.remove(arg)
+        masks[t] = meta.track(t)
+        for kind, arg in actions.get(t, []):
+            if kind == "prompt":
+                masks[t] = meta.add_prompt(t, arg)
+    return masks
+
+
+def test_masks_equal_meta_video_predictor_driven_live(small_model, checkpoint):
+    images, truths = pan_clip(FRAMES)
+    actions = script(truths)
+    ours = run_ours(small_model, images, actions)
+    meta = run_meta(checkpoint, images, actions)
+    assert ours.keys() == meta.keys() == set(range(FRAMES))
+    for t in range(FRAMES):
+        assert ours[t].keys() == meta[t].keys(), f"frame {t}: objects {ours[t].keys()} vs {meta[t].keys()}"
+        for object_id in ours[t]:
+            diff = np.count_nonzero(ours[t][object_id] != meta[t][object_id])
+            assert diff == 0, f"frame {t}, object {object_id}: {diff} pixels differ from Meta"
+    assert set(ours[12]) == {1, 2} and set(ours[25]) == {1}
+
+
+@pytest.fixture
+def tracker(small_model):
+    return StreamingTracker(small_model, max_objects=2)
+
+
+def test_an_object_can_be_added_long_after_tracking_began(tracker):
+    images, truths = pan_clip(8)
+    tracker.track(images[0])
+    tracker.add_prompt(Prompt(object_id=1, box=object_box(truths[0])))
+    for image in images[1:6]:
+        tracker.track(image)
+    new_id, result = tracker.add_prompt(Prompt(box=object_box(truths[5]) + 10))
+    assert new_id == 2 and [o.object_id for o in result.objects] == [1, 2]
+    result = tracker.track(images[6])
+    assert [o.object_id for o in result.objects] == [1, 2] and result.frame_index == 6
+    assert all(o.mask.shape == truths[0].shape for o in result.objects)
+
+
+def test_removal_and_reset_take_effect_on_the_next_frame(tracker):
+    images, truths = pan_clip(4)
+    tracker.track(images[0])
+    tracker.add_prompt(Prompt(object_id=1, box=object_box(truths[0])))
+    tracker.add_prompt(Prompt(object_id=5, points=np.array([[30, 30]]), point_labels=np.array([1])))
+    tracker.remove(5)
+    assert [o.object_id for o in tracker.track(images[1]).objects] == [1]
+    tracker.reset()
+    assert tracker.track(images[2]).objects == [] and tracker.retained_tensor_bytes() == 0
+
+
+def test_removing_an_unknown_id_names_the_tracked_ones(tracker):
+    images, truths = pan_clip(1)
+    tracker.track(images[0])
+    tracker.add_prompt(Prompt(object_id=3, box=object_box(truths[0])))
+    with pytest.raises(TrackerError, match=r"no object with id 9 \(tracked ids: 3\)"):
+        tracker.remove(9)
+
+
+def test_more_objects_than_allowed_is_refused_and_the_others_are_kept(tracker):
+    images, truths = pan_clip(2)
+    tracker.track(images[0])
+    for object_id in (1, 2):
+        tracker.add_prompt(Prompt(object_id=object_id, box=object_box(truths[0])))
+    with pytest.raises(TrackerError, match=r"already tracking 2 objects \(max_objects 2\)"):
+        tracker.add_prompt(Prompt(object_id=3, box=object_box(truths[0])))
+    assert [o.object_id for o in tracker.track(images[1]).objects] == [1, 2]
+
+
+def test_prompting_before_any_frame_is_refused(tracker):
+    with pytest.raises(TrackerError, match="no frame yet"):
+        tracker.add_prompt(Prompt(object_id=1, box=np.array([0, 0, 5, 5])))
+
+
+def test_a_mask_prompt_starts_an_object(tracker):
+    images, truths = pan_clip(3)
+    tracker.track(images[0])
+    _, result = tracker.add_prompt(Prompt(object_id=1, mask=truths[0]))
+    assert result.objects[0].mask.shape == truths[0].shape
+    assert [o.object_id for o in tracker.track(images[1]).objects] == [1]
+
+
+def test_conditioning_frames_are_capped_keeping_the_first_and_newest(small_model):
+    tracker = StreamingTracker(small_model, max_cond_frames=3)
+    images, truths = pan_clip(6)
+    dropped = {}
+    for t, image in enumerate(images):
+        dropped.update(tracker.track(image).dropped_cond_frames)
+        tracker.add_prompt(Prompt(object_id=1, box=object_box(truths[t])))
+    dropped.update(tracker.track(images[0]).dropped_cond_frames)
+    assert sorted(tracker.objects[1].cond) == [0, 4, 5]
+    assert dropped == {1: [3]}
+
+
+def test_retained_memory_stops_growing_once_sams_windows_are_full(small_model):
+    tracker = StreamingTracker(small_model)
+    images, truths = pan_clip(40)
+    tracker.track(images[0])
+    tracker.add_prompt(Prompt(object_id=1, box=object_box(truths[0])))
+    tracker.add_prompt(Prompt(object_id=2, points=np.array([[250, 50]]), point_labels=np.array([1])))
+    sizes = []
+    for image in images[1:]:
+        tracker.track(image)
+        sizes.append(tracker.retained_tensor_bytes())
+    window = small_model.sam.max_obj_ptrs_in_encoder + 1
+    assert len(set(sizes[window:])) == 1, f"retained bytes still change: {sizes[window:]}"
+    assert all(len(obj.non_cond) <= small_model.sam.max_obj_ptrs_in_encoder
+               for obj in tracker.objects.values())

@@ -44,6 +44,47 @@ def test_node_starts_with_its_params_file_and_exits_zero_on_sigint(checkpoint):
         process.kill()
 
 
+def test_node_started_as_the_launch_file_starts_it_segments_a_remapped_camera_topic(checkpoint):
+    """Reliable image QoS, as for bag replay: Fast DDS over loopback UDP (no shared memory)
+    loses large best-effort images between processes.
+    """
+    import numpy as np
+    import rclpy
+    from rosharness import Peer, header, wait_until
+
+    from conftest import photo
+    from sam2_ros_interfaces.msg import Prompt
+
+    params = Path(get_package_share_directory("sam2_ros")) / "config" / "sam2_segmenter.yaml"
+    process = start("--params-file", str(params), "-p", f"checkpoint:={checkpoint}", "-p", "device:=cpu",
+                    "-p", "image_size:=256", "-p", "image_qos:=reliable",
+                    "-r", "image:=/camera/color/image_raw")
+    rclpy.init()
+    try:
+        wait_for_line(process, "active")
+        peer = Peer(image_topic="/camera/color/image_raw")
+        prompts = peer.node.create_publisher(Prompt, "prompt", 10)
+        spin = lambda: rclpy.spin_once(peer.node, timeout_sec=0.05)  # noqa: E731
+        wait_until(lambda: spin() or (peer.camera.get_subscription_count() and prompts.get_subscription_count()),
+                   30, "the node's subscriptions")
+        image, first, second = photo("astronaut"), header(5), header(6)
+        peer.publish_rgb(image, first)
+        wait_until(lambda: spin() or any(r.header == first for r in peer.results), 60, "the first result")
+        prompts.publish(Prompt(header=first, object_id=-1, label="person", box=[100.0, 50.0, 400.0, 480.0]))
+        wait_until(lambda: spin() or any(r.objects for r in peer.results), 60, "the prompted result")
+        peer.publish_rgb(image, second)
+        result = wait_until(lambda: spin() or next((r for r in peer.results if r.header == second), None), 60,
+                            "a tracked result")
+        assert [(o.object_id, o.label) for o in result.objects] == [(1, "person")]
+        assert result.objects[0].area > 0 and np.isfinite(result.objects[0].score)
+        peer.node.destroy_node()
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=30) == 0
+    finally:
+        rclpy.shutdown()
+        process.kill()
+
+
 def test_a_missing_checkpoint_fails_configuration_with_the_loaders_message(tmp_path):
     process = start("-p", f"checkpoint:={tmp_path / 'absent.pt'}", "-p", "device:=cpu")
     try:

@@ -31,6 +31,8 @@ def to_model_input(image: np.ndarray, size: int, device: torch.device) -> torch.
     """
     if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
         raise ValueError(f"expected an HxWx3 uint8 RGB image, got {image.dtype} {image.shape}")
+    if not image.flags.writeable:  # e.g. a view of a ROS message buffer
+        image = image.copy()
     tensor = torch.from_numpy(np.ascontiguousarray(image)).to(device)
     tensor = tensor.permute(2, 0, 1).contiguous().float().div(255)
     tensor = TF.resize(tensor, [size, size], antialias=True)

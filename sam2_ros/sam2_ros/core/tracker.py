@@ -107,7 +107,7 @@ class StreamingTracker:
             obj.non_cond[self.frame_index] = out
             self._last[obj.object_id] = result
             self._forget(obj)
-        return FrameResult(self.frame_index, self._sorted(), frame.encode_ms,
+        return FrameResult(self.frame_index, self.current(), frame.encode_ms,
                            (time.perf_counter() - start) * 1e3, dropped)
 
     @torch.inference_mode()
@@ -142,7 +142,7 @@ class StreamingTracker:
         obj.pending = out
         obj.pending_is_cond = init or self.corrections_as_conditioning
         self._last[object_id] = result
-        return object_id, FrameResult(self.frame_index, self._sorted(), 0.0,
+        return object_id, FrameResult(self.frame_index, self.current(), 0.0,
                                       (time.perf_counter() - start) * 1e3)
 
     def remove(self, object_id: int) -> None:
@@ -286,7 +286,8 @@ class StreamingTracker:
         return TrackedMask(obj.object_id, obj.label, mask[0, 0].cpu().numpy(), score, presence,
                            logits[0].cpu().numpy())
 
-    def _sorted(self) -> list[TrackedMask]:
+    def current(self) -> list[TrackedMask]:
+        """Every tracked object's latest result on the newest frame, in ascending id."""
         return [self._last[i] for i in sorted(self._last) if i in self.objects]
 
     def _new_id(self) -> int:

@@ -1,0 +1,120 @@
+"""sensor_msgs images <-> numpy, with cv_bridge's encoding names and semantics but not its faults.
+
+Handled where cv_bridge is not: row padding that is not a whole number of pixels,
+big-endian data under numpy 2, and the uyvy/yuyv/nv21/nv12 names. No compiled module is
+needed, so this also runs where cv_bridge is not installed.
+"""
+from __future__ import annotations
+
+import cv2
+import numpy as np
+from sensor_msgs.msg import CompressedImage, Image
+from std_msgs.msg import Header
+
+
+class ImageError(ValueError):
+    """An image message that cannot be turned into pixels; the message says why."""
+
+
+# encoding -> (channels, numpy dtype, OpenCV code to RGB or None)
+_PLAIN = {
+    "rgb8": (3, np.uint8, None), "bgr8": (3, np.uint8, cv2.COLOR_BGR2RGB),
+    "rgba8": (4, np.uint8, cv2.COLOR_RGBA2RGB), "bgra8": (4, np.uint8, cv2.COLOR_BGRA2RGB),
+    "mono8": (1, np.uint8, cv2.COLOR_GRAY2RGB), "8UC1": (1, np.uint8, cv2.COLOR_GRAY2RGB),
+    "8UC3": (3, np.uint8, cv2.COLOR_BGR2RGB),  # OpenCV's default order, as cv_bridge assumes
+    "mono16": (1, np.uint16, cv2.COLOR_GRAY2RGB), "16UC1": (1, np.uint16, cv2.COLOR_GRAY2RGB),
+    "rgb16": (3, np.uint16, None), "bgr16": (3, np.uint16, cv2.COLOR_BGR2RGB),
+}
+# OpenCV names a Bayer pattern by its second row's first two pixels: ROS rggb is OpenCV BG.
+_BAYER = {"rggb": cv2.COLOR_BayerBG2RGB, "bggr": cv2.COLOR_BayerRG2RGB,
+          "gbrg": cv2.COLOR_BayerGR2RGB, "grbg": cv2.COLOR_BayerGB2RGB}
+_PACKED_YUV = {"yuv422": cv2.COLOR_YUV2RGB_UYVY, "uyvy": cv2.COLOR_YUV2RGB_UYVY,
+               "yuv422_yuy2": cv2.COLOR_YUV2RGB_YUY2, "yuyv": cv2.COLOR_YUV2RGB_YUY2}
+_PLANAR_YUV = {"nv21": cv2.COLOR_YUV2RGB_NV21, "nv12": cv2.COLOR_YUV2RGB_NV12}
+
+SUPPORTED_ENCODINGS = tuple(sorted([*_PLAIN, *_PACKED_YUV, *_PLANAR_YUV,
+                                    *(f"bayer_{p}{bits}" for p in _BAYER for bits in (8, 16))]))
+
+
+def _layout(encoding: str) -> tuple[int, np.dtype, int]:
+    """Return channels, dtype and storage rows per image row of an encoding."""
+    if encoding in _PLAIN:
+        channels, dtype, _ = _PLAIN[encoding]
+        return channels, np.dtype(dtype), 1
+    if encoding.startswith("bayer_") and encoding[6:10] in _BAYER and encoding[10:] in ("8", "16"):
+        return 1, np.dtype(np.uint8 if encoding.endswith("8") else np.uint16), 1
+    if encoding in _PACKED_YUV:
+        return 2, np.dtype(np.uint8), 1
+    if encoding in _PLANAR_YUV:
+        return 1, np.dtype(np.uint8), 3  # 3/2 rows of luma+chroma per image row, see below
+    raise ImageError(f"unsupported image encoding '{encoding}'; supported: {', '.join(SUPPORTED_ENCODINGS)}")
+
+
+def image_to_array(msg: Image) -> np.ndarray:
+    """Return the pixels in the message's own encoding (H x W [x C]), native byte order."""
+    if msg.height == 0 or msg.width == 0:
+        raise ImageError(f"zero-size image ({msg.width}x{msg.height})")
+    channels, dtype, _ = _layout(msg.encoding)
+    rows = msg.height * 3 // 2 if msg.encoding in _PLANAR_YUV else msg.height
+    if msg.encoding in _PLANAR_YUV and msg.height % 2:
+        raise ImageError(f"{msg.encoding} image height must be even, got {msg.height}")
+    row_bytes = msg.width * channels * dtype.itemsize
+    if msg.step < row_bytes:
+        raise ImageError(f"step {msg.step} is shorter than a {msg.width}-pixel {msg.encoding} row "
+                         f"({row_bytes} bytes)")
+    needed = (rows - 1) * msg.step + row_bytes
+    data = msg.data if isinstance(msg.data, (bytes, bytearray, memoryview)) else bytes(msg.data)
+    if len(data) < needed:
+        raise ImageError(f"image data has {len(data)} bytes, but {msg.width}x{msg.height} "
+                         f"{msg.encoding} with step {msg.step} needs {needed}")
+    rows_view = np.lib.stride_tricks.as_strided(np.frombuffer(data, np.uint8, count=needed),
+                                                shape=(rows, row_bytes), strides=(msg.step, 1))
+    pixels = np.ascontiguousarray(rows_view)
+    order = ">" if msg.is_bigendian else "<"
+    pixels = pixels.view(dtype.newbyteorder(order)).astype(dtype, copy=False)
+    return pixels.reshape(rows, msg.width, channels) if channels > 1 else pixels.reshape(rows, msg.width)
+
+
+def to_8bit(values: np.ndarray) -> np.ndarray:
+    """Scale 16-bit to 8-bit as cv_bridge scales mono16 -> mono8: round(v * 255 / 65535)."""
+    if values.dtype == np.uint8:
+        return values
+    return np.round(values * 255 / 65535).astype(np.uint8)
+
+
+def image_to_rgb(msg: Image) -> np.ndarray:
+    """Convert any supported sensor_msgs/Image to H x W x 3 uint8 RGB, the model's input."""
+    pixels = image_to_array(msg)
+    encoding = msg.encoding
+    if encoding.startswith("bayer_"):
+        return to_8bit(cv2.cvtColor(pixels, _BAYER[encoding[6:10]]))
+    if encoding in _PACKED_YUV:
+        return cv2.cvtColor(pixels, _PACKED_YUV[encoding])
+    if encoding in _PLANAR_YUV:
+        return cv2.cvtColor(pixels, _PLANAR_YUV[encoding])
+    code = _PLAIN[encoding][2]
+    pixels = to_8bit(pixels)
+    return np.ascontiguousarray(pixels) if code is None else cv2.cvtColor(pixels, code)
+
+
+def compressed_to_rgb(msg: CompressedImage) -> np.ndarray:
+    """Decode a jpeg or png sensor_msgs/CompressedImage to H x W x 3 uint8 RGB."""
+    data = np.frombuffer(bytes(msg.data), np.uint8)
+    decoded = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
+    if decoded is None:
+        raise ImageError(f"cannot decode compressed image (format '{msg.format}', {data.size} bytes): "
+                         "corrupt or not jpeg/png")
+    return cv2.cvtColor(decoded, cv2.COLOR_BGR2RGB)
+
+
+def array_to_image(array: np.ndarray, encoding: str, header: Header) -> Image:
+    """Pack a numpy image into a sensor_msgs/Image with unpadded little-endian rows."""
+    array = np.ascontiguousarray(array)
+    channels, dtype, _ = _layout(encoding)
+    if array.dtype != dtype or (array.ndim == 3 and array.shape[2] != channels):
+        raise ImageError(f"{array.dtype} array of shape {array.shape} is not {encoding}")
+    height, width = array.shape[:2]
+    msg = Image(header=header, height=height, width=width, encoding=encoding, is_bigendian=0,
+                step=width * channels * dtype.itemsize)
+    msg.data = array.astype(dtype.newbyteorder("<"), copy=False).tobytes()
+    return msg

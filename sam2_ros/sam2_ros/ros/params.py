@@ -1,0 +1,104 @@
+"""The node's parameters: declared once, with descriptors, validated in one place."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, SetParametersResult
+
+from sam2_ros.core.model import MODEL_NAMES, PRECISIONS, ModelSpec
+from sam2_ros.ros.results import OutputSettings
+
+
+@dataclass(frozen=True)
+class Param:
+    """One parameter: default, meaning, and whether a change needs a restart."""
+
+    name: str
+    default: object
+    description: str
+    read_only: bool = False
+    int_range: tuple[int, int] | None = None
+    float_range: tuple[float, float] | None = None
+
+    def descriptor(self) -> ParameterDescriptor:
+        descriptor = ParameterDescriptor(description=self.description, read_only=self.read_only)
+        if self.int_range:
+            low, high = self.int_range
+            descriptor.integer_range = [IntegerRange(from_value=low, to_value=high)]
+        if self.float_range:
+            descriptor.floating_point_range = [FloatingPointRange(
+                from_value=self.float_range[0], to_value=self.float_range[1])]
+        return descriptor
+
+
+PARAMS = (
+    Param("model", "sam2.1_hiera_tiny", f"SAM 2 model: {', '.join(MODEL_NAMES)}", read_only=True),
+    Param("checkpoint", "", "path of Meta's SAM 2 checkpoint (.pt); required", read_only=True),
+    Param("device", "auto", "auto, cpu, cuda or cuda:N", read_only=True),
+    Param("precision", "float32", "float32, or bfloat16/float16 autocast on CUDA", read_only=True),
+    Param("compile", False, "torch.compile the image encoder (slow first frame)", read_only=True),
+    Param("image_size", 1024, "SAM 2 input size: 1024, 512 or 256 (faster, coarser)", read_only=True,
+          int_range=(128, 2048)),
+    Param("mode", "track", "track: SAM 2 memory across frames; image: each frame on its own"),
+    Param("max_objects", 16, "most objects tracked at once", int_range=(1, 255)),
+    Param("max_cond_frames", 8, "prompted frames kept per tracked object", read_only=True,
+          int_range=(1, 64)),
+    Param("compressed", False, "subscribe to image/compressed (jpeg/png) instead of image",
+          read_only=True),
+    Param("image_qos", "sensor_data", "image subscription QoS: sensor_data or reliable", read_only=True),
+    Param("image_qos_depth", 1, "image subscription queue depth", read_only=True, int_range=(1, 100)),
+    Param("score_threshold", 0.0, "masks with a lower predicted IoU are reported not visible",
+          float_range=(0.0, 1.0)),
+    Param("contour_epsilon", 1.0, "contour simplification tolerance in pixels (0: every vertex)",
+          float_range=(0.0, 100.0)),
+    Param("min_area", 0.0, "regions and holes smaller than this (pixels) have no contour",
+          float_range=(0.0, 1e9)),
+    Param("mask_encoding", "mono8", "label image: mono8 (ids up to 255) or 16UC1"),
+    Param("publish_overlay", True, "publish ~/overlay while someone subscribes"),
+    Param("recent_frames", 4, "recent frames kept for prompts stamped for them", read_only=True,
+          int_range=(1, 64)),
+    Param("autostart", True, "configure and activate without a lifecycle manager", read_only=True),
+)
+DEFAULTS = {param.name: param.default for param in PARAMS}
+
+
+@dataclass(frozen=True)
+class NodeConfig:
+    """Validated parameter values."""
+
+    values: dict
+
+    @property
+    def model_spec(self) -> ModelSpec:
+        v = self.values
+        if not v["checkpoint"]:
+            raise ValueError("no checkpoint given: set the `checkpoint` parameter to Meta's "
+                             "SAM 2.1 .pt file (see README.md)")
+        return ModelSpec(name=v["model"], checkpoint=v["checkpoint"], device=v["device"],
+                         precision=v["precision"], compile=v["compile"], image_size=v["image_size"])
+
+    @property
+    def output(self) -> OutputSettings:
+        v = self.values
+        return OutputSettings(score_threshold=v["score_threshold"], contour_epsilon=v["contour_epsilon"],
+                              min_area=v["min_area"], mask_encoding=v["mask_encoding"])
+
+
+def validate(values: dict) -> NodeConfig:
+    """Check values that a range cannot express; raise ValueError saying which and why."""
+    choices = {"mode": ("track", "image"), "image_qos": ("sensor_data", "reliable"),
+               "mask_encoding": ("mono8", "16UC1"), "precision": tuple(PRECISIONS),
+               "model": MODEL_NAMES}
+    for name, allowed in choices.items():
+        if values[name] not in allowed:
+            raise ValueError(f"{name} '{values[name]}' is not one of: {', '.join(allowed)}")
+    if values["image_size"] % 32:
+        raise ValueError(f"image_size must be a multiple of 32, got {values['image_size']}")
+    if values["mask_encoding"] == "mono8" and values["max_objects"] > 255:
+        raise ValueError("mask_encoding mono8 holds ids up to 255: lower max_objects or use 16UC1")
+    return NodeConfig(dict(values))
+
+
+def refuse_or_accept(error: Exception | None) -> SetParametersResult:
+    """Answer a run-time parameter change."""
+    return SetParametersResult(successful=error is None, reason="" if error is None else str(error))

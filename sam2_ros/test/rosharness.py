@@ -1,0 +1,91 @@
+"""A real rclpy harness: the node under test and a peer node on one executor, real topics."""
+from __future__ import annotations
+
+import threading
+import time
+from typing import Callable
+
+import numpy as np
+import rclpy
+from rclpy.executors import MultiThreadedExecutor
+from rclpy.parameter import Parameter
+from rclpy.qos import QoSProfile, ReliabilityPolicy
+from sensor_msgs.msg import Image
+from std_msgs.msg import Header
+
+from sam2_ros.ros.conversions import array_to_image
+from sam2_ros.ros.node import Sam2SegmenterNode
+from sam2_ros_interfaces.msg import SegmentationResult
+
+
+def wait_until(condition: Callable[[], object], timeout: float = 30.0, what: str = "condition"):
+    """Poll with a deadline (discovery and the model take variable time): never a fixed sleep."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.01)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+def header(seconds: int, nanoseconds: int = 0, frame_id: str = "camera_optical") -> Header:
+    msg = Header(frame_id=frame_id)
+    msg.stamp.sec, msg.stamp.nanosec = seconds, nanoseconds
+    return msg
+
+
+class Peer:
+    """The world around the node: a camera publisher, and listeners on every output."""
+
+    def __init__(self, node_ns: str = "/sam2_segmenter_node", image_topic: str = "image"):
+        self.node = rclpy.create_node("peer")
+        reliable = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)
+        self.camera = self.node.create_publisher(Image, image_topic, reliable)
+        self.results: list[SegmentationResult] = []
+        self.masks: list[Image] = []
+        self.node.create_subscription(SegmentationResult, f"{node_ns}/result", self.results.append, reliable)
+        self.node.create_subscription(Image, f"{node_ns}/mask", self.masks.append, reliable)
+
+    def publish_rgb(self, rgb: np.ndarray, stamp: Header, encoding: str = "rgb8") -> None:
+        self.camera.publish(array_to_image(rgb, encoding, stamp))
+
+    def result_for(self, stamp: Header, timeout: float = 60.0) -> SegmentationResult:
+        return wait_until(lambda: next((r for r in reversed(self.results) if r.header == stamp), None),
+                          timeout, f"a result for stamp {stamp.stamp.sec}.{stamp.stamp.nanosec}")
+
+    def mask_for(self, stamp: Header, timeout: float = 30.0) -> Image:
+        return wait_until(lambda: next((m for m in reversed(self.masks) if m.header == stamp), None),
+                          timeout, "a label image")
+
+    def call(self, srv_type, name: str, request, timeout: float = 60.0):
+        client = self.node.create_client(srv_type, name)
+        assert client.wait_for_service(timeout_sec=30), f"service {name} never appeared"
+        future = client.call_async(request)
+        wait_until(future.done, timeout, f"an answer from {name}")
+        return future.result()
+
+
+class Running:
+    """An in-process node and its peer, spun by a MultiThreadedExecutor in a thread."""
+
+    def __init__(self, checkpoint: str, **overrides):
+        rclpy.init()
+        params = {"checkpoint": checkpoint, "device": "cpu", "image_size": 256, "contour_epsilon": 0.0,
+                  **overrides}
+        self.node = Sam2SegmenterNode(parameter_overrides=[Parameter(k, value=v) for k, v in params.items()])
+        self.peer = Peer()
+        self.executor = MultiThreadedExecutor(num_threads=4)
+        self.executor.add_node(self.node)
+        self.executor.add_node(self.peer.node)
+        self.thread = threading.Thread(target=self.executor.spin, daemon=True)
+        self.thread.start()
+        if not params.get("compressed"):
+            wait_until(lambda: self.peer.camera.get_subscription_count() > 0, 30, "the image subscription")
+
+    def close(self) -> None:
+        self.executor.shutdown()
+        self.node._stop_worker()
+        self.node.destroy_node()
+        self.peer.node.destroy_node()
+        rclpy.shutdown()

@@ -1,0 +1,104 @@
+"""Image messages -> pixels: cv_bridge's encodings and semantics, and the cases where it fails."""
+import cv2
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from sensor_msgs.msg import CompressedImage, Image
+
+from sam2_ros.ros.conversions import (
+    ImageError,
+    array_to_image,
+    compressed_to_rgb,
+    image_to_array,
+    image_to_rgb,
+)
+
+RNG = np.random.default_rng(0)
+RGB = RNG.integers(0, 256, (6, 8, 3), dtype=np.uint8)
+
+
+def message(array: np.ndarray, encoding: str, pad: int = 0, bigendian: bool = False) -> Image:
+    """Rows of `array` with `pad` extra bytes each, in the given byte order."""
+    height, width = array.shape[:2]
+    raw = array.astype(array.dtype.newbyteorder(">" if bigendian else "<"))
+    row = raw.reshape(height, -1).view(np.uint8).reshape(height, -1)
+    data = np.concatenate([row, np.full((height, pad), 7, np.uint8)], axis=1).tobytes()
+    return Image(height=height, width=width, encoding=encoding, is_bigendian=int(bigendian),
+                 step=row.shape[1] + pad, data=data)
+
+
+@pytest.mark.parametrize("encoding, array, expected", [
+    ("rgb8", RGB, RGB),
+    ("bgr8", RGB[..., ::-1], RGB),
+    ("8UC3", RGB[..., ::-1], RGB),
+    ("rgba8", np.dstack([RGB, np.full(RGB.shape[:2], 9, np.uint8)]), RGB),
+    ("bgra8", np.dstack([RGB[..., ::-1], np.zeros(RGB.shape[:2], np.uint8)]), RGB),
+    ("mono8", RGB[..., 0], np.dstack([RGB[..., 0]] * 3)),
+    ("8UC1", RGB[..., 1], np.dstack([RGB[..., 1]] * 3)),
+])
+@pytest.mark.parametrize("pad", [0, 3])
+def test_plain_encodings_with_and_without_row_padding(encoding, array, expected, pad):
+    np.testing.assert_array_equal(image_to_rgb(message(np.ascontiguousarray(array), encoding, pad)), expected)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(1, 9), st.integers(1, 9), st.integers(0, 5), st.booleans())
+def test_mono16_scales_like_cv_bridge_in_either_byte_order(height, width, pad, bigendian):
+    values = np.random.default_rng(height * width).integers(0, 65536, (height, width), dtype=np.uint16)
+    rgb = image_to_rgb(message(values, "mono16", pad, bigendian))
+    np.testing.assert_array_equal(rgb[..., 0], np.round(values * 255 / 65535).astype(np.uint8))
+
+
+@pytest.mark.parametrize("pattern, code", [("rggb", cv2.COLOR_BayerBG2RGB), ("bggr", cv2.COLOR_BayerRG2RGB),
+                                           ("gbrg", cv2.COLOR_BayerGR2RGB), ("grbg", cv2.COLOR_BayerGB2RGB)])
+def test_bayer_patterns_demosaic_like_opencv_and_put_red_where_the_pattern_says(pattern, code):
+    raw = RNG.integers(0, 256, (8, 10), dtype=np.uint8)
+    np.testing.assert_array_equal(image_to_rgb(message(raw, f"bayer_{pattern}8", pad=1)),
+                                  cv2.cvtColor(raw, code))
+    red = np.zeros((8, 10), np.uint8)
+    row, col = divmod(pattern.index("r"), 2)
+    red[row::2, col::2] = 200  # light only on the red sites: the image must come out red
+    rgb = image_to_rgb(message(red, f"bayer_{pattern}8"))
+    assert rgb[2:6, 2:8, 0].mean() > 150 and rgb[2:6, 2:8, 1:].max() == 0
+
+
+@pytest.mark.parametrize("encoding, code", [("yuv422", cv2.COLOR_YUV2RGB_UYVY), ("uyvy", cv2.COLOR_YUV2RGB_UYVY),
+                                            ("yuv422_yuy2", cv2.COLOR_YUV2RGB_YUY2),
+                                            ("yuyv", cv2.COLOR_YUV2RGB_YUY2)])
+def test_packed_yuv_equals_opencv(encoding, code):
+    packed = RNG.integers(0, 256, (6, 8, 2), dtype=np.uint8)
+    np.testing.assert_array_equal(image_to_rgb(message(packed, encoding, pad=2)), cv2.cvtColor(packed, code))
+
+
+def test_nv21_which_cv_bridge_rejects_converts_like_opencv():
+    planes = RNG.integers(0, 256, (9, 8), dtype=np.uint8)  # 6 rows of Y, 3 of interleaved VU
+    msg = Image(height=6, width=8, encoding="nv21", step=8, data=planes.tobytes())
+    np.testing.assert_array_equal(image_to_rgb(msg), cv2.cvtColor(planes, cv2.COLOR_YUV2RGB_NV21))
+
+
+@pytest.mark.parametrize("msg, error", [
+    (Image(height=2, width=2, encoding="32FC1", step=8, data=bytes(16)), "unsupported image encoding '32FC1'"),
+    (Image(height=4, width=4, encoding="rgb8", step=12, data=bytes(40)), "has 40 bytes, but 4x4 rgb8"),
+    (Image(height=0, width=4, encoding="rgb8", step=12, data=b""), "zero-size image"),
+    (Image(height=2, width=4, encoding="rgb8", step=10, data=bytes(20)), "step 10 is shorter"),
+])
+def test_bad_images_are_refused_with_the_reason(msg, error):
+    with pytest.raises(ImageError, match=error):
+        image_to_rgb(msg)
+
+
+def test_compressed_jpeg_and_png_decode_and_garbage_is_refused():
+    ok, png = cv2.imencode(".png", RGB[..., ::-1])
+    np.testing.assert_array_equal(compressed_to_rgb(CompressedImage(format="png", data=png.tobytes())), RGB)
+    ok, jpeg = cv2.imencode(".jpg", np.zeros((16, 16, 3), np.uint8))
+    assert compressed_to_rgb(CompressedImage(format="jpeg", data=jpeg.tobytes())).shape == (16, 16, 3)
+    with pytest.raises(ImageError, match="cannot decode compressed image"):
+        compressed_to_rgb(CompressedImage(format="jpeg", data=jpeg.tobytes()[:40]))
+
+
+def test_label_images_round_trip_in_16_bits():
+    labels = RNG.integers(0, 1000, (5, 7), dtype=np.uint16)
+    msg = array_to_image(labels, "16UC1", Image().header)
+    assert (msg.step, msg.is_bigendian) == (14, 0)
+    np.testing.assert_array_equal(image_to_array(msg), labels)

@@ -1,0 +1,321 @@
+"""sam2_segmenter_node over the real middleware: real photos, seeded SAM 2 weights, real services."""
+import cv2
+import numpy as np
+import pytest
+import torch
+from diagnostic_msgs.msg import DiagnosticArray
+from geometry_msgs.msg import Point32, PointStamped
+from lifecycle_msgs.msg import State
+from rclpy.lifecycle import TransitionCallbackReturn
+from rclpy.parameter import Parameter
+from rosharness import Running, header, wait_until
+from sensor_msgs.msg import Image
+from std_srvs.srv import Trigger
+
+from conftest import photo
+from sam2_ros.core.prompts import Prompt
+from sam2_ros.core.segmenter import Segmenter
+from sam2_ros.core.tracker import StreamingTracker
+from sam2_ros.ros.conversions import array_to_image, image_to_array
+from sam2_ros.tools.scenes import object_box, pan_clip
+from sam2_ros_interfaces.msg import Prompt as PromptMsg
+from sam2_ros_interfaces.srv import AddObjects, RemoveObject, Segment
+
+NODE = "/sam2_segmenter_node"
+
+
+@pytest.fixture
+def running(checkpoint):
+    harness = Running(checkpoint)
+    yield harness
+    harness.close()
+
+
+def box_prompt(box, stamp=None, object_id=-1, label="") -> PromptMsg:
+    return PromptMsg(header=stamp or header(0), object_id=object_id, label=label, box=[float(v) for v in box])
+
+
+def add(running, *prompts) -> AddObjects.Response:
+    return running.peer.call(AddObjects, f"{NODE}/add_objects", AddObjects.Request(prompts=list(prompts)))
+
+
+def full_mask(obj, hw) -> np.ndarray:
+    """Paste a SegmentedObject's cropped mask back into the image frame."""
+    mask = np.zeros(hw, bool)
+    if obj.visible:
+        crop = image_to_array(obj.mask) > 0
+        x, y = obj.box.x_offset, obj.box.y_offset
+        mask[y:y + obj.box.height, x:x + obj.box.width] = crop
+    return mask
+
+
+def fill_contours(obj, hw) -> np.ndarray:
+    """Rasterise each outer contour minus the inside of its holes (hole contours run over the
+    object's own boundary pixels); with no simplification this re-draws the mask.
+    """
+    def filled(contour, outline: bool) -> np.ndarray:
+        canvas = np.zeros(hw, np.uint8)
+        points = np.array([[p.x, p.y] for p in contour.points], np.int32)
+        cv2.fillPoly(canvas, [points], 1)
+        if not outline:
+            cv2.polylines(canvas, [points], True, 0)
+        return canvas.astype(bool)
+
+    mask = np.zeros(hw, bool)
+    for index, outer in enumerate(obj.contours):
+        if not outer.is_hole:
+            region = filled(outer, True)
+            for hole in obj.contours:
+                if hole.is_hole and hole.parent == index:
+                    region &= ~filled(hole, False)
+            mask |= region
+    return mask
+
+
+def test_results_carry_the_input_header_and_equal_the_core_tracker(running, small_model):
+    images, truths = pan_clip(3)
+    core = StreamingTracker(small_model)
+    stamps = [header(1700000000, 1000 * t) for t in range(3)]
+    running.peer.publish_rgb(images[0], stamps[0])
+    first = running.peer.result_for(stamps[0])
+    assert first.objects == [] and (first.height, first.width) == truths[0].shape
+
+    answer = add(running, box_prompt(object_box(truths[0]), stamps[0], label="cat"))
+    assert answer.success, answer.message
+    core.track(images[0])
+    _, expected = core.add_prompt(Prompt(object_id=1, box=object_box(truths[0])))
+    assert list(answer.object_ids) == [1] and answer.result.header == stamps[0]
+    np.testing.assert_array_equal(full_mask(answer.result.objects[0], truths[0].shape), expected.objects[0].mask)
+
+    for t in (1, 2):
+        running.peer.publish_rgb(images[t], stamps[t])
+        result = running.peer.result_for(stamps[t])
+        expected = core.track(images[t]).objects[0]
+        obj = result.objects[0]
+        assert (obj.object_id, obj.label) == (1, "cat")
+        mask = full_mask(obj, truths[0].shape)
+        np.testing.assert_array_equal(mask, expected.mask)
+        assert obj.area == expected.mask.sum() and obj.score == pytest.approx(expected.score, abs=1e-6)
+        np.testing.assert_array_equal(fill_contours(obj, mask.shape), mask)
+        label = running.peer.mask_for(stamps[t])
+        assert label.header == stamps[t] and label.encoding == "mono8"
+        np.testing.assert_array_equal(image_to_array(label) == 1, mask)
+
+
+def test_an_object_added_mid_stream_by_topic_is_followed_and_removal_and_reset_act_on_the_next_frame(running):
+    images, truths = pan_clip(8)
+    prompts = running.peer.node.create_publisher(PromptMsg, "prompt", 10)
+    wait_until(lambda: prompts.get_subscription_count() > 0, 30, "the prompt subscription")
+    stamps = [header(50, t) for t in range(8)]
+    for t in range(3):
+        running.peer.publish_rgb(images[t], stamps[t])
+        assert running.peer.result_for(stamps[t]).objects == []
+    prompts.publish(box_prompt(object_box(truths[2]), stamps[2], object_id=4))
+    wait_until(lambda: running.node._tracker.objects, 30, "the prompt to be applied")
+    for t in (3, 4):
+        running.peer.publish_rgb(images[t], stamps[t])
+        assert [o.object_id for o in running.peer.result_for(stamps[t]).objects] == [4]
+    add(running, box_prompt([10, 10, 60, 60], stamps[4], object_id=7))
+    removed = running.peer.call(RemoveObject, f"{NODE}/remove_object", RemoveObject.Request(object_id=4))
+    assert removed.success, removed.message
+    running.peer.publish_rgb(images[5], stamps[5])
+    assert [o.object_id for o in running.peer.result_for(stamps[5]).objects] == [7]
+    reset = running.peer.call(Trigger, f"{NODE}/reset", Trigger.Request())
+    assert reset.success and reset.message == "reset: forgot 1 object(s)"
+    running.peer.publish_rgb(images[6], stamps[6])
+    assert running.peer.result_for(stamps[6]).objects == []
+
+
+def test_a_clicked_point_starts_a_new_object(running):
+    image = photo("coffee")
+    clicks = running.peer.node.create_publisher(PointStamped, "clicked_point", 10)
+    wait_until(lambda: clicks.get_subscription_count() > 0, 30, "the clicked_point subscription")
+    stamp = header(7)
+    running.peer.publish_rgb(image, stamp)
+    running.peer.result_for(stamp)
+    click = PointStamped(header=stamp)
+    click.point.x, click.point.y = 300.0, 200.0
+    clicks.publish(click)
+    wait_until(lambda: running.node._tracker.objects, 30, "the click to start an object")
+    stamp2 = header(8)
+    running.peer.publish_rgb(image, stamp2)
+    assert [o.object_id for o in running.peer.result_for(stamp2).objects] == [1]
+
+
+def test_segment_service_answers_with_masks_equal_to_the_core_and_changes_no_tracked_object(running, small_model):
+    image = photo("astronaut")
+    box = np.array([100, 50, 400, 480], np.float32)
+    expected = Segmenter(small_model).segment(image, [Prompt(object_id=1, box=box)]).objects[0]
+    request = Segment.Request(prompts=[box_prompt(box)], image=array_to_image(image, "rgb8", header(3)))
+    answer = running.peer.call(Segment, f"{NODE}/segment", request)
+    assert answer.success, answer.message
+    assert answer.result.header == header(3)
+    np.testing.assert_array_equal(full_mask(answer.result.objects[0], image.shape[:2]), expected.mask)
+    stamp = header(4)
+    running.peer.publish_rgb(image, stamp)
+    running.peer.result_for(stamp)
+    newest = running.peer.call(Segment, f"{NODE}/segment", Segment.Request(prompts=[box_prompt(box)]))
+    assert newest.success and newest.result.header == stamp
+    np.testing.assert_array_equal(full_mask(newest.result.objects[0], image.shape[:2]), expected.mask)
+    assert running.node._tracker.objects == {}
+
+
+@pytest.mark.parametrize("bad, reason", [
+    (Image(height=4, width=4, encoding="32FC1", step=16, data=bytes(64)), "unsupported image encoding"),
+    (Image(height=40, width=40, encoding="rgb8", step=120, data=bytes(100)), "image data has 100 bytes"),
+    (Image(height=0, width=0, encoding="rgb8", step=0, data=b""), "zero-size image"),
+])
+def test_a_bad_image_is_logged_and_the_next_good_frame_is_processed(running, bad, reason):
+    bad.header = header(9)
+    running.peer.camera.publish(bad)
+    wait_until(lambda: reason in running.node.stats.last_error, 30, f"'{reason}' to be reported")
+    good = header(10)
+    running.peer.publish_rgb(photo("chelsea"), good)
+    running.peer.result_for(good)
+
+
+@pytest.mark.parametrize("prompt, reason", [
+    (PromptMsg(object_id=-1, points=[Point32(x=float("nan"), y=1.0)], point_labels=[1]), "non-finite"),
+    (PromptMsg(object_id=-1, points=[Point32(x=5000.0, y=5000.0)], point_labels=[1]), "entirely outside"),
+    (PromptMsg(object_id=-1), "is empty"),
+    (PromptMsg(header=header(12345), object_id=-1, box=[1.0, 1.0, 9.0, 9.0]), "never saw"),
+])
+def test_bad_prompts_are_refused_with_a_message_and_tracked_objects_are_kept(running, prompt, reason):
+    image = photo("rocket")
+    stamp = header(20)
+    running.peer.publish_rgb(image, stamp)
+    running.peer.result_for(stamp)
+    assert add(running, box_prompt([50, 50, 200, 300], stamp, object_id=1)).success
+    answer = add(running, prompt)
+    assert not answer.success and reason in answer.message, answer.message
+    stamp2 = header(21)
+    running.peer.publish_rgb(image, stamp2)
+    assert [o.object_id for o in running.peer.result_for(stamp2).objects] == [1]
+
+
+def test_unknown_ids_and_too_many_objects_are_refused(checkpoint):
+    running = Running(checkpoint, max_objects=1)
+    try:
+        stamp = header(30)
+        running.peer.publish_rgb(photo("coffee"), stamp)
+        running.peer.result_for(stamp)
+        removed = running.peer.call(RemoveObject, f"{NODE}/remove_object", RemoveObject.Request(object_id=3))
+        assert not removed.success and "no object with id 3" in removed.message
+        assert add(running, box_prompt([10, 10, 100, 100], stamp)).success
+        refused = add(running, box_prompt([200, 10, 300, 100], stamp))
+        assert not refused.success and "max_objects 1" in refused.message
+    finally:
+        running.close()
+
+
+def test_a_model_failure_drops_that_frame_only(running, monkeypatch):
+    tracker = running.node._tracker
+    real_track = tracker.track
+    calls = []
+
+    def fail_once(*args, **kwargs):  # fault injection: the first frame's tracking raises
+        calls.append(1)
+        if len(calls) == 1:
+            raise RuntimeError("CUDA error: an illegal memory access was encountered")
+        return real_track(*args, **kwargs)
+
+    monkeypatch.setattr(tracker, "track", fail_once)
+    running.peer.publish_rgb(photo("coffee"), header(40))
+    wait_until(lambda: running.node.stats.failed == 1, 30, "the failure to be counted")
+    assert "model failed on frame" in running.node.stats.last_error
+    running.peer.publish_rgb(photo("coffee"), header(41))
+    running.peer.result_for(header(41))
+
+
+def test_a_corrupt_jpeg_is_refused_on_the_compressed_topic(checkpoint):
+    from sensor_msgs.msg import CompressedImage
+    running = Running(checkpoint, compressed=True)
+    try:
+        publisher = running.peer.node.create_publisher(CompressedImage, "image/compressed", 10)
+        wait_until(lambda: publisher.get_subscription_count() > 0, 30, "the compressed subscription")
+        ok, jpeg = cv2.imencode(".jpg", photo("chelsea")[..., ::-1])
+        publisher.publish(CompressedImage(header=header(60), format="jpeg", data=jpeg.tobytes()[:500]))
+        wait_until(lambda: "cannot decode compressed image" in running.node.stats.last_error, 30, "the refusal")
+        publisher.publish(CompressedImage(header=header(61), format="jpeg", data=jpeg.tobytes()))
+        assert running.peer.result_for(header(61)).width == 451
+    finally:
+        running.close()
+
+
+def test_image_mode_applies_the_prompts_in_force_to_every_frame(checkpoint, small_model):
+    running = Running(checkpoint, mode="image")
+    try:
+        images = [photo("astronaut"), photo("astronaut")[:, ::-1].copy()]
+        box = np.array([100, 50, 400, 480], np.float32)
+        running.peer.publish_rgb(images[0], header(70))
+        running.peer.result_for(header(70))
+        assert add(running, box_prompt(box, header(70), label="person")).success
+        running.peer.publish_rgb(images[1], header(71))
+        obj = running.peer.result_for(header(71)).objects[0]
+        expected = Segmenter(small_model).segment(images[1], [Prompt(object_id=1, box=box)]).objects[0]
+        assert obj.label == "person"
+        np.testing.assert_array_equal(full_mask(obj, images[1].shape[:2]), expected.mask)
+    finally:
+        running.close()
+
+
+def test_lifecycle_configure_fails_on_a_bad_checkpoint_and_deactivate_stops_processing(checkpoint, tmp_path):
+    from sam2_ros.ros.node import Sam2SegmenterNode
+    broken = tmp_path / "broken.pt"
+    broken.write_bytes(b"not a checkpoint")
+    import rclpy
+    rclpy.init()
+    try:
+        node = Sam2SegmenterNode(parameter_overrides=[Parameter("checkpoint", value=str(broken)),
+                                                      Parameter("autostart", value=False)])
+        assert node.trigger_configure() == TransitionCallbackReturn.FAILURE
+        node.destroy_node()
+    finally:
+        rclpy.shutdown()
+
+    running = Running(checkpoint)
+    try:
+        node = running.node
+        assert node.trigger_deactivate() == TransitionCallbackReturn.SUCCESS
+        running.peer.publish_rgb(photo("coffee"), header(80))
+        assert node.stats.processed == 0
+        assert node.trigger_activate() == TransitionCallbackReturn.SUCCESS
+        wait_until(lambda: running.peer.camera.get_subscription_count() > 0, 30, "resubscription")
+        running.peer.publish_rgb(photo("coffee"), header(81))
+        running.peer.result_for(header(81))
+        assert node.trigger_deactivate() == TransitionCallbackReturn.SUCCESS
+        assert node.trigger_cleanup() == TransitionCallbackReturn.SUCCESS
+        assert node.model is None and node._state_machine.current_state[0] == State.PRIMARY_STATE_UNCONFIGURED
+    finally:
+        running.close()
+
+
+def test_parameters_are_validated_at_run_time(running):
+    node = running.node
+    refused = node.set_parameters([Parameter("checkpoint", value="/elsewhere.pt")])[0]
+    assert not refused.successful
+    assert not node.set_parameters([Parameter("mask_encoding", value="rgb8")])[0].successful
+    assert node.set_parameters([Parameter("score_threshold", value=0.5)])[0].successful
+    assert node._config.output.score_threshold == 0.5
+    stamp = header(90)
+    running.peer.publish_rgb(photo("coffee"), stamp)
+    running.peer.result_for(stamp)
+    assert add(running, box_prompt([10, 10, 100, 100], stamp)).success
+    changed = node.set_parameters([Parameter("mode", value="image")])[0]
+    assert not changed.successful and "reset first" in changed.reason
+
+
+def test_diagnostics_report_counts_and_device(running):
+    seen = []
+    running.peer.node.create_subscription(DiagnosticArray, "/diagnostics", seen.append, 10)
+    running.peer.publish_rgb(photo("coffee"), header(95))
+    running.peer.result_for(header(95))
+
+    def processed_one():
+        for array in seen:
+            values = {kv.key: kv.value for kv in array.status[0].values}
+            if values.get("frames processed") == "1":
+                return values
+    values = wait_until(processed_one, 30, "diagnostics with one processed frame")
+    assert values["device"] == "cpu" and values["frames received"] == "1"
+    assert float(values["model p50 ms"]) > 0 and torch.device(values["device"]).type == "cpu"

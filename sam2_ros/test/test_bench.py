@@ -27,3 +27,13 @@ def test_tracker_suite_runs_ours_and_metas_predictor_side_by_side(tmp_path, chec
     results = json.loads(out.read_text())
     assert TRACKER_KEYS <= results.keys(), TRACKER_KEYS - results.keys()
     assert results["frames"] == 3 and results["tracker_ms_per_frame"] > 0 and results["meta_ms_per_frame"] > 0
+
+
+def test_node_suite_times_the_node_over_real_topics(tmp_path, checkpoint):
+    out = tmp_path / "bench.json"
+    assert main(["--suite", "node", "--checkpoint", checkpoint, "--device", "cpu", "--image-size", "256",
+                 "--node-frames", "2", "--json", str(out)]) == 0
+    results = json.loads(out.read_text())
+    keys = {"node_latency_ms_p50", "model_ms_p50", "node_overhead_ms_p50", "max_result_age_over_model_period"}
+    assert keys <= results.keys(), keys - results.keys()
+    assert results["node_latency_ms_p50"] > 0 and results["max_result_age_over_model_period"] > 0

@@ -25,7 +25,7 @@ from sam2_ros.core.tracker import StreamingTracker
 from sam2_ros.tools.meta_live import MetaLiveStream
 from sam2_ros.tools.scenes import object_box, pan_clip
 
-SUITES = ("core", "tracker")
+SUITES = ("core", "tracker", "node")
 
 
 def median_ms(action: Callable[[], object], repeats: int, sync: Callable[[], None]) -> float:
@@ -87,6 +87,36 @@ def bench_core(model: LoadedModel, repeats: int, sync: Callable[[], None]) -> di
     results["batched_over_sequential_8obj"] = (results["decode_ms_8obj_batched"]
                                                / results["decode_ms_8obj_sequential"])
     return results
+
+
+def bench_node(checkpoint: str, args: argparse.Namespace, frames: int) -> dict:
+    """Time the node over real topics, in-process, against the model's own time.
+
+    Same frames (3 objects, 640x480) one by one, then a 30 Hz camera against a far slower model.
+    """
+    from sam2_ros.tools.node_probe import NodeProbe
+
+    overrides = {"checkpoint": checkpoint, "device": args.device, "image_size": args.image_size,
+                 "precision": args.precision, "model": args.model}
+    image = camera_frame()
+    with NodeProbe(overrides) as probe:
+        probe.settle(image, [np.array(p.box) for p in eight_boxes(640, 480)[:3]])
+        latencies = [probe.round_trip(image) for _ in range(frames)]
+        model_ms = list(probe.node.stats.model_ms)[-frames:]
+        postprocess_ms = [r.postprocess_ms for _, r in probe.results[-frames:]]
+        ages, period_ms, skipped = probe.stream(image, rate_hz=30.0, seconds=max(5.0, frames * 0.5))
+    return {
+        "node_latency_ms_p50": statistics.median(latencies),
+        "node_latency_ms_p95": float(np.percentile(latencies, 95)),
+        "model_ms_p50": statistics.median(model_ms),
+        "node_overhead_ms_p50": statistics.median(latencies) - statistics.median(model_ms),
+        "node_postprocess_ms_p50": statistics.median(postprocess_ms),
+        "stream_rate_hz": 30.0,
+        "stream_result_age_ms_max": max(ages),
+        "stream_model_period_ms": period_ms,
+        "max_result_age_over_model_period": max(ages) / period_ms,
+        "stream_frames_skipped": skipped,
+    }
 
 
 def _rss_mb() -> float:
@@ -162,6 +192,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--image-size", type=int, default=1024)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--frames", type=int, default=60, help="tracker suite: frames per run")
+    parser.add_argument("--node-frames", type=int, default=20, help="node suite: frames timed one by one")
     return parser.parse_args(argv)
 
 
@@ -196,6 +227,8 @@ def run_suites(args: argparse.Namespace, checkpoint: str) -> dict:
         results.update(bench_core(model, args.repeats, sync))
     if "tracker" in suites:
         results.update(bench_tracker(model, checkpoint, args.frames, sync))
+    if "node" in suites:
+        results.update(bench_node(checkpoint, args, args.node_frames))
     return results
 
 

@@ -1,0 +1,104 @@
+"""Drive an in-process sam2_segmenter_node over real topics and time what comes back."""
+from __future__ import annotations
+
+import os
+import threading
+import time
+
+import numpy as np
+import rclpy
+from rclpy.executors import MultiThreadedExecutor
+from rclpy.parameter import Parameter
+from rclpy.qos import QoSProfile, ReliabilityPolicy
+from sensor_msgs.msg import Image
+from std_msgs.msg import Header
+
+from sam2_ros.ros.conversions import array_to_image
+from sam2_ros.ros.node import Sam2SegmenterNode
+from sam2_ros.ros.prompt_msgs import stamp_ns
+from sam2_ros_interfaces.msg import Prompt, SegmentationResult
+
+
+class NodeProbe:
+    """The node and a camera/listener peer on one executor; results are timed on arrival."""
+
+    def __init__(self, overrides: dict):
+        os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
+        self.overrides = overrides
+        self._arrived = threading.Condition()
+        self.results: list[tuple[float, SegmentationResult]] = []
+
+    def __enter__(self) -> NodeProbe:
+        rclpy.init()
+        self.node = Sam2SegmenterNode(parameter_overrides=[Parameter(k, value=v) for k, v in self.overrides.items()])
+        self.peer = rclpy.create_node("sam2_probe")
+        reliable = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
+        self.camera = self.peer.create_publisher(Image, "image", reliable)
+        self.prompts = self.peer.create_publisher(Prompt, "prompt", 10)
+        self.peer.create_subscription(SegmentationResult, "/sam2_segmenter_node/result", self._result_cb, reliable)
+        self.executor = MultiThreadedExecutor(num_threads=4)
+        for node in (self.node, self.peer):
+            self.executor.add_node(node)
+        self._spinner = threading.Thread(target=self.executor.spin, daemon=True)
+        self._spinner.start()
+        self._wait(lambda: self.camera.get_subscription_count() and self.prompts.get_subscription_count(), 30)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.executor.shutdown()
+        self.node._stop_worker()
+        self.node.destroy_node()
+        self.peer.destroy_node()
+        rclpy.shutdown()
+
+    def _result_cb(self, msg: SegmentationResult) -> None:
+        with self._arrived:
+            self.results.append((time.monotonic(), msg))
+            self._arrived.notify_all()
+
+    def _wait(self, condition, timeout: float):
+        deadline = time.monotonic() + timeout
+        with self._arrived:
+            while not condition():
+                if time.monotonic() > deadline:
+                    raise TimeoutError("the node did not answer in time")
+                self._arrived.wait(0.01)
+
+    def publish(self, image: np.ndarray) -> int:
+        """Publish a frame stamped now; return its stamp in ns."""
+        msg = array_to_image(image, "rgb8", Header(stamp=self.peer.get_clock().now().to_msg()))
+        self.camera.publish(msg)
+        return stamp_ns(msg.header)
+
+    def round_trip(self, image: np.ndarray, timeout: float = 120.0) -> float:
+        """Milliseconds from publishing a frame to receiving its result."""
+        start = time.monotonic()
+        stamp = self.publish(image)
+        self._wait(lambda: any(stamp_ns(r.header) == stamp for _, r in self.results[-5:]), timeout)
+        return (time.monotonic() - start) * 1e3
+
+    def settle(self, image: np.ndarray, boxes: list[np.ndarray]) -> None:
+        """One frame, then one box prompt per object, then one warm-up frame with them all."""
+        self.round_trip(image)
+        for box in boxes:
+            self.prompts.publish(Prompt(object_id=-1, box=[float(v) for v in box]))
+        self._wait(lambda: len(self.node._tracker.objects) == len(boxes), 120)
+        self.round_trip(image)
+
+    def stream(self, image: np.ndarray, rate_hz: float, seconds: float) -> tuple[list[float], float, int]:
+        """Run a camera at `rate_hz` for `seconds`; return result ages, the model period, frames skipped."""
+        self.results.clear()
+        skipped_before = self.node.stats.skipped
+        sent = {}
+        period, deadline = 1.0 / rate_hz, time.monotonic() + seconds
+        next_at = time.monotonic()
+        while time.monotonic() < deadline:
+            sent[self.publish(image)] = time.monotonic()
+            next_at += period
+            time.sleep(max(0.0, next_at - time.monotonic()))
+        last = max(sent)
+        time_model = float(np.median(list(self.node.stats.model_ms)[-20:]))
+        # The newest frame is never replaced, so its result always comes: the run is drained.
+        self._wait(lambda: any(stamp_ns(r.header) == last for _, r in self.results), 120)
+        ages = [(arrived - sent[stamp_ns(r.header)]) * 1e3 for arrived, r in self.results if stamp_ns(r.header) in sent]
+        return ages, time_model, self.node.stats.skipped - skipped_before

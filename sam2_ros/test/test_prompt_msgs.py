@@ -1,0 +1,55 @@
+"""Prompt, click and detector messages become core prompts with the same meaning."""
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+from geometry_msgs.msg import Point32, PointStamped
+from sensor_msgs.msg import Image
+
+from sam2_ros.core.prompts import PromptError
+from sam2_ros.ros.prompt_msgs import from_clicked_point, from_detections, from_prompt_msg
+from sam2_ros_interfaces.msg import Prompt as PromptMsg
+
+
+def test_a_prompt_message_keeps_points_labels_box_and_mask():
+    mask = Image(height=2, width=3, encoding="mono8", step=3, data=bytes([0, 255, 0, 0, 0, 9]))
+    prompt = from_prompt_msg(PromptMsg(object_id=4, label="cup", points=[Point32(x=1.5, y=2.0)],
+                                       point_labels=[1], box=[1.0, 2.0, 3.0, 4.0], mask=mask))
+    assert (prompt.object_id, prompt.label) == (4, "cup")
+    np.testing.assert_array_equal(prompt.points, [[1.5, 2.0]])
+    np.testing.assert_array_equal(prompt.box, [1, 2, 3, 4])
+    np.testing.assert_array_equal(prompt.mask, [[False, True, False], [False, False, True]])
+
+
+@pytest.mark.parametrize("msg, reason", [
+    (PromptMsg(box=[1.0, 2.0]), "box has 2 numbers"),
+    (PromptMsg(mask=Image(height=1, width=1, encoding="rgb8", step=3, data=bytes(3))), "must be mono8"),
+    (PromptMsg(mask=Image(height=4, width=4, encoding="mono8", step=4, data=bytes(3))), "mask prompt: image data"),
+])
+def test_malformed_prompt_messages_are_refused(msg, reason):
+    with pytest.raises(PromptError, match=reason):
+        from_prompt_msg(msg)
+
+
+def test_a_click_is_a_foreground_point_for_a_new_object():
+    click = PointStamped()
+    click.point.x, click.point.y = 12.0, 34.0
+    prompt = from_clicked_point(click)
+    assert prompt.object_id == -1 and prompt.point_labels.tolist() == [1]
+    np.testing.assert_array_equal(prompt.points, [[12, 34]])
+
+
+def detection(x, y, w, h, hypotheses):
+    """The shape of vision_msgs/Detection2D (Humble and later), which cannot be installed here."""
+    results = [SimpleNamespace(hypothesis=SimpleNamespace(class_id=c, score=s)) for c, s in hypotheses]
+    center = SimpleNamespace(position=SimpleNamespace(x=x, y=y), theta=0.0)
+    return SimpleNamespace(bbox=SimpleNamespace(center=center, size_x=w, size_y=h), results=results)
+
+
+def test_detector_boxes_become_box_prompts_labelled_with_the_best_hypothesis():
+    array = SimpleNamespace(detections=[detection(100, 50, 40, 20, [("cup", 0.4), ("mug", 0.9)]),
+                                        detection(10, 10, 4, 4, [])])
+    prompts = from_detections(array)
+    assert [p.label for p in prompts] == ["mug", ""]
+    np.testing.assert_array_equal(prompts[0].box, [80, 40, 120, 60])
+    assert all(p.object_id == -1 for p in prompts)

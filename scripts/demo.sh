@@ -1,28 +1,43 @@
 #!/usr/bin/env bash
-# The main job, run by `make demo`. Until the bag replay lands (issue 6) it starts the node
-# the way the launch file does, waits until it is active, and stops it cleanly.
+# The main job, run by `make demo`: sample bag -> sam2_segmenter_node -> output bag, contact
+# sheet and video under demo_output/, and the replay's summary. Stops everything it started.
 set -euo pipefail
 out=demo_output
 mkdir -p "$out"
+export ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST ROS_DOMAIN_ID=${ROS_DOMAIN_ID:-42}
+
 checkpoint=${SAM2_CHECKPOINT:-}
+banner=""
+image_size=${SAM2_IMAGE_SIZE:-1024}
 if [ -z "$checkpoint" ]; then
   checkpoint=$out/random_sam2.1_hiera_tiny.pt
   [ -f "$checkpoint" ] || python -c "from sam2_ros.core.model import write_random_checkpoint as w; w('$checkpoint')"
-  echo "!!! No SAM2_CHECKPOINT given: running on SEEDED RANDOM WEIGHTS. Masks mean nothing. !!!"
+  banner="SEEDED RANDOM WEIGHTS - masks mean nothing (set SAM2_CHECKPOINT to Meta's .pt)"
+  image_size=${SAM2_IMAGE_SIZE:-256}
+  printf '\n!!! %s !!!\n\n' "$banner"
 fi
-params=$(python -c "from ament_index_python.packages import get_package_share_directory as d; print(d('sam2_ros'))")/config/sam2_segmenter.yaml
-log=$out/node.log
-sam2_segmenter_node_exe=$(python -c "from ament_index_python.packages import get_package_prefix as p; print(p('sam2_ros'))")/lib/sam2_ros/sam2_segmenter_node
-PYTHONUNBUFFERED=1 "$sam2_segmenter_node_exe" --ros-args --params-file "$params" \
-  -p checkpoint:="$checkpoint" -p image_size:=256 >"$log" 2>&1 &
-pid=$!
-for _ in $(seq 600); do
-  grep -q "active\|cannot configure" "$log" && break
-  kill -0 $pid 2>/dev/null || break
+
+[ -d "$out/sample_bag" ] || python -m sam2_ros.tools.make_sample_bag "$out/sample_bag" --frames 30
+
+share=$(python -c "from ament_index_python.packages import get_package_share_directory as d; print(d('sam2_ros'))")
+prefix=$(python -c "from ament_index_python.packages import get_package_prefix as p; print(p('sam2_ros'))")
+# Reliable image QoS: DDS here is loopback-only UDP, which loses large best-effort frames.
+PYTHONUNBUFFERED=1 "$prefix/lib/sam2_ros/sam2_segmenter_node" --ros-args --params-file "$share/config/sam2_segmenter.yaml" \
+  -p checkpoint:="$checkpoint" -p image_size:="$image_size" -p image_qos:=reliable \
+  -r image:=/camera/image_raw -r prompt:=/sam2/prompt >"$out/node.log" 2>&1 &
+node=$!
+trap 'kill -INT $node 2>/dev/null || true; wait $node 2>/dev/null || true' EXIT
+for _ in $(seq 1200); do
+  grep -q "active:" "$out/node.log" && break
+  if grep -q "cannot configure" "$out/node.log" || ! kill -0 $node 2>/dev/null; then
+    cat "$out/node.log"; exit 1
+  fi
   sleep 0.1
 done
-cat "$log"
-kill -INT $pid 2>/dev/null || true
-wait $pid
-echo "sam2_segmenter_node started, loaded SAM 2 and stopped cleanly."
-echo "The rosbag replay demo (sample bag -> node -> output bag, contact sheet, video) arrives with issue 6."
+
+rm -rf "$out/output_bag"
+python -m sam2_ros.tools.replay "$out/sample_bag" --out "$out/output_bag"
+python -m sam2_ros.tools.render_bag "$out/output_bag" --video "$out/overlay.mp4" \
+  --sheet "$out/contact_sheet.png" --banner "$banner"
+[ -z "$banner" ] || printf '\n!!! %s !!!\n' "$banner"
+echo "demo outputs: $out/output_bag $out/contact_sheet.png $out/overlay.mp4 (node log: $out/node.log)"

@@ -1,0 +1,243 @@
+"""sam2_replay: play a bag's camera and prompts into a running sam2_segmenter_node, record what it says.
+
+Topics are published under their names in the bag (as `ros2 bag play` does): remap the node's
+`image` and `prompt` onto them. Everything the node publishes on `~/result` and `~/mask` is
+written to the output bag, beside the camera frames, so sam2_render can draw it.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import rclpy
+from rclpy.executors import SingleThreadedExecutor
+from rclpy.qos import QoSProfile, ReliabilityPolicy
+from rclpy.serialization import deserialize_message
+from rosbags.rosbag2 import Reader
+from sensor_msgs.msg import Image
+from tqdm import tqdm
+
+from sam2_ros.ros.conversions import image_to_array
+from sam2_ros.ros.prompt_msgs import stamp_ns
+from sam2_ros.tools.bags import BagError, message_class, typestore, writer
+from sam2_ros_interfaces.msg import SegmentationResult
+
+IMAGE_TYPES = ("sensor_msgs/msg/Image", "sensor_msgs/msg/CompressedImage")
+PROMPT_TYPE = "sam2_ros_interfaces/msg/Prompt"
+
+
+@dataclass
+class Summary:
+    """What a replay did."""
+
+    published: int = 0
+    processed: int = 0
+    seconds: float = 0.0
+    latency_ms: list[float] = field(default_factory=list)
+    iou: list[float] = field(default_factory=list)
+
+    @property
+    def skipped(self) -> int:
+        return self.published - self.processed
+
+    def table(self) -> str:
+        p50, p95 = (np.percentile(self.latency_ms, [50, 95]) if self.latency_ms else (float("nan"),) * 2)
+        rows = [("frames published", self.published), ("frames processed", self.processed),
+                ("frames skipped", self.skipped),
+                ("throughput", f"{self.processed / self.seconds:.2f} frames/s" if self.seconds else "n/a"),
+                ("latency p50", f"{p50:.1f} ms"), ("latency p95", f"{p95:.1f} ms"),
+                ("mean IoU vs ground truth", f"{np.mean(self.iou):.3f} over {len(self.iou)} frames"
+                 if self.iou else "no ground truth in the bag")]
+        width = max(len(name) for name, _ in rows)
+        return "\n".join(f"{name:<{width}}  {value}" for name, value in rows)
+
+
+def read_plan(bag: Path, image_topic: str, prompt_topic: str, truth_topic: str):
+    """Read the bag's frames, prompts and ground truth in bag order; clear errors for a bad bag."""
+    if not bag.exists():
+        raise BagError(f"no bag at '{bag}'")
+    try:
+        with Reader(bag) as reader:
+            topics = {c.topic: c.msgtype for c in reader.connections}
+            if image_topic not in topics:
+                raise BagError(f"topic '{image_topic}' is not in {bag}; it has: {', '.join(sorted(topics))}")
+            if topics[image_topic] not in IMAGE_TYPES:
+                raise BagError(f"topic '{image_topic}' holds {topics[image_topic]}, not an image "
+                               f"({' or '.join(IMAGE_TYPES)})")
+            if prompt_topic in topics and topics[prompt_topic] != PROMPT_TYPE:
+                raise BagError(f"topic '{prompt_topic}' holds {topics[prompt_topic]}, not {PROMPT_TYPE}")
+            wanted = [c for c in reader.connections if c.topic in (image_topic, prompt_topic, truth_topic)]
+            return [(c.topic, c.msgtype, t, raw) for c, t, raw in reader.messages(connections=wanted)]
+    except BagError:
+        raise
+    except Exception as error:  # rosbags raises many kinds on a damaged file
+        raise BagError(f"cannot read bag '{bag}' (truncated or damaged?): {type(error).__name__}: {error}") \
+            from None
+
+
+class Replayer:
+    """Publishes a bag's messages and collects the node's answers."""
+
+    def __init__(self, node_name: str):
+        self.node = rclpy.create_node("sam2_replay")
+        self.results: dict[int, list[tuple[float, SegmentationResult, bytes]]] = {}
+        self.masks: dict[int, bytes] = {}
+        self._lock = threading.Condition()
+        reliable = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
+        self.node.create_subscription(SegmentationResult, f"{node_name}/result", self._result_cb, reliable, raw=True)
+        self.node.create_subscription(Image, f"{node_name}/mask", self._mask_cb, reliable, raw=True)
+        self._publishers: dict[str, object] = {}
+        self._executor = SingleThreadedExecutor()
+        self._executor.add_node(self.node)
+        self._thread = threading.Thread(target=self._executor.spin, daemon=True)
+        self._thread.start()
+
+    def close(self) -> None:
+        self._executor.shutdown()
+        self.node.destroy_node()
+
+    def _result_cb(self, raw: bytes) -> None:
+        msg = deserialize_message(raw, SegmentationResult)
+        with self._lock:
+            self.results.setdefault(stamp_ns(msg.header), []).append((time.monotonic(), msg, raw))
+            self._lock.notify_all()
+
+    def _mask_cb(self, raw: bytes) -> None:
+        msg = deserialize_message(raw, Image)
+        with self._lock:
+            self.masks[stamp_ns(msg.header)] = raw
+
+    def publisher(self, topic: str, msgtype: str):
+        if topic not in self._publishers:
+            reliable = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
+            self._publishers[topic] = self.node.create_publisher(message_class(msgtype), topic, reliable)
+        return self._publishers[topic]
+
+    def wait_for_node(self, topic: str, timeout: float) -> None:
+        """Wait until the node subscribes to the camera topic: replaying into nothing is an error."""
+        deadline = time.monotonic() + timeout
+        while self._publishers[topic].get_subscription_count() == 0:
+            if time.monotonic() > deadline:
+                raise BagError(f"no sam2_segmenter_node subscribes to '{topic}' after {timeout:.0f} s: start "
+                               f"it with -r image:={topic}")
+            time.sleep(0.05)
+
+    def wait_results(self, stamp: int, count: int, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        with self._lock:
+            while len(self.results.get(stamp, [])) < count:
+                if not self._lock.wait(max(0.0, deadline - time.monotonic())):
+                    return False
+        return True
+
+
+def replay(bag: Path, out: Path, image_topic: str = "/camera/image_raw", prompt_topic: str = "/sam2/prompt",
+           truth_topic: str = "/ground_truth/mask", node_name: str = "/sam2_segmenter_node",
+           rate: float | None = None, storage: str = "mcap", timeout: float = 120.0,
+           progress: bool = True) -> Summary:
+    """Replay `bag` into the node and record its answers into `out`."""
+    plan = read_plan(bag, image_topic, prompt_topic, truth_topic)
+    store = typestore()
+    summary, sent, truths = Summary(), {}, {}
+    replayer = Replayer(node_name)
+    try:
+        image_type = next(msgtype for topic, msgtype, _, _ in plan if topic == image_topic)
+        replayer.publisher(image_topic, image_type)
+        replayer.wait_for_node(image_topic, timeout=min(timeout, 30.0))
+        start, first_bag_ns = time.monotonic(), plan[0][2] if plan else 0
+        newest = None
+        for topic, msgtype, bag_ns, raw in tqdm(plan, desc="sam2_replay", unit="msg", disable=not progress):
+            if topic == truth_topic:
+                truths[stamp_ns(deserialize_message(raw, Image).header)] = raw
+                continue
+            if rate:  # at the bag's own pace (scaled): the node skips what it cannot keep up with
+                time.sleep(max(0.0, start + (bag_ns - first_bag_ns) / 1e9 / rate - time.monotonic()))
+            msg = deserialize_message(raw, message_class(msgtype))
+            if topic == image_topic:
+                newest = stamp_ns(msg.header)
+                sent[newest] = (time.monotonic(), raw)
+                replayer.publisher(topic, msgtype).publish(msg)
+                summary.published += 1
+                if not rate:
+                    replayer.wait_results(newest, 1, timeout)
+            else:
+                before = len(replayer.results.get(newest, []))
+                replayer.publisher(topic, msgtype).publish(msg)
+                if not rate and newest is not None:  # the node answers a prompt with a new result
+                    replayer.wait_results(newest, before + 1, timeout)
+        if newest is not None:
+            replayer.wait_results(newest, 1, timeout)
+        summary.seconds = time.monotonic() - start
+        _record(out, storage, store, image_topic, image_type, node_name, sent, replayer, truths, summary)
+    finally:
+        replayer.close()
+    return summary
+
+
+def _record(out, storage, store, image_topic, image_type, node_name, sent, replayer, truths, summary) -> None:
+    """Write frames, results and label images; score against ground truth where the bag has it."""
+    with writer(out, storage) as bag:
+        frames = bag.add_connection(image_topic, image_type, typestore=store)
+        results = bag.add_connection(f"{node_name}/result", "sam2_ros_interfaces/msg/SegmentationResult",
+                                     typestore=store)
+        masks = bag.add_connection(f"{node_name}/mask", "sensor_msgs/msg/Image", typestore=store)
+        for stamp, (published_at, raw) in sorted(sent.items()):
+            bag.write(frames, stamp, raw)
+            answers = replayer.results.get(stamp)
+            if not answers:
+                continue
+            summary.processed += 1
+            summary.latency_ms.append((answers[0][0] - published_at) * 1e3)
+            bag.write(results, stamp, answers[-1][2])  # the last answer includes prompts on that frame
+            if stamp in replayer.masks:
+                bag.write(masks, stamp, replayer.masks[stamp])
+                if stamp in truths:
+                    summary.iou.append(_iou(replayer.masks[stamp], truths[stamp]))
+
+
+def _iou(label_raw: bytes, truth_raw: bytes) -> float:
+    """IoU of every ground-truth object id with the node's pixels of the same id, averaged."""
+    labels = image_to_array(deserialize_message(label_raw, Image))
+    truth = image_to_array(deserialize_message(truth_raw, Image))
+    scores = []
+    for object_id in np.unique(truth[truth > 0]):
+        ours, theirs = labels == object_id, truth == object_id
+        scores.append(np.count_nonzero(ours & theirs) / np.count_nonzero(ours | theirs))
+    return float(np.mean(scores)) if scores else float("nan")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command line: sam2_replay BAG --out OUT [--rate R] [topics]."""
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("bag", type=Path)
+    parser.add_argument("--out", type=Path, required=True, help="output bag to create")
+    parser.add_argument("--image-topic", default="/camera/image_raw")
+    parser.add_argument("--prompt-topic", default="/sam2/prompt")
+    parser.add_argument("--truth-topic", default="/ground_truth/mask")
+    parser.add_argument("--node", default="/sam2_segmenter_node", help="the node's name with namespace")
+    parser.add_argument("--rate", type=float, help="play at the bag's rate times this; default: as fast as "
+                                                   "the node keeps up")
+    parser.add_argument("--storage", choices=("mcap", "sqlite3"), default="mcap")
+    parser.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for one answer")
+    args = parser.parse_args(argv)
+    rclpy.init()
+    try:
+        summary = replay(args.bag, args.out, args.image_topic, args.prompt_topic, args.truth_topic, args.node,
+                         args.rate, args.storage, args.timeout)
+    except BagError as error:
+        print(f"sam2_replay: {error}", file=sys.stderr)
+        return 2
+    finally:
+        rclpy.try_shutdown()
+    print(summary.table())
+    print(f"output bag: {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -25,7 +25,7 @@ from sam2_ros.core.tracker import StreamingTracker
 from sam2_ros.tools.meta_live import MetaLiveStream
 from sam2_ros.tools.scenes import object_box, pan_clip
 
-SUITES = ("core", "tracker", "node")
+SUITES = ("core", "tracker", "node", "gpu")
 
 
 def median_ms(action: Callable[[], object], repeats: int, sync: Callable[[], None]) -> float:
@@ -83,10 +83,53 @@ def bench_core(model: LoadedModel, repeats: int, sync: Callable[[], None]) -> di
         "cached_prompt_ms": median_ms(lambda: segmenter.segment(image, click, key="frame"), repeats, sync),
         "contours_ms_1080p": median_ms(lambda: describe(mask), repeats, sync),
     }
+    results.update(bench_messages(segmenter.predict(boxes[:3], frame).objects, repeats))
     results["cached_prompt_ratio"] = results["cached_prompt_ms"] / results["first_prompt_ms"]
     results["batched_over_sequential_8obj"] = (results["decode_ms_8obj_batched"]
                                                / results["decode_ms_8obj_sequential"])
     return results
+
+
+def bench_messages(objects, repeats: int) -> dict:
+    """Masks -> SegmentationResult (contours, crops) and its CDR serialisation, 3 objects at 640x480."""
+    from rclpy.serialization import serialize_message
+    from std_msgs.msg import Header
+
+    from sam2_ros.ros.results import OutputSettings, result_message
+
+    settings = OutputSettings(contour_epsilon=1.0)
+    message = result_message(objects, Header(), objects[0].mask.shape, settings)
+    return {"result_message_ms": median_ms(lambda: result_message(objects, Header(), objects[0].mask.shape,
+                                                                   settings), repeats, lambda: None),
+            "serialize_ms": median_ms(lambda: serialize_message(message), repeats, lambda: None)}
+
+
+def bench_gpu(frames: int) -> dict:
+    """Frames per second of encode + track (1 object, 1024 input) per model size, precision, compile."""
+    if not torch.cuda.is_available():
+        return {"gpu": "skipped: CUDA not available"}
+    image, truths = pan_clip(frames)
+    fps = {}
+    for size in ("tiny", "small", "base_plus", "large"):
+        for precision in ("float32", "bfloat16"):
+            for compiled in (False, True):
+                model = load_model(ModelSpec(name=f"sam2.1_hiera_{size}", checkpoint=None, device="cuda",
+                                             precision=precision, compile=compiled))
+                tracker = StreamingTracker(model)
+                tracker.track(image[0])
+                tracker.add_prompt(Prompt(object_id=1, box=object_box(truths[0])))
+                for warm in image[1:4]:  # compilation and cuDNN autotuning happen here
+                    tracker.track(warm)
+                torch.cuda.synchronize()
+                start = time.perf_counter()
+                for frame in image[4:]:
+                    tracker.track(frame)
+                torch.cuda.synchronize()
+                key = f"fps_{size}_{precision}{'_compiled' if compiled else ''}"
+                fps[key] = (len(image) - 4) / (time.perf_counter() - start)
+                del tracker, model
+                torch.cuda.empty_cache()
+    return {"gpu": torch.cuda.get_device_name(), **fps}
 
 
 def bench_node(checkpoint: str, args: argparse.Namespace, frames: int) -> dict:
@@ -193,6 +236,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--frames", type=int, default=60, help="tracker suite: frames per run")
     parser.add_argument("--node-frames", type=int, default=20, help="node suite: frames timed one by one")
+    parser.add_argument("--gpu-frames", type=int, default=54, help="gpu suite: frames per configuration")
     return parser.parse_args(argv)
 
 
@@ -229,6 +273,8 @@ def run_suites(args: argparse.Namespace, checkpoint: str) -> dict:
         results.update(bench_tracker(model, checkpoint, args.frames, sync))
     if "node" in suites:
         results.update(bench_node(checkpoint, args, args.node_frames))
+    if "gpu" in suites:
+        results.update(bench_gpu(args.gpu_frames))
     return results
 
 

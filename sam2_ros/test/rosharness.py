@@ -13,7 +13,7 @@ from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
 from std_msgs.msg import Header
 
-from sam2_ros.ros.conversions import array_to_image
+from sam2_ros.ros.conversions import array_to_image, image_to_array
 from sam2_ros.ros.node import Sam2SegmenterNode
 from sam2_ros_interfaces.msg import SegmentationResult
 
@@ -33,6 +33,16 @@ def header(seconds: int, nanoseconds: int = 0, frame_id: str = "camera_optical")
     msg = Header(frame_id=frame_id)
     msg.stamp.sec, msg.stamp.nanosec = seconds, nanoseconds
     return msg
+
+
+def full_mask(obj, hw) -> np.ndarray:
+    """Paste a SegmentedObject's cropped mask back into the image frame."""
+    mask = np.zeros(hw, bool)
+    if obj.visible:
+        crop = image_to_array(obj.mask) > 0
+        x, y = obj.box.x_offset, obj.box.y_offset
+        mask[y:y + obj.box.height, x:x + obj.box.width] = crop
+    return mask
 
 
 class Peer:

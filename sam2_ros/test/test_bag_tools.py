@@ -10,12 +10,12 @@ import pytest
 import rclpy
 from ament_index_python.packages import get_package_prefix
 from rosbags.rosbag2 import Reader
-from test_entry_point import wait_for_line
 
 from sam2_ros.tools.bags import BagError, typestore
 from sam2_ros.tools.make_sample_bag import IMAGE_TOPIC, PROMPT_TOPIC, TRUTH_TOPIC, make_sample_bag
 from sam2_ros.tools.render_bag import main as render
 from sam2_ros.tools.replay import read_plan, replay
+from test_entry_point import wait_for_line
 
 FRAMES = 6
 

@@ -5,7 +5,16 @@ import subprocess
 import time
 from pathlib import Path
 
+import numpy as np
+import rclpy
 from ament_index_python.packages import get_package_prefix, get_package_share_directory
+
+from conftest import photo
+from rosharness import Peer, full_mask, header, wait_until
+from sam2_ros.core.prompts import Prompt as CorePrompt
+from sam2_ros.core.tracker import StreamingTracker
+from sam2_ros.ros.conversions import image_to_array
+from sam2_ros_interfaces.msg import Prompt
 
 
 def executable(name: str) -> str:
@@ -44,17 +53,10 @@ def test_node_starts_with_its_params_file_and_exits_zero_on_sigint(checkpoint):
         process.kill()
 
 
-def test_node_started_as_the_launch_file_starts_it_segments_a_remapped_camera_topic(checkpoint):
+def test_node_started_as_the_launch_file_starts_it_segments_a_remapped_camera_topic(checkpoint, small_model):
     """Reliable image QoS, as for bag replay: Fast DDS over loopback UDP (no shared memory)
     loses large best-effort images between processes.
     """
-    import numpy as np
-    import rclpy
-    from rosharness import Peer, header, wait_until
-
-    from conftest import photo
-    from sam2_ros_interfaces.msg import Prompt
-
     params = Path(get_package_share_directory("sam2_ros")) / "config" / "sam2_segmenter.yaml"
     process = start("--params-file", str(params), "-p", f"checkpoint:={checkpoint}", "-p", "device:=cpu",
                     "-p", "image_size:=256", "-p", "image_qos:=reliable",
@@ -76,7 +78,14 @@ def test_node_started_as_the_launch_file_starts_it_segments_a_remapped_camera_to
         result = wait_until(lambda: spin() or next((r for r in peer.results if r.header == second), None), 60,
                             "a tracked result")
         assert [(o.object_id, o.label) for o in result.objects] == [(1, "person")]
-        assert result.objects[0].area > 0 and np.isfinite(result.objects[0].score)
+        core = StreamingTracker(small_model)
+        core.track(image)
+        core.add_prompt(CorePrompt(object_id=1, box=np.array([100.0, 50.0, 400.0, 480.0])))
+        expected = core.track(image).objects[0].mask
+        np.testing.assert_array_equal(full_mask(result.objects[0], image.shape[:2]), expected)
+        label = wait_until(lambda: spin() or next((m for m in peer.masks if m.header == second), None), 30,
+                           "the label image")
+        np.testing.assert_array_equal(image_to_array(label) == 1, expected)
         peer.node.destroy_node()
         process.send_signal(signal.SIGINT)
         assert process.wait(timeout=30) == 0

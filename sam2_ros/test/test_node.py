@@ -8,11 +8,11 @@ from geometry_msgs.msg import Point32, PointStamped
 from lifecycle_msgs.msg import State
 from rclpy.lifecycle import TransitionCallbackReturn
 from rclpy.parameter import Parameter
-from rosharness import Running, header, wait_until
 from sensor_msgs.msg import Image
 from std_srvs.srv import Trigger
 
 from conftest import photo
+from rosharness import Running, full_mask, header, wait_until
 from sam2_ros.core.prompts import Prompt
 from sam2_ros.core.segmenter import Segmenter
 from sam2_ros.core.tracker import StreamingTracker
@@ -37,16 +37,6 @@ def box_prompt(box, stamp=None, object_id=-1, label="") -> PromptMsg:
 
 def add(running, *prompts) -> AddObjects.Response:
     return running.peer.call(AddObjects, f"{NODE}/add_objects", AddObjects.Request(prompts=list(prompts)))
-
-
-def full_mask(obj, hw) -> np.ndarray:
-    """Paste a SegmentedObject's cropped mask back into the image frame."""
-    mask = np.zeros(hw, bool)
-    if obj.visible:
-        crop = image_to_array(obj.mask) > 0
-        x, y = obj.box.x_offset, obj.box.y_offset
-        mask[y:y + obj.box.height, x:x + obj.box.width] = crop
-    return mask
 
 
 def fill_contours(obj, hw) -> np.ndarray:

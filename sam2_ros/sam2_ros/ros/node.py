@@ -22,6 +22,7 @@ from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallb
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from rclpy.serialization import deserialize_message
 from rclpy.service import Service
 from rclpy.timer import Timer
 from sensor_msgs.msg import CompressedImage, Image
@@ -151,7 +152,8 @@ class Sam2SegmenterNode(LifecycleNode):
         qos = QoSProfile(depth=v["image_qos_depth"], reliability=reliability)
         image_type, topic = (CompressedImage, "image/compressed") if v["compressed"] else (Image, "image")
         self._endpoints = [
-            self.create_subscription(image_type, topic, self._image_cb, qos, callback_group=images),
+            # raw: only the frames the worker takes are deserialised, not every camera frame
+            self.create_subscription(image_type, topic, self._image_cb, qos, callback_group=images, raw=True),
             self.create_subscription(PromptMsg, "prompt", self._prompt_cb, 10, callback_group=services),
             self.create_subscription(PointStamped, "clicked_point", self._clicked_point_cb, 10,
                                      callback_group=services),
@@ -220,7 +222,7 @@ class Sam2SegmenterNode(LifecycleNode):
             torch.cuda.empty_cache()
 
     # ----- callbacks (never touch the model) -----
-    def _image_cb(self, msg) -> None:
+    def _image_cb(self, msg: bytes) -> None:
         with self._wake:
             self.stats.received += 1
             if self._latest is not None:
@@ -332,10 +334,12 @@ class Sam2SegmenterNode(LifecycleNode):
             if latest is not None:
                 self._process(latest)
 
-    def _process(self, msg) -> None:
+    def _process(self, raw: bytes) -> None:
         """Convert, encode once, track or segment, publish with the input header."""
+        compressed = self._config.values["compressed"]
         try:
-            rgb = compressed_to_rgb(msg) if self._config.values["compressed"] else image_to_rgb(msg)
+            msg = deserialize_message(raw, CompressedImage if compressed else Image)
+            rgb = compressed_to_rgb(msg) if compressed else image_to_rgb(msg)
         except ImageError as error:
             self._reject(f"image dropped: {error}")
             return

@@ -85,8 +85,11 @@ class NodeProbe:
         self._wait(lambda: len(self.node._tracker.objects) == len(boxes), 120)
         self.round_trip(image)
 
-    def stream(self, image: np.ndarray, rate_hz: float, seconds: float) -> tuple[list[float], float, int]:
-        """Run a camera at `rate_hz` for `seconds`; return result ages, the model period, frames skipped."""
+    def stream(self, image: np.ndarray, rate_hz: float, seconds: float) -> tuple[list[float], float, int, list[float]]:
+        """Run a camera at `rate_hz` for `seconds`.
+
+        Returns result ages, the model period, frames skipped and the intervals between results.
+        """
         self.results.clear()
         skipped_before = self.node.stats.skipped
         sent = {}
@@ -100,5 +103,7 @@ class NodeProbe:
         time_model = float(np.median(list(self.node.stats.model_ms)[-20:]))
         # The newest frame is never replaced, so its result always comes: the run is drained.
         self._wait(lambda: any(stamp_ns(r.header) == last for _, r in self.results), 120)
-        ages = [(arrived - sent[stamp_ns(r.header)]) * 1e3 for arrived, r in self.results if stamp_ns(r.header) in sent]
-        return ages, time_model, self.node.stats.skipped - skipped_before
+        answered = [(arrived, r) for arrived, r in self.results if stamp_ns(r.header) in sent]
+        ages = [(arrived - sent[stamp_ns(r.header)]) * 1e3 for arrived, r in answered]
+        intervals = list(np.diff([arrived for arrived, _ in answered]) * 1e3)
+        return ages, time_model, self.node.stats.skipped - skipped_before, intervals

@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 export ROS_AUTOMATIC_DISCOVERY_RANGE := LOCALHOST
 # The ROS wheels' CMake config lives in the venv; colcon finds it through these.
 ROS_ENV := source $(VENV)/bin/activate && export CMAKE_PREFIX_PATH=$$VIRTUAL_ENV AMENT_PREFIX_PATH=$$VIRTUAL_ENV
-SOURCES := $(shell find sam2_ros sam2_ros_interfaces -type f -not -path '*/__pycache__/*' -not -path '*/.pytest_cache/*')
+SOURCES := $(shell find sam2_ros sam2_ros_interfaces -type f -not -path '*/__pycache__/*' -not -path '*/.pytest_cache/*' -not -path '*/.hypothesis/*')
 PYTEST_ARGS ?=
 
 .PHONY: test demo setup build lint clean

@@ -276,6 +276,9 @@ def test_lifecycle_configure_fails_on_a_bad_checkpoint_and_deactivate_stops_proc
         assert node.trigger_deactivate() == TransitionCallbackReturn.SUCCESS
         assert node.trigger_cleanup() == TransitionCallbackReturn.SUCCESS
         assert node.model is None and node._state_machine.current_state[0] == State.PRIMARY_STATE_UNCONFIGURED
+        assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS and node.model is not None
+        assert node.trigger_shutdown() == TransitionCallbackReturn.SUCCESS
+        assert node.model is None and node._state_machine.current_state[0] == State.PRIMARY_STATE_FINALIZED
     finally:
         running.close()
 

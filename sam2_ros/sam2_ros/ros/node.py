@@ -513,7 +513,7 @@ def main(args: list[str] | None = None) -> int:
     """Spin the node until Ctrl-C or an external shutdown, then exit cleanly."""
     rclpy.init(args=args)
     node = None
-    executor = MultiThreadedExecutor()
+    executor = MultiThreadedExecutor(num_threads=4)  # services wait on the worker; keep threads for the rest
     try:
         node = Sam2SegmenterNode()
         executor.add_node(node)

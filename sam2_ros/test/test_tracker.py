@@ -153,3 +153,13 @@ def test_retained_memory_stops_growing_once_sams_windows_are_full(small_model):
     assert len(set(sizes[window:])) == 1, f"retained bytes still change: {sizes[window:]}"
     assert all(len(obj.non_cond) <= small_model.sam.max_obj_ptrs_in_encoder
                for obj in tracker.objects.values())
+
+
+def test_new_objects_take_the_smallest_free_id_so_ids_fit_a_mono8_label_image(tracker):
+    images, truths = pan_clip(1)
+    tracker.track(images[0])
+    box = object_box(truths[0])
+    assert tracker.add_prompt(Prompt(box=box))[0] == 1
+    assert tracker.add_prompt(Prompt(box=box))[0] == 2
+    tracker.remove(1)
+    assert tracker.add_prompt(Prompt(box=box))[0] == 1

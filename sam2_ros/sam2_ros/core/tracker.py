@@ -26,6 +26,14 @@ from sam2_ros.core.prompts import ASSIGN_NEW_ID, Prompt, validate
 _ENDLESS = sys.maxsize
 
 
+def first_free_id(used) -> int:
+    """Return the smallest id >= 1 not in use, so ids stay small enough for a mono8 label image."""
+    object_id = 1
+    while object_id in used:
+        object_id += 1
+    return object_id
+
+
 class TrackerError(ValueError):
     """An operation the tracker refuses; the message says why."""
 
@@ -87,7 +95,6 @@ class StreamingTracker:
         self._features: tuple | None = None  # (vision_feats, vision_pos, feat_sizes) of _frame
         self._last: dict[int, TrackedMask] = {}
         self._maskmem_pos_enc: list[torch.Tensor] | None = None  # same for every frame and object
-        self._next_id = 1
 
     # ----- the stream -----
     @torch.inference_mode()
@@ -121,14 +128,13 @@ class StreamingTracker:
             raise TrackerError("the tracker takes points and/or a box, or a binary mask alone")
         object_id = prompt.object_id
         if object_id == ASSIGN_NEW_ID:
-            object_id = self._new_id()
+            object_id = first_free_id(self.objects)
         obj = self.objects.get(object_id)
         if obj is None:
             if len(self.objects) >= self.max_objects:
                 raise TrackerError(f"cannot add object {object_id}: already tracking "
                                    f"{len(self.objects)} objects (max_objects {self.max_objects})")
             obj = self.objects[object_id] = TrackedObject(object_id, prompt.label)
-            self._next_id = max(self._next_id, object_id + 1)
         elif prompt.label:
             obj.label = prompt.label
         start = time.perf_counter()
@@ -157,7 +163,6 @@ class StreamingTracker:
         """Forget every object; the stream and its frame counter go on."""
         self.objects.clear()
         self._last.clear()
-        self._next_id = 1
 
     def retained_tensor_bytes(self) -> int:
         """Bytes of tensors held in every object's memory bank (for memory checks)."""
@@ -289,8 +294,3 @@ class StreamingTracker:
     def current(self) -> list[TrackedMask]:
         """Every tracked object's latest result on the newest frame, in ascending id."""
         return [self._last[i] for i in sorted(self._last) if i in self.objects]
-
-    def _new_id(self) -> int:
-        while self._next_id in self.objects:
-            self._next_id += 1
-        return self._next_id

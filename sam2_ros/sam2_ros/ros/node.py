@@ -33,7 +33,7 @@ from sam2_ros.core.encoding import encode
 from sam2_ros.core.model import CheckpointError, load_model
 from sam2_ros.core.prompts import ASSIGN_NEW_ID, Prompt, PromptError, validate
 from sam2_ros.core.segmenter import FrameNotCached, Segmenter
-from sam2_ros.core.tracker import StreamingTracker, TrackerError
+from sam2_ros.core.tracker import StreamingTracker, TrackerError, first_free_id
 from sam2_ros.ros import params as P
 from sam2_ros.ros.conversions import ImageError, compressed_to_rgb, image_to_rgb
 from sam2_ros.ros.prompt_msgs import from_clicked_point, from_detections, from_prompt_msg, stamp_ns
@@ -332,7 +332,10 @@ class Sam2SegmenterNode(LifecycleNode):
             for job in jobs:  # prompts first: they refer to frames already seen
                 job()
             if latest is not None:
-                self._process(latest)
+                try:
+                    self._process(latest)
+                except Exception as error:  # the worker must outlive any one frame
+                    self._fail(f"frame dropped: {type(error).__name__}: {error}")
 
     def _process(self, raw: bytes) -> None:
         """Convert, encode once, track or segment, publish with the input header."""
@@ -448,7 +451,7 @@ class Sam2SegmenterNode(LifecycleNode):
             for prompt in checked:
                 object_id = prompt.object_id
                 if object_id == ASSIGN_NEW_ID:
-                    object_id = max([0, *self._in_force]) + 1
+                    object_id = first_free_id(self._in_force)
                     prompt = replace(prompt, object_id=object_id)
                 self._in_force[object_id] = prompt
                 ids.append(object_id)

@@ -143,6 +143,9 @@ def bench_node(checkpoint: str, args: argparse.Namespace, frames: int) -> dict:
                  "precision": args.precision, "model": args.model}
     image = camera_frame()
     with NodeProbe(overrides) as probe:
+        probe.round_trip(image)
+        bare = [probe.round_trip(image) for _ in range(frames)]  # transport and conversion alone
+        bare_model_ms = list(probe.node.stats.model_ms)[-frames:]
         probe.settle(image, [np.array(p.box) for p in eight_boxes(640, 480)[:3]])
         latencies = [probe.round_trip(image) for _ in range(frames)]
         model_ms = list(probe.node.stats.model_ms)[-frames:]
@@ -154,6 +157,7 @@ def bench_node(checkpoint: str, args: argparse.Namespace, frames: int) -> dict:
         "model_ms_p50": statistics.median(model_ms),
         "node_overhead_ms_p50": statistics.median(latencies) - statistics.median(model_ms),
         "node_postprocess_ms_p50": statistics.median(postprocess_ms),
+        "node_overhead_ms_p50_0obj": statistics.median(bare) - statistics.median(bare_model_ms),
         "stream_rate_hz": 30.0,
         "stream_result_age_ms_max": max(ages),
         "stream_model_period_ms": period_ms,

@@ -107,6 +107,8 @@ def test_prompts_on_a_cached_frame_reuse_its_encoding(small_model):
     again = segmenter.segment(image, [Prompt(object_id=2, box=np.array([50, 50, 300, 300]))], key=1)
     assert first.encode_ms > 0 and again.encode_ms == 0.0
     assert segmenter.frame(1) is segmenter.frame(None)
+    segmenter.segment(photo("rocket"), [Prompt(object_id=3, box=np.array([5, 5, 60, 60]))])  # one-off
+    assert segmenter.frame(None) is segmenter.frame(1), "an image without a key must not be cached"
 
 
 def test_the_frame_cache_is_bounded_and_says_which_frame_was_dropped(small_model):

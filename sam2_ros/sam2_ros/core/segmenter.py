@@ -90,9 +90,13 @@ class Segmenter:
         return self._frames[key]
 
     def segment(self, image: np.ndarray, prompts: Sequence[Prompt], key: Hashable = None) -> Segmentation:
-        """Encode (or reuse) `image` and segment every prompt on it."""
+        """Encode (or reuse) `image` and segment every prompt on it.
+
+        With a key the encoding joins the cache; without one it is used once and not kept,
+        so a one-off image never pushes a recent camera frame out of the cache.
+        """
         cached = key is not None and key in self._frames
-        frame = self.add_frame(key if key is not None else object(), image)
+        frame = encode(self.model, image) if key is None else self.add_frame(key, image)
         result = self.predict(prompts, frame)
         result.encode_ms = 0.0 if cached else frame.encode_ms
         return result

@@ -460,9 +460,9 @@ class Sam2SegmenterNode(LifecycleNode):
 
     def _covered(self, prompt: Prompt) -> bool:
         """Whether a box lies mostly on an object already tracked on the newest frame."""
-        x0, y0, x1, y1 = (int(round(v)) for v in prompt.box)
-        return any(obj.mask[max(y0, 0):y1, max(x0, 0):x1].mean() > 0.5
-                   for obj in self._tracker.current() if obj.mask[max(y0, 0):y1, max(x0, 0):x1].size)
+        x0, y0, x1, y1 = (max(int(round(v)), 0) for v in prompt.box)
+        return any(obj.mask[y0:y1, x0:x1].size and obj.mask[y0:y1, x0:x1].mean() > 0.5
+                   for obj in self._tracker.current())
 
     def _segment_once(self, prompts: list[Prompt], key: int, image: Image | None) -> SegmentationResult:
         """Segment now: a one-off answer that changes no tracked object."""

@@ -5,6 +5,7 @@ import threading
 import time
 from typing import Callable
 
+import cv2
 import numpy as np
 import rclpy
 from rclpy.executors import MultiThreadedExecutor
@@ -14,7 +15,7 @@ from sensor_msgs.msg import Image
 from std_msgs.msg import Header
 
 from sam2_ros.ros.conversions import array_to_image, image_to_array
-from sam2_ros.ros.node import Sam2SegmenterNode
+from sam2_ros.ros.node import Sam2SegmenterNode, spin
 from sam2_ros_interfaces.msg import SegmentationResult
 
 
@@ -45,6 +46,29 @@ def full_mask(obj, hw) -> np.ndarray:
     return mask
 
 
+def rasterise(contours, hw) -> np.ndarray:
+    """Fill each outer contour minus the inside of its holes (hole contours run over the
+    object's own boundary pixels); with no simplification this re-draws the mask.
+    """
+    def filled(contour, outline: bool) -> np.ndarray:
+        canvas = np.zeros(hw, np.uint8)
+        points = contour.points.astype(np.int32)
+        cv2.fillPoly(canvas, [points], 1)
+        if not outline:
+            cv2.polylines(canvas, [points], True, 0)
+        return canvas.astype(bool)
+
+    mask = np.zeros(hw, bool)
+    for index, outer in enumerate(contours):
+        if not outer.is_hole:
+            region = filled(outer, True)
+            for hole in contours:
+                if hole.is_hole and hole.parent == index:
+                    region &= ~filled(hole, False)
+            mask |= region
+    return mask
+
+
 class Peer:
     """The world around the node: a camera publisher, and listeners on every output."""
 
@@ -63,6 +87,21 @@ class Peer:
     def result_for(self, stamp: Header, timeout: float = 60.0) -> SegmentationResult:
         return wait_until(lambda: next((r for r in reversed(self.results) if r.header == stamp), None),
                           timeout, f"a result for stamp {stamp.stamp.sec}.{stamp.stamp.nanosec}")
+
+    def stream_until_result(self, rgb: np.ndarray, stamp: Header, timeout: float = 60.0) -> SegmentationResult:
+        """Publish the frame again each second, as a camera would, until its result comes back.
+
+        Right after a (re)subscription the first frames can beat discovery and be lost.
+        """
+        last = 0.0
+
+        def arrived():
+            nonlocal last
+            if time.monotonic() - last > 1.0:
+                self.publish_rgb(rgb, stamp)
+                last = time.monotonic()
+            return next((r for r in reversed(self.results) if r.header == stamp), None)
+        return wait_until(arrived, timeout, f"a result for stamp {stamp.stamp.sec}.{stamp.stamp.nanosec}")
 
     def mask_for(self, stamp: Header, timeout: float = 30.0) -> Image:
         return wait_until(lambda: next((m for m in reversed(self.masks) if m.header == stamp), None),
@@ -88,7 +127,7 @@ class Running:
         self.executor = MultiThreadedExecutor(num_threads=4)
         self.executor.add_node(self.node)
         self.executor.add_node(self.peer.node)
-        self.thread = threading.Thread(target=self.executor.spin, daemon=True)
+        self.thread = threading.Thread(target=spin, args=(self.executor,), daemon=True)
         self.thread.start()
         if not params.get("compressed"):
             wait_until(lambda: self.peer.camera.get_subscription_count() > 0, 30, "the image subscription")

@@ -9,7 +9,7 @@ from rclpy.executors import SingleThreadedExecutor
 from sensor_msgs.msg import Image, RegionOfInterest
 from std_msgs.msg import Header
 
-from sam2_ros_interfaces.msg import Contour, Prompt, SegmentationResult, SegmentedObject
+from sam2_ros_interfaces.msg import Prompt, SegmentationResult, SegmentedObject
 from sam2_ros_interfaces.srv import AddObjects, RemoveObject, Segment
 
 
@@ -42,11 +42,11 @@ def sample_prompt() -> Prompt:
 
 
 def sample_result() -> SegmentationResult:
-    contour = Contour(points=[Point32(x=1.0, y=1.0), Point32(x=5.0, y=1.0), Point32(x=5.0, y=4.0)],
-                      is_hole=True, parent=0)
     obj = SegmentedObject(object_id=7, label="cup", score=0.9375, presence=0.984375, visible=True,
                           box=RegionOfInterest(x_offset=1, y_offset=1, width=5, height=4),
-                          area=17, centroid=Point32(x=3.0, y=2.5), contours=[contour],
+                          area=17, centroid=Point32(x=3.0, y=2.5),
+                          contour_points=[1.0, 1.0, 9.0, 1.0, 9.0, 8.0, 3.0, 3.0, 5.0, 3.0, 5.0, 4.0],
+                          contour_lengths=[3, 3], contour_parents=[-1, 0],
                           mask=Image(height=4, width=5, encoding="mono8", step=5, data=bytes(range(20))))
     return SegmentationResult(header=header(), height=480, width=640, objects=[obj], encode_ms=12.5,
                               decode_ms=3.25, postprocess_ms=1.0, latency_ms=20.0)
@@ -69,8 +69,7 @@ def receive(node, message):
 
 
 @pytest.mark.parametrize("make", [sample_prompt, sample_result,
-                                  lambda: sample_result().objects[0],
-                                  lambda: sample_result().objects[0].contours[0]])
+                                  lambda: sample_result().objects[0]])
 def test_messages_round_trip_over_the_middleware(node, make):
     sent = make()
     assert receive(node, sent) == sent

@@ -1,4 +1,6 @@
 """sam2_segmenter_node over the real middleware: real photos, seeded SAM 2 weights, real services."""
+import gc
+
 import cv2
 import numpy as np
 import pytest
@@ -12,11 +14,12 @@ from sensor_msgs.msg import Image
 from std_srvs.srv import Trigger
 
 from conftest import photo
-from rosharness import Running, full_mask, header, wait_until
+from rosharness import Running, full_mask, header, rasterise, wait_until
 from sam2_ros.core.prompts import Prompt
 from sam2_ros.core.segmenter import Segmenter
 from sam2_ros.core.tracker import StreamingTracker
 from sam2_ros.ros.conversions import array_to_image, image_to_array
+from sam2_ros.ros.results import unpack_contours
 from sam2_ros.tools.scenes import object_box, pan_clip
 from sam2_ros_interfaces.msg import Prompt as PromptMsg
 from sam2_ros_interfaces.srv import AddObjects, RemoveObject, Segment
@@ -37,29 +40,6 @@ def box_prompt(box, stamp=None, object_id=-1, label="") -> PromptMsg:
 
 def add(running, *prompts) -> AddObjects.Response:
     return running.peer.call(AddObjects, f"{NODE}/add_objects", AddObjects.Request(prompts=list(prompts)))
-
-
-def fill_contours(obj, hw) -> np.ndarray:
-    """Rasterise each outer contour minus the inside of its holes (hole contours run over the
-    object's own boundary pixels); with no simplification this re-draws the mask.
-    """
-    def filled(contour, outline: bool) -> np.ndarray:
-        canvas = np.zeros(hw, np.uint8)
-        points = np.array([[p.x, p.y] for p in contour.points], np.int32)
-        cv2.fillPoly(canvas, [points], 1)
-        if not outline:
-            cv2.polylines(canvas, [points], True, 0)
-        return canvas.astype(bool)
-
-    mask = np.zeros(hw, bool)
-    for index, outer in enumerate(obj.contours):
-        if not outer.is_hole:
-            region = filled(outer, True)
-            for hole in obj.contours:
-                if hole.is_hole and hole.parent == index:
-                    region &= ~filled(hole, False)
-            mask |= region
-    return mask
 
 
 def test_results_carry_the_input_header_and_equal_the_core_tracker(running, small_model):
@@ -86,7 +66,7 @@ def test_results_carry_the_input_header_and_equal_the_core_tracker(running, smal
         mask = full_mask(obj, truths[0].shape)
         np.testing.assert_array_equal(mask, expected.mask)
         assert obj.area == expected.mask.sum() and obj.score == pytest.approx(expected.score, abs=1e-6)
-        np.testing.assert_array_equal(fill_contours(obj, mask.shape), mask)
+        np.testing.assert_array_equal(rasterise(unpack_contours(obj), mask.shape), mask)
         label = running.peer.mask_for(stamps[t])
         assert label.header == stamps[t] and label.encoding == "mono8"
         np.testing.assert_array_equal(image_to_array(label) == 1, mask)
@@ -267,16 +247,18 @@ def test_lifecycle_configure_fails_on_a_bad_checkpoint_and_deactivate_stops_proc
     try:
         node = running.node
         assert node.trigger_deactivate() == TransitionCallbackReturn.SUCCESS
+        wait_until(lambda: running.peer.camera.get_subscription_count() == 0, 30, "the unsubscription")
         running.peer.publish_rgb(photo("coffee"), header(80))
         assert node.stats.processed == 0
         assert node.trigger_activate() == TransitionCallbackReturn.SUCCESS
         wait_until(lambda: running.peer.camera.get_subscription_count() > 0, 30, "resubscription")
-        running.peer.publish_rgb(photo("coffee"), header(81))
-        running.peer.result_for(header(81))
+        running.peer.stream_until_result(photo("coffee"), header(81))
         assert node.trigger_deactivate() == TransitionCallbackReturn.SUCCESS
         assert node.trigger_cleanup() == TransitionCallbackReturn.SUCCESS
         assert node.model is None and node._state_machine.current_state[0] == State.PRIMARY_STATE_UNCONFIGURED
+        assert gc.get_freeze_count() == 0  # the released model is left to the collector again
         assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS and node.model is not None
+        assert gc.get_freeze_count() > 0  # the model's objects are kept out of full collections
         assert node.trigger_shutdown() == TransitionCallbackReturn.SUCCESS
         assert node.model is None and node._state_machine.current_state[0] == State.PRIMARY_STATE_FINALIZED
     finally:

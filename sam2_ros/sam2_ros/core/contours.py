@@ -37,22 +37,18 @@ def find_contours(mask: np.ndarray, epsilon: float = 0.0, min_area: float = 0.0)
     if hierarchy is None:
         return []
     parents = hierarchy[0][:, 3]
-    kept: dict[int, int] = {}  # OpenCV index of a kept outer contour -> our index
-    contours: list[Contour] = []
-    for order in (True, False):  # outer contours first, so holes can name their parent
-        for index, polygon in enumerate(found):
-            is_outer = parents[index] < 0
-            if is_outer != order or cv2.contourArea(polygon) < min_area:
-                continue
-            if not is_outer and parents[index] not in kept:
-                continue
-            if epsilon > 0:
-                polygon = cv2.approxPolyDP(polygon, epsilon, closed=True)
-            if is_outer:
-                kept[index] = len(contours)
-            contours.append(Contour(points=polygon.reshape(-1, 2).astype(np.float32),
-                                    is_hole=not is_outer,
-                                    parent=-1 if is_outer else kept[parents[index]]))
+    outer = parents < 0  # RETR_CCOMP: two levels, every hole's parent is an outer boundary
+    keep = (np.array([cv2.contourArea(c) >= min_area for c in found]) if min_area > 0
+            else np.ones(len(found), bool))
+    keep &= outer | keep[parents]  # a hole goes with its region
+    order = np.concatenate([np.flatnonzero(keep & outer), np.flatnonzero(keep & ~outer)])
+    ours = np.full(len(found), -1)  # outer contours first, so holes can name their parent
+    ours[order] = np.arange(len(order))
+    contours = []
+    for index in order:
+        polygon = cv2.approxPolyDP(found[index], epsilon, closed=True) if epsilon > 0 else found[index]
+        contours.append(Contour(points=polygon.reshape(-1, 2).astype(np.float32), is_hole=not outer[index],
+                                parent=-1 if outer[index] else int(ours[parents[index]])))
     return contours
 
 

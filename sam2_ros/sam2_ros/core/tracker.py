@@ -11,6 +11,7 @@ from __future__ import annotations
 import sys
 import time
 from dataclasses import dataclass, field
+from typing import Callable
 
 import numpy as np
 import torch
@@ -98,8 +99,13 @@ class StreamingTracker:
 
     # ----- the stream -----
     @torch.inference_mode()
-    def track(self, image: np.ndarray, frame: EncodedFrame | None = None) -> FrameResult:
-        """Take the next camera frame: encode it (unless given) and track every object on it."""
+    def track(self, image: np.ndarray, frame: EncodedFrame | None = None,
+              on_object: Callable[[TrackedMask], None] | None = None) -> FrameResult:
+        """Take the next camera frame: encode it (unless given) and track every object on it.
+
+        `on_object` gets each object's mask as soon as it exists, so a caller can post-process
+        it while SAM 2 tracks the next object.
+        """
         dropped = self._finish_frame()
         frame = frame if frame is not None else encode(self.model, image)
         self.frame_index += 1
@@ -113,6 +119,8 @@ class StreamingTracker:
                                      run_mem_encoder=True)
             obj.non_cond[self.frame_index] = out
             self._last[obj.object_id] = result
+            if on_object is not None:
+                on_object(result)
             self._forget(obj)
         return FrameResult(self.frame_index, self.current(), frame.encode_ms,
                            (time.perf_counter() - start) * 1e3, dropped)

@@ -50,6 +50,14 @@ def _layout(encoding: str) -> tuple[int, np.dtype, int]:
     raise ImageError(f"unsupported image encoding '{encoding}'; supported: {', '.join(SUPPORTED_ENCODINGS)}")
 
 
+def _bytes_view(data) -> memoryview:
+    """View a message's uint8[] (array.array, bytes or list) as bytes, copying only a list."""
+    try:
+        return memoryview(data).cast("B")
+    except TypeError:
+        return memoryview(bytes(data))
+
+
 def image_to_array(msg: Image) -> np.ndarray:
     """Return the pixels in the message's own encoding (H x W [x C]), native byte order."""
     if msg.height == 0 or msg.width == 0:
@@ -63,7 +71,7 @@ def image_to_array(msg: Image) -> np.ndarray:
         raise ImageError(f"step {msg.step} is shorter than a {msg.width}-pixel {msg.encoding} row "
                          f"({row_bytes} bytes)")
     needed = (rows - 1) * msg.step + row_bytes
-    data = msg.data if isinstance(msg.data, (bytes, bytearray, memoryview)) else bytes(msg.data)
+    data = _bytes_view(msg.data)
     if len(data) < needed:
         raise ImageError(f"image data has {len(data)} bytes, but {msg.width}x{msg.height} "
                          f"{msg.encoding} with step {msg.step} needs {needed}")
@@ -99,7 +107,7 @@ def image_to_rgb(msg: Image) -> np.ndarray:
 
 def compressed_to_rgb(msg: CompressedImage) -> np.ndarray:
     """Decode a jpeg or png sensor_msgs/CompressedImage to H x W x 3 uint8 RGB."""
-    data = np.frombuffer(bytes(msg.data), np.uint8)
+    data = np.frombuffer(_bytes_view(msg.data), np.uint8)
     decoded = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
     if decoded is None:
         raise ImageError(f"cannot decode compressed image (format '{msg.format}', {data.size} bytes): "

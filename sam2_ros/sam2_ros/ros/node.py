@@ -6,6 +6,7 @@ skipped. Prompts and service requests become jobs that the worker runs between f
 """
 from __future__ import annotations
 
+import gc
 import sys
 import threading
 import time
@@ -19,7 +20,8 @@ import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from geometry_msgs.msg import PointStamped
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
-from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.exceptions import InvalidHandle
+from rclpy.executors import Executor, ExternalShutdownException, MultiThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from rclpy.serialization import deserialize_message
@@ -37,7 +39,7 @@ from sam2_ros.core.tracker import StreamingTracker, TrackerError, first_free_id
 from sam2_ros.ros import params as P
 from sam2_ros.ros.conversions import ImageError, compressed_to_rgb, image_to_rgb
 from sam2_ros.ros.prompt_msgs import from_clicked_point, from_detections, from_prompt_msg, stamp_ns
-from sam2_ros.ros.results import label_image, overlay_image, result_message
+from sam2_ros.ros.results import ResultBuilder, label_image, overlay_image, result_message
 from sam2_ros_interfaces.msg import Prompt as PromptMsg
 from sam2_ros_interfaces.msg import SegmentationResult
 from sam2_ros_interfaces.srv import AddObjects, RemoveObject, Segment
@@ -49,6 +51,7 @@ except ImportError:
 
 REFUSED = (PromptError, TrackerError, FrameNotCached, ImageError, ValueError)
 SERVICE_TIMEOUT_S = 60.0
+GIL_SWITCH_INTERVAL_S = 0.0001
 
 
 @dataclass
@@ -140,6 +143,10 @@ class Sam2SegmenterNode(LifecycleNode):
             "overlay": self.create_publisher(Image, "~/overlay", reliable),
             "diagnostics": self.create_publisher(DiagnosticArray, "/diagnostics", 10),
         }
+        # The model's many long-lived Python objects leave the collector's view: full collections
+        # during the stream then take milliseconds instead of stalling the worker for hundreds.
+        gc.collect()
+        gc.freeze()
         self.get_logger().info(f"loaded {self.model.spec.name} on {self.model.device} at input size "
                                f"{self.model.image_size}, mode {v['mode']}")
         return TransitionCallbackReturn.SUCCESS
@@ -169,6 +176,10 @@ class Sam2SegmenterNode(LifecycleNode):
             self._endpoints.append(self.create_subscription(
                 Detection2DArray, "detections", self._detections_cb, 10, callback_group=services))
         self._stop = False
+        # The worker hands the GIL back around every torch op. At Python's default 5 ms switch
+        # interval each op can then wait that long behind the executor threads' Python, which
+        # on a busy CPU stretches one frame by seconds; a short interval keeps it to the model's time.
+        sys.setswitchinterval(min(sys.getswitchinterval(), GIL_SWITCH_INTERVAL_S))
         self._worker = threading.Thread(target=self._work, name="sam2_worker", daemon=True)
         self._worker.start()
         self.get_logger().info(f"active: listening on {self.resolve_topic_name(topic)}")
@@ -211,6 +222,7 @@ class Sam2SegmenterNode(LifecycleNode):
             self.destroy_publisher(publisher)
         self._pubs = {}
         self.model = self._tracker = self._segmenter = None
+        gc.unfreeze()  # the released model can be collected
         self._in_force.clear()
         self._recent.clear()
         self._release_cuda_cache()
@@ -347,11 +359,12 @@ class Sam2SegmenterNode(LifecycleNode):
             self._reject(f"image dropped: {error}")
             return
         key = stamp_ns(msg.header)
+        builder = ResultBuilder(msg.header, rgb.shape[:2], self._config.output)
         try:
             start = time.perf_counter()
             frame = encode(self.model, rgb)
             if self._config.values["mode"] == "track":
-                result = self._tracker.track(rgb, frame)
+                result = self._tracker.track(rgb, frame, on_object=builder.add)
                 objects, decode_ms = result.objects, result.track_ms
                 for object_id, frames in result.dropped_cond_frames.items():
                     self.get_logger().info(f"object {object_id}: over max_cond_frames, dropped "
@@ -368,7 +381,7 @@ class Sam2SegmenterNode(LifecycleNode):
             self._recent.popitem(last=False)
         self.stats.processed += 1
         self.stats.model_ms.append(model_ms)
-        self._publish(msg.header, rgb, objects, encode_ms=frame.encode_ms, decode_ms=decode_ms)
+        self._publish(msg.header, rgb, objects, builder, encode_ms=frame.encode_ms, decode_ms=decode_ms)
 
     def _segment_in_force(self, frame) -> tuple[list, float]:
         """Image mode: every prompt in force on this frame alone; prompts outside it are skipped."""
@@ -383,20 +396,22 @@ class Sam2SegmenterNode(LifecycleNode):
         segmentation = self._segmenter.predict(prompts, frame)
         return segmentation.objects, segmentation.decode_ms
 
-    def _publish(self, header: Header, rgb: np.ndarray, objects, **timings: float) -> SegmentationResult:
+    def _publish(self, header: Header, rgb: np.ndarray, objects, builder: ResultBuilder | None = None,
+                 **timings: float) -> SegmentationResult:
+        """Publish the result first (what consumers wait for), then the label image and overlay."""
         start = time.perf_counter()
         settings = self._config.output
         hw = rgb.shape[:2]
-        result = result_message(objects, header, hw, settings, **timings)
-        self._pubs["mask"].publish(label_image(objects, header, hw, settings))
-        if self._config.values["publish_overlay"] and self._pubs["overlay"].get_subscription_count():
-            self._pubs["overlay"].publish(overlay_image(rgb, objects, header, settings))
+        result = (builder or ResultBuilder(header, hw, settings)).build(objects, **timings)
         result.postprocess_ms = (time.perf_counter() - start) * 1e3
         stamp = stamp_ns(header)
         if stamp:
             result.latency_ms = (self.get_clock().now().nanoseconds - stamp) / 1e6
             self.stats.latency_ms.append(result.latency_ms)
         self._pubs["result"].publish(result)
+        self._pubs["mask"].publish(label_image(objects, header, hw, settings))
+        if self._config.values["publish_overlay"] and self._pubs["overlay"].get_subscription_count():
+            self._pubs["overlay"].publish(overlay_image(rgb, objects, header, settings))
         return result
 
     # ----- jobs run on the worker -----
@@ -512,6 +527,21 @@ class Sam2SegmenterNode(LifecycleNode):
         self._pubs["diagnostics"].publish(array)
 
 
+def spin(executor: Executor) -> None:
+    """Spin until the executor or the context shuts down, outliving an rclpy race.
+
+    A transition that destroys endpoints while the executor builds its wait set makes rclpy
+    raise InvalidHandle out of spin() (ros2/rclpy#1206, #1142); the executor recovers on
+    the next call, so spinning resumes instead of leaving the node deaf.
+    """
+    while True:
+        try:
+            executor.spin()
+            return
+        except InvalidHandle:
+            continue
+
+
 def main(args: list[str] | None = None) -> int:
     """Spin the node until Ctrl-C or an external shutdown, then exit cleanly."""
     rclpy.init(args=args)
@@ -520,7 +550,7 @@ def main(args: list[str] | None = None) -> int:
     try:
         node = Sam2SegmenterNode()
         executor.add_node(node)
-        executor.spin()
+        spin(executor)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass  # Ctrl-C or `ros2 lifecycle set ... shutdown`: a normal way to stop
     finally:

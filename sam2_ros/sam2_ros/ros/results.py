@@ -1,6 +1,9 @@
 """Core results -> SegmentationResult, label image and overlay messages."""
 from __future__ import annotations
 
+import os
+from array import array
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Protocol, Sequence
 
@@ -9,10 +12,12 @@ from geometry_msgs.msg import Point32
 from sensor_msgs.msg import Image, RegionOfInterest
 from std_msgs.msg import Header
 
-from sam2_ros.core.contours import describe
+from sam2_ros.core.contours import Contour, describe
 from sam2_ros.core.render import DrawnObject, overlay
 from sam2_ros.ros.conversions import array_to_image
-from sam2_ros_interfaces.msg import Contour, SegmentationResult, SegmentedObject
+from sam2_ros_interfaces.msg import SegmentationResult, SegmentedObject
+
+_POOL = ThreadPoolExecutor(max_workers=os.cpu_count() or 1, thread_name_prefix="sam2_describe")
 
 
 class ObjectResult(Protocol):
@@ -53,18 +58,58 @@ def segmented_object(obj: ObjectResult, settings: OutputSettings, header: Header
                           area=geometry.area)
     if geometry.area:
         msg.centroid = Point32(x=float(geometry.centroid[0]), y=float(geometry.centroid[1]))
-        msg.mask = array_to_image((mask[y:y + h, x:x + w] * 255).astype(np.uint8), "mono8", header)
-    msg.contours = [Contour(points=[Point32(x=float(px), y=float(py)) for px, py in c.points],
-                            is_hole=c.is_hole, parent=c.parent) for c in geometry.contours]
+        msg.mask = array_to_image(mask[y:y + h, x:x + w].astype(np.uint8) * np.uint8(255), "mono8", header)
+    msg.contour_points, msg.contour_lengths, msg.contour_parents = pack_contours(geometry.contours)
     return msg
+
+
+def pack_contours(contours: Sequence[Contour]) -> tuple[array, array, array]:
+    """Return the flat vertex, length and parent arrays of SegmentedObject."""
+    points = np.concatenate([c.points.reshape(-1) for c in contours]) if contours else np.zeros(0)
+    return (array("f", points.astype(np.float32).tobytes()), array("I", [len(c.points) for c in contours]),
+            array("i", [c.parent for c in contours]))
+
+
+def unpack_contours(msg: SegmentedObject) -> list[Contour]:
+    """Return an object message's polygons as the core's Contour list (for Python consumers)."""
+    points = np.asarray(msg.contour_points, np.float32).reshape(-1, 2)
+    ends = np.cumsum(np.asarray(msg.contour_lengths, np.int64))
+    if len(msg.contour_parents) != len(ends) or (len(ends) and ends[-1] != len(points)):
+        raise ValueError(f"contour arrays disagree: {len(points)} vertices, lengths summing to "
+                         f"{ends[-1] if len(ends) else 0}, {len(msg.contour_parents)} parents")
+    return [Contour(points=polygon, is_hole=parent >= 0, parent=int(parent))
+            for polygon, parent in zip(np.split(points, ends[:-1]), msg.contour_parents)]
+
+
+class ResultBuilder:
+    """Describe each object on a pool thread as soon as its mask exists, then assemble the frame.
+
+    The tracker hands objects over one by one, so contours of the first objects are traced while
+    SAM 2 still works on the later ones; OpenCV's contour and moment code releases the GIL.
+    """
+
+    def __init__(self, header: Header, image_hw: tuple[int, int], settings: OutputSettings):
+        self.header, self.image_hw, self.settings = header, image_hw, settings
+        self._described: dict[int, tuple[ObjectResult, Future]] = {}
+
+    def add(self, obj: ObjectResult) -> None:
+        """Start describing one object."""
+        self._described[obj.object_id] = (obj, _POOL.submit(segmented_object, obj, self.settings, self.header))
+
+    def build(self, objects: Sequence[ObjectResult], **timings: float) -> SegmentationResult:
+        """Return the result of these objects (added or not yet), with the source header unchanged."""
+        for obj in objects:
+            if self._described.get(obj.object_id, (None,))[0] is not obj:
+                self.add(obj)
+        described = [self._described[obj.object_id][1].result() for obj in objects]
+        return SegmentationResult(header=self.header, height=self.image_hw[0], width=self.image_hw[1],
+                                  objects=described, **timings)
 
 
 def result_message(objects: Sequence[ObjectResult], header: Header, image_hw: tuple[int, int],
                    settings: OutputSettings, **timings: float) -> SegmentationResult:
     """Build the result of one frame, with the source image's header unchanged."""
-    return SegmentationResult(header=header, height=image_hw[0], width=image_hw[1],
-                              objects=[segmented_object(o, settings, header) for o in objects],
-                              **timings)
+    return ResultBuilder(header, image_hw, settings).build(objects, **timings)
 
 
 def label_image(objects: Sequence[ObjectResult], header: Header, image_hw: tuple[int, int],

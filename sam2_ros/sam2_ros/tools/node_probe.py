@@ -14,7 +14,7 @@ from sensor_msgs.msg import Image
 from std_msgs.msg import Header
 
 from sam2_ros.ros.conversions import array_to_image
-from sam2_ros.ros.node import Sam2SegmenterNode
+from sam2_ros.ros.node import Sam2SegmenterNode, spin
 from sam2_ros.ros.prompt_msgs import stamp_ns
 from sam2_ros_interfaces.msg import Prompt, SegmentationResult
 
@@ -39,7 +39,7 @@ class NodeProbe:
         self.executor = MultiThreadedExecutor(num_threads=4)
         for node in (self.node, self.peer):
             self.executor.add_node(node)
-        self._spinner = threading.Thread(target=self.executor.spin, daemon=True)
+        self._spinner = threading.Thread(target=spin, args=(self.executor,), daemon=True)
         self._spinner.start()
         self._wait(lambda: self.camera.get_subscription_count() and self.prompts.get_subscription_count(), 30)
         return self

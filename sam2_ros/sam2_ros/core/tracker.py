@@ -115,12 +115,13 @@ class StreamingTracker:
         start = time.perf_counter()
         self._last = {}
         for obj in self.objects.values():
-            out, result = self._step(obj, point_inputs=None, mask_inputs=None, init=False,
-                                     run_mem_encoder=True)
-            obj.non_cond[self.frame_index] = out
+            out, result, high_res = self._step(obj, point_inputs=None, mask_inputs=None, init=False)
             self._last[obj.object_id] = result
-            if on_object is not None:
+            if on_object is not None:  # the mask is final: its memory is for later frames
                 on_object(result)
+            with self.model.autocast():
+                self._encode_memory(out, high_res, is_mask_from_pts=False)
+            obj.non_cond[self.frame_index] = out
             self._forget(obj)
         return FrameResult(self.frame_index, self.current(), frame.encode_ms,
                            (time.perf_counter() - start) * 1e3, dropped)
@@ -148,11 +149,11 @@ class StreamingTracker:
         start = time.perf_counter()
         init = self.frame_index not in obj.non_cond  # as SAM 2: not yet tracked on this frame
         if prompt.mask is not None:
-            out, result = self._step(obj, None, self._mask_input(prompt.mask), init, False)
+            out, result, _ = self._step(obj, None, self._mask_input(prompt.mask), init)
         else:
             previous = obj.pending or obj.non_cond.get(self.frame_index)
             prev_logits = None if previous is None else torch.clamp(previous["pred_masks"], -32.0, 32.0)
-            out, result = self._step(obj, self._point_input(prompt), None, init, False, prev_logits)
+            out, result, _ = self._step(obj, self._point_input(prompt), None, init, prev_logits)
         obj.pending = out
         obj.pending_is_cond = init or self.corrections_as_conditioning
         self._last[object_id] = result
@@ -186,9 +187,13 @@ class StreamingTracker:
         return total
 
     # ----- SAM 2 steps -----
-    def _step(self, obj: TrackedObject, point_inputs, mask_inputs, init: bool, run_mem_encoder: bool,
-              prev_logits: torch.Tensor | None = None) -> tuple[dict, TrackedMask]:
-        """One SAM 2 track step for one object on the current frame (SAM2Base._track_step)."""
+    def _step(self, obj: TrackedObject, point_inputs, mask_inputs, init: bool,
+              prev_logits: torch.Tensor | None = None) -> tuple[dict, TrackedMask, torch.Tensor]:
+        """One SAM 2 track step for one object on the current frame (SAM2Base._track_step).
+
+        Returns the output, the mask, and the high-resolution mask that the memory encoder
+        takes; the memory is left to the caller (SAM 2 encodes it from these same inputs).
+        """
         sam = self.model.sam
         feats, pos, sizes = self._features
         bank = {"cond_frame_outputs": obj.cond, "non_cond_frame_outputs": obj.non_cond}
@@ -199,11 +204,9 @@ class StreamingTracker:
             _, _, ious, low_res, high_res, obj_ptr, object_logits = sam_outputs
             out = {"pred_masks": low_res, "obj_ptr": obj_ptr, "object_score_logits": object_logits,
                    "maskmem_features": None, "maskmem_pos_enc": None}
-            if run_mem_encoder:
-                self._encode_memory(out, high_res, is_mask_from_pts=point_inputs is not None)
         if self.fill_hole_area > 0:
             out["pred_masks"] = fill_holes_in_mask_scores(out["pred_masks"], self.fill_hole_area)
-        return out, self._result(obj, out, float(ious.float().max()))
+        return out, self._result(obj, out, float(ious.float().max())), high_res
 
     def _encode_memory(self, out: dict, high_res_masks: torch.Tensor, is_mask_from_pts: bool) -> None:
         """Memory of this frame for later ones; stored in bfloat16, as Meta's predictor does."""

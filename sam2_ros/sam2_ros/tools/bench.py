@@ -101,7 +101,13 @@ def bench_messages(objects, repeats: int) -> dict:
     message = result_message(objects, Header(), objects[0].mask.shape, settings)
     return {"result_message_ms": median_ms(lambda: result_message(objects, Header(), objects[0].mask.shape,
                                                                    settings), repeats, lambda: None),
-            "serialize_ms": median_ms(lambda: serialize_message(message), repeats, lambda: None)}
+            "serialize_ms": median_ms(lambda: serialize_message(message), repeats, lambda: None),
+            "result_polygons_per_object": polygons_per_object(message)}
+
+
+def polygons_per_object(result) -> float:
+    """Mean contour polygons per object: what contour and message costs scale with."""
+    return float(np.mean([len(o.contour_lengths) for o in result.objects])) if result.objects else 0.0
 
 
 def bench_gpu(frames: int) -> dict:
@@ -150,6 +156,7 @@ def bench_node(checkpoint: str, args: argparse.Namespace, frames: int) -> dict:
         latencies = [probe.round_trip(image) for _ in range(frames)]
         model_ms = list(probe.node.stats.model_ms)[-frames:]
         postprocess_ms = [r.postprocess_ms for _, r in probe.results[-frames:]]
+        polygons = polygons_per_object(probe.results[-1][1])
         ages, period_ms, skipped, intervals = probe.stream(image, rate_hz=30.0, seconds=max(5.0, frames * 0.5))
     # Overhead frame by frame (round trip minus that frame's model time): the model's own
     # frame-to-frame spread is far larger than the overhead, so medians taken apart would hide it.
@@ -160,6 +167,7 @@ def bench_node(checkpoint: str, args: argparse.Namespace, frames: int) -> dict:
         "node_overhead_ms_p50": statistics.median(np.subtract(latencies, model_ms)),
         "node_overhead_ms_p95": float(np.percentile(np.subtract(latencies, model_ms), 95)),
         "node_postprocess_ms_p50": statistics.median(postprocess_ms),
+        "node_polygons_per_object": polygons,
         "node_overhead_ms_p50_0obj": statistics.median(np.subtract(bare, bare_model_ms)),
         "stream_rate_hz": 30.0,
         "stream_result_age_ms_max": max(ages),

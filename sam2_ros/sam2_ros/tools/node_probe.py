@@ -7,7 +7,7 @@ import time
 
 import numpy as np
 import rclpy
-from rclpy.executors import MultiThreadedExecutor
+from rclpy.executors import MultiThreadedExecutor, SingleThreadedExecutor
 from rclpy.parameter import Parameter
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
@@ -36,16 +36,17 @@ class NodeProbe:
         self.camera = self.peer.create_publisher(Image, "image", reliable)
         self.prompts = self.peer.create_publisher(Prompt, "prompt", 10)
         self.peer.create_subscription(SegmentationResult, "/sam2_segmenter_node/result", self._result_cb, reliable)
-        self.executor = MultiThreadedExecutor(num_threads=4)
-        for node in (self.node, self.peer):
-            self.executor.add_node(node)
-        self._spinner = threading.Thread(target=spin, args=(self.executor,), daemon=True)
-        self._spinner.start()
+        # Each with an executor of its own, as in separate processes: the node's like main()'s.
+        self.executors = [MultiThreadedExecutor(num_threads=4), SingleThreadedExecutor()]
+        for executor, node in zip(self.executors, (self.node, self.peer)):
+            executor.add_node(node)
+            threading.Thread(target=spin, args=(executor,), daemon=True).start()
         self._wait(lambda: self.camera.get_subscription_count() and self.prompts.get_subscription_count(), 30)
         return self
 
     def __exit__(self, *exc) -> None:
-        self.executor.shutdown()
+        for executor in self.executors:
+            executor.shutdown()
         self.node._stop_worker()
         self.node.destroy_node()
         self.peer.destroy_node()
@@ -64,18 +65,19 @@ class NodeProbe:
                     raise TimeoutError("the node did not answer in time")
                 self._arrived.wait(0.01)
 
-    def publish(self, image: np.ndarray) -> int:
-        """Publish a frame stamped now; return its stamp in ns."""
+    def publish(self, image: np.ndarray) -> tuple[int, float]:
+        """Publish a frame stamped now; return its stamp in ns and the monotonic time of publishing."""
         msg = array_to_image(image, "rgb8", Header(stamp=self.peer.get_clock().now().to_msg()))
+        published = time.monotonic()
         self.camera.publish(msg)
-        return stamp_ns(msg.header)
+        return stamp_ns(msg.header), published
 
     def round_trip(self, image: np.ndarray, timeout: float = 120.0) -> float:
         """Milliseconds from publishing a frame to receiving its result."""
-        start = time.monotonic()
-        stamp = self.publish(image)
+        stamp, published = self.publish(image)
         self._wait(lambda: any(stamp_ns(r.header) == stamp for _, r in self.results[-5:]), timeout)
-        return (time.monotonic() - start) * 1e3
+        arrived = next(t for t, r in reversed(self.results) if stamp_ns(r.header) == stamp)
+        return (arrived - published) * 1e3
 
     def settle(self, image: np.ndarray, boxes: list[np.ndarray]) -> None:
         """One frame, then one box prompt per object, then one warm-up frame with them all."""
@@ -96,7 +98,8 @@ class NodeProbe:
         period, deadline = 1.0 / rate_hz, time.monotonic() + seconds
         next_at = time.monotonic()
         while time.monotonic() < deadline:
-            sent[self.publish(image)] = time.monotonic()
+            stamp, published = self.publish(image)
+            sent[stamp] = published
             next_at += period
             time.sleep(max(0.0, next_at - time.monotonic()))
         last = max(sent)

@@ -375,13 +375,14 @@ class Sam2SegmenterNode(LifecycleNode):
         except Exception as error:  # one bad frame is dropped, the next one is processed
             self._fail(f"model failed on frame {key}: {type(error).__name__}: {error}; frame dropped")
             return
+        self.stats.processed += 1
+        self.stats.model_ms.append(model_ms)
+        self._publish(msg.header, rgb, objects, builder, encode_ms=frame.encode_ms, decode_ms=decode_ms)
+        # After publishing: dropping the oldest frame frees its embedding, milliseconds at 1024.
         self._segmenter.remember(key, frame)
         self._recent[key] = RecentFrame(msg.header, rgb)
         while len(self._recent) > self._config.values["recent_frames"]:
             self._recent.popitem(last=False)
-        self.stats.processed += 1
-        self.stats.model_ms.append(model_ms)
-        self._publish(msg.header, rgb, objects, builder, encode_ms=frame.encode_ms, decode_ms=decode_ms)
 
     def _segment_in_force(self, frame) -> tuple[list, float]:
         """Image mode: every prompt in force on this frame alone; prompts outside it are skipped."""

@@ -157,7 +157,8 @@ def bench_node(checkpoint: str, args: argparse.Namespace, frames: int) -> dict:
         model_ms = list(probe.node.stats.model_ms)[-frames:]
         postprocess_ms = [r.postprocess_ms for _, r in probe.results[-frames:]]
         polygons = polygons_per_object(probe.results[-1][1])
-        ages, period_ms, skipped, intervals = probe.stream(image, rate_hz=30.0, seconds=max(5.0, frames * 0.5))
+        seconds = max(5.0, frames * 0.5, 8 * statistics.median(model_ms) / 1e3)  # at least 8 model periods
+        ages, period_ms, skipped, intervals = probe.stream(image, rate_hz=30.0, seconds=seconds)
     # Overhead frame by frame (round trip minus that frame's model time): the model's own
     # frame-to-frame spread is far larger than the overhead, so medians taken apart would hide it.
     return {

@@ -93,7 +93,7 @@ class NodeProbe:
         Returns result ages, the model period, frames skipped and the intervals between results.
         """
         self.results.clear()
-        skipped_before = self.node.stats.skipped
+        skipped_before, processed_before = self.node.stats.skipped, self.node.stats.processed
         sent = {}
         period, deadline = 1.0 / rate_hz, time.monotonic() + seconds
         next_at = time.monotonic()
@@ -103,9 +103,10 @@ class NodeProbe:
             next_at += period
             time.sleep(max(0.0, next_at - time.monotonic()))
         last = max(sent)
-        time_model = float(np.median(list(self.node.stats.model_ms)[-20:]))
         # The newest frame is never replaced, so its result always comes: the run is drained.
-        self._wait(lambda: any(stamp_ns(r.header) == last for _, r in self.results), 120)
+        self._wait(lambda: any(stamp_ns(r.header) == last for _, r in self.results), 600)
+        processed = self.node.stats.processed - processed_before
+        time_model = float(np.median(list(self.node.stats.model_ms)[-processed:]))  # this run's frames only
         answered = [(arrived, r) for arrived, r in self.results if stamp_ns(r.header) in sent]
         ages = [(arrived - sent[stamp_ns(r.header)]) * 1e3 for arrived, r in answered]
         intervals = list(np.diff([arrived for arrived, _ in answered]) * 1e3)

@@ -66,8 +66,8 @@ def segmented_object(obj: ObjectResult, settings: OutputSettings, header: Header
 def pack_contours(contours: Sequence[Contour]) -> tuple[array, array, array]:
     """Return the flat vertex, length and parent arrays of SegmentedObject."""
     points = np.concatenate([c.points.reshape(-1) for c in contours]) if contours else np.zeros(0)
-    return (array("f", points.astype(np.float32).tobytes()), array("I", [len(c.points) for c in contours]),
-            array("i", [c.parent for c in contours]))
+    return (array("f", points.astype(np.float32, copy=False).tobytes()),
+            array("I", [len(c.points) for c in contours]), array("i", [c.parent for c in contours]))
 
 
 def unpack_contours(msg: SegmentedObject) -> list[Contour]:

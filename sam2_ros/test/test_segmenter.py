@@ -120,6 +120,20 @@ def test_the_frame_cache_is_bounded_and_says_which_frame_was_dropped(small_model
         segmenter.predict([Prompt(object_id=1, box=np.array([1, 1, 50, 50]))], 0)
 
 
+def test_a_kept_frame_holds_only_what_prompts_need_and_segments_as_when_fresh(small_model):
+    segmenter = Segmenter(small_model, cache_size=2)
+    image = photo("astronaut")
+    fresh = segmenter.add_frame("now", image)
+    prompts = [Prompt(object_id=1, box=np.array([100, 50, 400, 480])),
+               Prompt(object_id=2, points=np.array([[250.0, 250.0]]), point_labels=np.array([1]))]
+    expected = segmenter.predict(prompts, fresh).objects
+    kept = segmenter.frame("now")
+    assert kept.backbone is None, "the backbone's positional encodings are not kept"
+    for ours, theirs in zip(segmenter.predict(prompts, "now").objects, expected):
+        np.testing.assert_array_equal(ours.mask, theirs.mask)
+        np.testing.assert_array_equal(ours.logits, theirs.logits)
+
+
 def test_a_mask_prompt_segments_the_masked_region(small_model):
     image = photo("chelsea")
     mask = np.zeros(image.shape[:2], bool)

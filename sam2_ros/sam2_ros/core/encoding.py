@@ -19,7 +19,7 @@ class EncodedFrame:
     """One frame's image-encoder output, kept on the model's device."""
 
     image_hw: tuple[int, int]
-    backbone: dict  # SAM2Base.forward_image output (batch of 1)
+    backbone: dict | None  # SAM2Base.forward_image output (batch of 1); None once kept for prompts only
     encode_ms: float
     _decoder_inputs: tuple | None = field(default=None, repr=False)
 
@@ -66,3 +66,12 @@ def decoder_inputs(model: LoadedModel, frame: EncodedFrame) -> tuple[torch.Tenso
                  for feat, size in zip(vision_feats, feat_sizes)]
         frame._decoder_inputs = (feats[-1], feats[:-1])
     return frame._decoder_inputs
+
+
+def for_prompts(model: LoadedModel, frame: EncodedFrame) -> EncodedFrame:
+    """Return the part of an encoding that prompting the frame later needs: the decoder inputs.
+
+    Most of an encoding is the backbone's positional encodings (84 of 104 MB at input size
+    1024), which only tracking that frame reads; a cache of recent frames keeps this instead.
+    """
+    return EncodedFrame(frame.image_hw, None, frame.encode_ms, decoder_inputs(model, frame))

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from sam2_ros.core.encoding import EncodedFrame, decoder_inputs, encode
+from sam2_ros.core.encoding import EncodedFrame, decoder_inputs, encode, for_prompts
 from sam2_ros.core.model import LoadedModel
 from sam2_ros.core.prompts import Prompt, validate
 
@@ -73,7 +73,7 @@ class Segmenter:
 
     def remember(self, key: Hashable, frame: EncodedFrame) -> None:
         """Cache an encoding made elsewhere (the tracker's), dropping the oldest beyond the cap."""
-        self._frames[key] = frame
+        self._frames[key] = for_prompts(self.model, frame)
         self._frames.move_to_end(key)
         while len(self._frames) > self.cache_size:
             self._frames.popitem(last=False)

@@ -169,9 +169,24 @@ def load_model(spec: ModelSpec) -> LoadedModel:
         check_fits(state, network, spec)
         network.load_state_dict(state)
     network = network.to(device).eval()
+    model = LoadedModel(sam=network, spec=spec, device=device)
     if spec.compile:
         network.image_encoder.forward = torch.compile(network.image_encoder.forward, dynamic=False)
-    return LoadedModel(sam=network, spec=spec, device=device)
+        _compile_now(model)
+    return model
+
+
+@torch.inference_mode()
+def _compile_now(model: LoadedModel) -> None:
+    """Compile at load time rather than on the first camera frames.
+
+    Two calls: the second compiles again once SAM 2's position-encoding cache is filled,
+    after which the graph is stable.
+    """
+    blank = torch.zeros(1, 3, model.image_size, model.image_size, device=model.device)
+    for _ in range(2):
+        with model.autocast():
+            model.sam.forward_image(blank)
 
 
 def write_random_checkpoint(path: str | Path, name: str = "sam2.1_hiera_tiny", seed: int = 0) -> Path:

@@ -38,6 +38,6 @@ done
 rm -rf "$out/output_bag"
 python -m sam2_ros.tools.replay "$out/sample_bag" --out "$out/output_bag"
 python -m sam2_ros.tools.render_bag "$out/output_bag" --video "$out/overlay.mp4" \
-  --sheet "$out/contact_sheet.png" --banner "$banner"
+  --sheet "$out/contact_sheet.png" --banner "$banner" --force
 [ -z "$banner" ] || printf '\n!!! %s !!!\n' "$banner"
 echo "demo outputs: $out/output_bag $out/contact_sheet.png $out/overlay.mp4 (node log: $out/node.log)"

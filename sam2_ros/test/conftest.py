@@ -35,3 +35,15 @@ def full_model(checkpoint) -> LoadedModel:
 def photo(name: str) -> np.ndarray:
     """One of scikit-image's bundled photographs as HxWx3 uint8 RGB."""
     return getattr(skimage.data, name)()
+
+
+def fail_on_step(monkeypatch, tracker, call: int) -> None:
+    """Fault injection: the tracker's `call`-th SAM 2 step from now raises, as CUDA out of memory would."""
+    real, calls = tracker._step, []
+
+    def step(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == call:
+            raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return real(*args, **kwargs)
+    monkeypatch.setattr(tracker, "_step", step)

@@ -16,7 +16,11 @@ from std_msgs.msg import Header
 
 from sam2_ros.ros.conversions import array_to_image, image_to_array
 from sam2_ros.ros.node import Sam2SegmenterNode, spin
+from sam2_ros_interfaces.msg import Prompt as PromptMsg
 from sam2_ros_interfaces.msg import SegmentationResult
+from sam2_ros_interfaces.srv import AddObjects
+
+NODE = "/sam2_segmenter_node"
 
 
 def wait_until(condition: Callable[[], object], timeout: float = 30.0, what: str = "condition"):
@@ -67,6 +71,14 @@ def rasterise(contours, hw) -> np.ndarray:
                     region &= ~filled(hole, False)
             mask |= region
     return mask
+
+
+def box_prompt(box, stamp=None, object_id=-1, label="") -> PromptMsg:
+    return PromptMsg(header=stamp or header(0), object_id=object_id, label=label, box=[float(v) for v in box])
+
+
+def add(running, *prompts) -> AddObjects.Response:
+    return running.peer.call(AddObjects, f"{NODE}/add_objects", AddObjects.Request(prompts=list(prompts)))
 
 
 class Peer:
@@ -134,7 +146,6 @@ class Running:
 
     def close(self) -> None:
         self.executor.shutdown()
-        self.node._stop_worker()
         self.node.destroy_node()
         self.peer.node.destroy_node()
         rclpy.shutdown()

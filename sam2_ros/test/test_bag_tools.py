@@ -2,6 +2,7 @@
 import os
 import signal
 import subprocess
+import sys
 from pathlib import Path
 
 import cv2
@@ -102,3 +103,64 @@ def test_replay_refuses_when_no_node_listens(tmp_path):
             replay(bag, tmp_path / "out", node_name="/nobody", progress=False, timeout=1)
     finally:
         rclpy.shutdown()
+
+
+def write_output_bag(path: Path, sizes: list[tuple[int, int]]) -> None:
+    """An output bag as sam2_replay writes it: frames (of the given sizes) and label images."""
+    from rclpy.serialization import serialize_message
+    from std_msgs.msg import Header
+
+    from sam2_ros.ros.conversions import array_to_image
+    from sam2_ros.tools.bags import writer
+
+    store = typestore()
+    with writer(path) as bag:
+        frames = bag.add_connection(IMAGE_TOPIC, "sensor_msgs/msg/Image", typestore=store)
+        masks = bag.add_connection("/sam2_segmenter_node/mask", "sensor_msgs/msg/Image", typestore=store)
+        for t, (width, height) in enumerate(sizes):
+            header = Header(frame_id="camera")
+            header.stamp.sec = t + 1
+            labels = np.zeros((height, width), np.uint8)
+            labels[: height // 2, : width // 2] = 1  # object 1: the top-left quarter
+            grey = np.full((height, width, 3), 128, np.uint8)
+            bag.write(frames, t + 1, serialize_message(array_to_image(grey, "rgb8", header)))
+            bag.write(masks, t + 1, serialize_message(array_to_image(labels, "mono8", header)))
+
+
+def test_render_draws_every_frame_when_the_resolution_changes_within_the_bag(tmp_path):
+    write_output_bag(tmp_path / "out", [(64, 48)] * 3 + [(128, 72)] * 3)
+    video, sheet = tmp_path / "v.mp4", tmp_path / "s.png"
+    assert render([str(tmp_path / "out"), "--video", str(video), "--sheet", str(sheet), "--fps", "5"]) == 0
+    capture = cv2.VideoCapture(str(video))
+    assert int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) == 6
+    picture = cv2.imread(str(sheet))[..., ::-1]
+    inside, outside = picture[10, 10].astype(int), picture[40, 60].astype(int)  # first tile, in / out of the mask
+    assert (outside == 128).all() and abs(inside - 128).sum() > 30, (inside, outside)
+
+
+def test_render_and_replay_refuse_to_overwrite_unless_forced(tmp_path, capsys):
+    from sam2_ros.tools.replay import main as replay_main
+    write_output_bag(tmp_path / "out", [(32, 24)] * 2)
+    video, sheet = tmp_path / "v.mp4", tmp_path / "s.png"
+    video.write_bytes(b"keep me")
+    args = [str(tmp_path / "out"), "--video", str(video), "--sheet", str(sheet)]
+    assert render(args) == 2 and "v.mp4' already exists" in capsys.readouterr().err
+    assert video.read_bytes() == b"keep me" and not sheet.exists()
+    assert render([*args, "--force"]) == 0 and video.stat().st_size > 7
+    bag = make_sample_bag(tmp_path / "sample", frames=2)
+    taken = tmp_path / "taken"
+    taken.mkdir()
+    # checked before any message is published: no node is running here, and none is waited for
+    assert replay_main([str(bag), "--out", str(taken)]) == 2
+    assert "taken' already exists" in capsys.readouterr().err
+    assert replay_main([str(bag), "--out", str(tmp_path / "new"), "--rate", "0"]) == 2
+    assert "--rate must be positive" in capsys.readouterr().err
+
+
+def test_the_replayer_joins_its_thread_so_the_process_never_aborts_at_exit():
+    script = ("import rclpy\nfrom sam2_ros.tools.replay import Replayer\n"
+              "rclpy.init()\nreplayer = Replayer('/nobody')\nreplayer.close()\nrclpy.shutdown()\n")
+    runs = [subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                             text=True) for _ in range(8)]
+    outcomes = [(run.wait(timeout=120), run.stdout.read()) for run in runs]
+    assert all(code == 0 and "terminate called" not in out for code, out in outcomes), outcomes

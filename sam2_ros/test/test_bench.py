@@ -37,3 +37,18 @@ def test_node_suite_times_the_node_over_real_topics(tmp_path, checkpoint):
     keys = {"node_latency_ms_p50", "model_ms_p50", "node_overhead_ms_p50", "max_result_age_over_model_period"}
     assert keys <= results.keys(), keys - results.keys()
     assert results["node_latency_ms_p50"] > 0 and results["max_result_age_over_model_period"] > 0
+
+
+SOAK_KEYS = {"soak_rss_slope_mb_per_min", "soak_latency_ms_p99_start", "soak_latency_ms_p99_end",
+             "soak_header_mismatches", "soak_unanswered_requests", "soak_failures", "soak_frames"}
+
+
+def test_a_one_minute_soak_keeps_every_promise(tmp_path, checkpoint):
+    """A 30 Hz camera with prompts, removals, resets, resolution changes and bad input mixed in."""
+    out = tmp_path / "bench.json"
+    assert main(["--suite", "soak", "--minutes", "1", "--checkpoint", checkpoint, "--device", "cpu",
+                 "--image-size", "256", "--json", str(out)]) == 0
+    results = json.loads(out.read_text())
+    assert SOAK_KEYS <= results.keys(), SOAK_KEYS - results.keys()
+    assert results["soak_header_mismatches"] == 0 and results["soak_unanswered_requests"] == 0
+    assert results["soak_failures"] == 0 and results["soak_frames"] > 10 and results["soak_requests"] > 10

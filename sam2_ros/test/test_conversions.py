@@ -8,6 +8,7 @@ from sensor_msgs.msg import CompressedImage, Image
 
 from sam2_ros.ros.conversions import (
     ImageError,
+    ImageTooLarge,
     array_to_image,
     compressed_to_rgb,
     image_to_array,
@@ -47,7 +48,21 @@ def test_plain_encodings_with_and_without_row_padding(encoding, array, expected,
 def test_mono16_scales_like_cv_bridge_in_either_byte_order(height, width, pad, bigendian):
     values = np.random.default_rng(height * width).integers(0, 65536, (height, width), dtype=np.uint16)
     rgb = image_to_rgb(message(values, "mono16", pad, bigendian))
-    np.testing.assert_array_equal(rgb[..., 0], np.round(values * 255 / 65535).astype(np.uint8))
+    expected = [[round(int(v) * 255 / 65535) for v in row] for row in values]  # plain Python, no numpy
+    np.testing.assert_array_equal(rgb[..., 0], expected)
+
+
+@pytest.mark.parametrize("encoding", ["mono16", "16UC1"])
+def test_16_bit_grey_keeps_its_brightness_worked_by_hand(encoding):
+    values = np.array([[0, 257, 32768, 65535]], np.uint16)  # cv_bridge: 0, 1, 128, 255
+    np.testing.assert_array_equal(image_to_rgb(message(values, encoding))[0, :, 0], [0, 1, 128, 255])
+
+
+@pytest.mark.parametrize("encoding, order", [("rgb16", [0, 1, 2]), ("bgr16", [2, 1, 0])])
+def test_16_bit_colour_keeps_its_brightness_and_channel_order(encoding, order):
+    red_grey_white = np.array([[[65535, 0, 0], [32768, 32768, 32768], [65535, 65535, 65535]]], np.uint16)
+    rgb = image_to_rgb(message(np.ascontiguousarray(red_grey_white[..., order]), encoding))
+    np.testing.assert_array_equal(rgb[0], [[255, 0, 0], [128, 128, 128], [255, 255, 255]])
 
 
 @pytest.mark.parametrize("pattern, code", [("rggb", cv2.COLOR_BayerBG2RGB), ("bggr", cv2.COLOR_BayerRG2RGB),
@@ -95,6 +110,38 @@ def test_compressed_jpeg_and_png_decode_and_garbage_is_refused():
     assert compressed_to_rgb(CompressedImage(format="jpeg", data=jpeg.tobytes())).shape == (16, 16, 3)
     with pytest.raises(ImageError, match="cannot decode compressed image"):
         compressed_to_rgb(CompressedImage(format="jpeg", data=jpeg.tobytes()[:40]))
+
+
+def one_bit_png(width: int, height: int) -> bytes:
+    """A black 1-bit PNG: a few KB that decode to width x height x 3 bytes."""
+    import io
+
+    import PIL.Image
+    buffer = io.BytesIO()
+    PIL.Image.new("1", (width, height)).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def test_a_small_png_declaring_a_huge_image_is_refused_from_its_header():
+    data = one_bit_png(5000, 4000)  # 20 megapixels, 60 MB decoded
+    assert len(data) < 100_000
+    with pytest.raises(ImageTooLarge, match="5000x4000 = 20.0 megapixels is over the limit of 16.0"):
+        compressed_to_rgb(CompressedImage(format="png", data=data))
+    assert compressed_to_rgb(CompressedImage(format="png", data=data), max_pixels=20_000_000).shape == (4000, 5000, 3)
+
+
+def test_a_raw_image_declaring_a_huge_size_is_refused_before_its_data_is_read():
+    huge = Image(height=30000, width=30000, encoding="rgb8", step=90000, data=b"")
+    with pytest.raises(ImageTooLarge, match="30000x30000 = 900.0 megapixels"):
+        image_to_rgb(huge)
+
+
+@pytest.mark.parametrize("encoding, width, height", [
+    ("uyvy", 5, 2), ("yuyv", 3, 2), ("yuv422", 7, 1), ("nv12", 5, 4), ("nv21", 4, 3)])
+def test_odd_sizes_of_subsampled_yuv_are_bad_input(encoding, width, height):
+    msg = Image(height=height, width=width, encoding=encoding, step=width * 2, data=bytes(width * height * 4))
+    with pytest.raises(ImageError, match="must be even"):
+        image_to_rgb(msg)
 
 
 def test_label_images_round_trip_in_16_bits():

@@ -49,7 +49,34 @@ def detection(x, y, w, h, hypotheses):
 def test_detector_boxes_become_box_prompts_labelled_with_the_best_hypothesis():
     array = SimpleNamespace(detections=[detection(100, 50, 40, 20, [("cup", 0.4), ("mug", 0.9)]),
                                         detection(10, 10, 4, 4, [])])
-    prompts = from_detections(array)
-    assert [p.label for p in prompts] == ["mug", ""]
+    detections = from_detections(array)
+    prompts = detections.prompts
+    assert [p.label for p in prompts] == ["mug", ""] and detections.dropped == []
     np.testing.assert_array_equal(prompts[0].box, [80, 40, 120, 60])
     assert all(p.object_id == -1 for p in prompts)
+
+
+def test_bad_detector_boxes_are_dropped_one_by_one_and_the_rest_come_best_score_first():
+    array = SimpleNamespace(detections=[detection(50, 50, 10, 10, [("low", 0.2)]),
+                                        detection(50, 50, 0, 10, [("flat", 0.9)]),
+                                        detection(float("inf"), 50, 10, 10, [("far", 0.9)]),
+                                        detection(50, 50, 1e39, 10, [("huge", 0.9)]),
+                                        detection(20, 20, 10, 10, [("high", 0.8)])])
+    detections = from_detections(array)
+    assert [p.label for p in detections.prompts] == ["high", "low"]
+    assert len(detections.dropped) == 3, detections.dropped
+    assert "no area" in detections.dropped[0] and "non-finite" in detections.dropped[1]
+    assert "overflows float32" in detections.dropped[2]
+
+
+def test_prompts_over_the_point_limit_are_refused_before_conversion():
+    msg = PromptMsg(points=[Point32(x=1.0, y=1.0)] * 65, point_labels=[1] * 65)
+    with pytest.raises(PromptError, match="65 points, over the limit of 64"):
+        from_prompt_msg(msg)
+    assert len(from_prompt_msg(msg, max_points=65).points) == 65
+
+
+def test_a_mask_prompt_over_the_pixel_limit_is_refused_before_it_is_read():
+    msg = PromptMsg(mask=Image(width=5000, height=4000, encoding="mono8", step=5000, data=b""))
+    with pytest.raises(PromptError, match="20.0 megapixels is over the limit of 16.0"):
+        from_prompt_msg(msg)

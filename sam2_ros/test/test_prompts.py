@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from sam2_ros.core.prompts import Prompt, PromptError, validate
+from sam2_ros.core.prompts import Prompt, PromptError, rescale, validate
 
 HW = (480, 640)
 
@@ -50,3 +50,22 @@ def test_a_single_click_is_the_ambiguous_case_and_anything_more_is_not():
     assert click(5, 5).is_single_click
     assert not click(5, 5, box=np.array([0, 0, 9, 9])).is_single_click
     assert not Prompt(points=np.zeros((2, 2)), point_labels=np.ones(2)).is_single_click
+
+
+def test_a_prompt_moves_with_a_change_of_camera_resolution():
+    prompt = Prompt(points=np.array([[600.0, 440.0]]), point_labels=np.array([1]),
+                    box=np.array([64.0, 48.0, 320.0, 240.0]))
+    moved = rescale(prompt, (480, 640), (720, 1280))
+    np.testing.assert_allclose(moved.points, [[1200.0, 660.0]])  # 94% / 92% of the image, as before
+    np.testing.assert_allclose(moved.box, [128.0, 72.0, 640.0, 360.0])
+    assert moved.point_labels.tolist() == [1]
+
+
+def test_a_mask_prompt_is_resized_and_stays_binary():
+    mask = np.zeros((4, 6), bool)
+    mask[0:2, 0:3] = True  # the top-left quarter
+    moved = rescale(Prompt(mask=mask), (4, 6), (8, 12)).mask
+    expected = np.zeros((8, 12), bool)
+    expected[0:4, 0:6] = True
+    assert moved.dtype == bool
+    np.testing.assert_array_equal(moved, expected)

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from conftest import SMALL
+from conftest import SMALL, fail_on_step
 from sam2_ros.core.prompts import Prompt
 from sam2_ros.core.tracker import StreamingTracker, TrackerError
 from sam2_ros.tools.meta_live import MetaLiveStream
@@ -163,3 +163,62 @@ def test_new_objects_take_the_smallest_free_id_so_ids_fit_a_mono8_label_image(tr
     assert tracker.add_prompt(Prompt(box=box))[0] == 2
     tracker.remove(1)
     assert tracker.add_prompt(Prompt(box=box))[0] == 1
+
+
+def two_objects(model, images, truths) -> StreamingTracker:
+    tracker = StreamingTracker(model)
+    tracker.track(images[0])
+    tracker.add_prompt(Prompt(object_id=1, box=object_box(truths[0])))
+    tracker.add_prompt(Prompt(object_id=2, points=np.array([[250.0, 50.0]]), point_labels=np.array([1])))
+    tracker.track(images[1])
+    return tracker
+
+
+def test_a_frame_that_fails_on_its_second_object_leaves_every_object_as_before(small_model, monkeypatch):
+    images, truths = pan_clip(5)
+    reference = two_objects(small_model, images, truths)
+    tracker = two_objects(small_model, images, truths)
+    fail_on_step(monkeypatch, tracker, 2)
+    with pytest.raises(RuntimeError, match="out of memory"):
+        tracker.track(images[2])
+    assert tracker.frame_index == 1 and [o.object_id for o in tracker.current()] == [1, 2]
+    monkeypatch.undo()
+    for image in (images[3], images[4]):  # as if the failed frame had never come
+        ours, theirs = tracker.track(image), reference.track(image)
+        for mine, expected in zip(ours.objects, theirs.objects, strict=True):
+            np.testing.assert_array_equal(mine.mask, expected.mask)
+            assert mine.score == expected.score and ours.frame_index == theirs.frame_index
+
+
+def test_a_batch_of_prompts_that_fails_part_way_changes_nothing(small_model, monkeypatch):
+    images, truths = pan_clip(4)
+    reference = two_objects(small_model, images, truths)
+    tracker = two_objects(small_model, images, truths)
+    fail_on_step(monkeypatch, tracker, 2)
+    with pytest.raises(RuntimeError), tracker.transaction():
+        tracker.add_prompt(Prompt(object_id=1, points=np.array([[60.0, 60.0]]), point_labels=np.array([0])))
+        tracker.add_prompt(Prompt(object_id=3, box=np.array([10, 10, 80, 80], np.float32)))
+    monkeypatch.undo()
+    assert sorted(tracker.objects) == [1, 2] and tracker.objects[1].pending is None
+    for image in images[2:]:
+        for mine, expected in zip(tracker.track(image).objects, reference.track(image).objects, strict=True):
+            np.testing.assert_array_equal(mine.mask, expected.mask)
+
+
+def test_a_refused_prompt_leaves_no_half_made_object(tracker, monkeypatch):
+    images, truths = pan_clip(2)
+    tracker.track(images[0])
+    fail_on_step(monkeypatch, tracker, 1)
+    with pytest.raises(RuntimeError):
+        tracker.add_prompt(Prompt(object_id=4, box=object_box(truths[0]), label="cat"))
+    assert tracker.objects == {} and tracker.current() == []
+    monkeypatch.undo()
+    assert tracker.track(images[1]).objects == []
+
+
+def test_a_mask_mixed_with_clicks_is_refused_before_anything_changes(tracker):
+    images, truths = pan_clip(1)
+    tracker.track(images[0])
+    with pytest.raises(TrackerError, match="a binary mask alone"):
+        tracker.add_prompt(Prompt(object_id=1, mask=truths[0], box=object_box(truths[0])))
+    assert tracker.objects == {}

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
+import cv2
 import numpy as np
 
 ASSIGN_NEW_ID = -1  # object_id that asks for a fresh id
@@ -89,3 +90,20 @@ def validate(prompt: Prompt, image_hw: tuple[int, int]) -> Prompt:
         raise PromptError(f"prompt for {who} falls entirely outside the {width}x{height} image")
     points = np.clip(points, 0, [width - 1, height - 1]).astype(np.float32)
     return replace(prompt, points=points, point_labels=labels.astype(np.int32), box=box, mask=mask)
+
+
+def rescale(prompt: Prompt, from_hw: tuple[int, int], to_hw: tuple[int, int]) -> Prompt:
+    """Move a prompt given in the pixels of one frame size to another (camera resolution change).
+
+    Points and boxes keep their place relative to the image; a mask is resized (nearest
+    neighbour, so it stays binary). SAM 2's low-res logits do not depend on the frame size.
+    """
+    if tuple(from_hw) == tuple(to_hw):
+        return prompt
+    (from_h, from_w), (to_h, to_w) = from_hw, to_hw
+    scale = np.array([to_w / from_w, to_h / from_h], np.float32)
+    points = (np.asarray(prompt.points, np.float32).reshape(-1, 2) * scale).astype(np.float32)
+    box = None if prompt.box is None else (np.asarray(prompt.box, np.float32) * np.tile(scale, 2))
+    mask = None if prompt.mask is None else cv2.resize(
+        np.asarray(prompt.mask, np.uint8), (to_w, to_h), interpolation=cv2.INTER_NEAREST).astype(bool)
+    return replace(prompt, points=points, box=box, mask=mask)

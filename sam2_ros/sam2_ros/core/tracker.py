@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import sys
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, Iterator
 
 import numpy as np
 import torch
@@ -37,6 +38,13 @@ def first_free_id(used) -> int:
 
 class TrackerError(ValueError):
     """An operation the tracker refuses; the message says why."""
+
+
+def check_trackable(prompt: Prompt) -> None:
+    """Refuse what SAM 2's video predictor cannot take: earlier logits, or a mask mixed with clicks."""
+    if prompt.mask_logits is not None or (prompt.mask is not None and (len(prompt.points)
+                                                                       or prompt.box is not None)):
+        raise TrackerError("the tracker takes points and/or a box, or a binary mask alone")
 
 
 @dataclass
@@ -106,25 +114,48 @@ class StreamingTracker:
         `on_object` gets each object's mask as soon as it exists, so a caller can post-process
         it while SAM 2 tracks the next object.
         """
-        dropped = self._finish_frame()
         frame = frame if frame is not None else encode(self.model, image)
-        self.frame_index += 1
-        self._frame = frame
-        _, feats, pos, sizes = self.model.sam._prepare_backbone_features(frame.backbone)
-        self._features = (feats, pos, sizes)
-        start = time.perf_counter()
-        self._last = {}
-        for obj in self.objects.values():
-            out, result, high_res = self._step(obj, point_inputs=None, mask_inputs=None, init=False)
-            self._last[obj.object_id] = result
-            if on_object is not None:  # the mask is final: its memory is for later frames
-                on_object(result)
-            with self.model.autocast():
-                self._encode_memory(out, high_res, is_mask_from_pts=False)
-            obj.non_cond[self.frame_index] = out
-            self._forget(obj)
+        with self.transaction():
+            dropped = self._finish_frame()
+            self.frame_index += 1
+            self._frame = frame
+            _, feats, pos, sizes = self.model.sam._prepare_backbone_features(frame.backbone)
+            self._features = (feats, pos, sizes)
+            start = time.perf_counter()
+            self._last = {}
+            for obj in self.objects.values():
+                out, result, high_res = self._step(obj, point_inputs=None, mask_inputs=None, init=False)
+                self._last[obj.object_id] = result
+                if on_object is not None:  # the mask is final: its memory is for later frames
+                    on_object(result)
+                with self.model.autocast():
+                    self._encode_memory(out, high_res, is_mask_from_pts=False)
+                obj.non_cond[self.frame_index] = out
+                self._forget(obj)
         return FrameResult(self.frame_index, self.current(), frame.encode_ms,
                            (time.perf_counter() - start) * 1e3, dropped)
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """All or nothing: if the block raises, objects, memories and the newest frame are as before.
+
+        A frame that fails part-way (out of memory on the third object) or a batch of prompts
+        with one bad prompt then leaves no object half-updated. Outputs are replaced, never
+        changed in place, except for memory that is re-encoded identically.
+        """
+        saved = (dict(self.objects), {i: (o.label, dict(o.cond), dict(o.non_cond), o.pending,
+                                          o.pending_is_cond) for i, o in self.objects.items()},
+                 self.frame_index, self._frame, self._features, dict(self._last))
+        try:
+            yield
+        except BaseException:
+            objects, banks, self.frame_index, self._frame, self._features, self._last = saved
+            self.objects = objects
+            for object_id, (label, cond, non_cond, pending, pending_is_cond) in banks.items():
+                obj = objects[object_id]
+                obj.label, obj.cond, obj.non_cond = label, cond, non_cond
+                obj.pending, obj.pending_is_cond = pending, pending_is_cond
+            raise
 
     @torch.inference_mode()
     def add_prompt(self, prompt: Prompt) -> tuple[int, FrameResult]:
@@ -132,31 +163,27 @@ class StreamingTracker:
         if self._frame is None:
             raise TrackerError("no frame yet: call track() with a camera frame before prompting")
         prompt = validate(prompt, self._frame.image_hw)
-        if prompt.mask_logits is not None or (prompt.mask is not None and (len(prompt.points)
-                                                                           or prompt.box is not None)):
-            raise TrackerError("the tracker takes points and/or a box, or a binary mask alone")
+        check_trackable(prompt)
         object_id = prompt.object_id
         if object_id == ASSIGN_NEW_ID:
             object_id = first_free_id(self.objects)
-        obj = self.objects.get(object_id)
-        if obj is None:
-            if len(self.objects) >= self.max_objects:
-                raise TrackerError(f"cannot add object {object_id}: already tracking "
-                                   f"{len(self.objects)} objects (max_objects {self.max_objects})")
-            obj = self.objects[object_id] = TrackedObject(object_id, prompt.label)
-        elif prompt.label:
-            obj.label = prompt.label
+        if object_id not in self.objects and len(self.objects) >= self.max_objects:
+            raise TrackerError(f"cannot add object {object_id}: already tracking "
+                               f"{len(self.objects)} objects (max_objects {self.max_objects})")
         start = time.perf_counter()
-        init = self.frame_index not in obj.non_cond  # as SAM 2: not yet tracked on this frame
-        if prompt.mask is not None:
-            out, result, _ = self._step(obj, None, self._mask_input(prompt.mask), init)
-        else:
-            previous = obj.pending or obj.non_cond.get(self.frame_index)
-            prev_logits = None if previous is None else torch.clamp(previous["pred_masks"], -32.0, 32.0)
-            out, result, _ = self._step(obj, self._point_input(prompt), None, init, prev_logits)
-        obj.pending = out
-        obj.pending_is_cond = init or self.corrections_as_conditioning
-        self._last[object_id] = result
+        with self.transaction():
+            obj = self.objects.setdefault(object_id, TrackedObject(object_id, prompt.label))
+            obj.label = prompt.label or obj.label
+            init = self.frame_index not in obj.non_cond  # as SAM 2: not yet tracked on this frame
+            if prompt.mask is not None:
+                out, result, _ = self._step(obj, None, self._mask_input(prompt.mask), init)
+            else:
+                previous = obj.pending or obj.non_cond.get(self.frame_index)
+                prev_logits = None if previous is None else torch.clamp(previous["pred_masks"], -32.0, 32.0)
+                out, result, _ = self._step(obj, self._point_input(prompt), None, init, prev_logits)
+            obj.pending = out
+            obj.pending_is_cond = init or self.corrections_as_conditioning
+            self._last[object_id] = result
         return object_id, FrameResult(self.frame_index, self.current(), 0.0,
                                       (time.perf_counter() - start) * 1e3)
 

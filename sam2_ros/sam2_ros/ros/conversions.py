@@ -6,14 +6,30 @@ needed, so this also runs where cv_bridge is not installed.
 """
 from __future__ import annotations
 
+import io
+
 import cv2
 import numpy as np
+import PIL.Image
 from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import Header
+
+DEFAULT_MAX_PIXELS = 16_000_000
 
 
 class ImageError(ValueError):
     """An image message that cannot be turned into pixels; the message says why."""
+
+
+class ImageTooLarge(ImageError):
+    """An image over the pixel limit, refused before anything the size of it is allocated."""
+
+
+def check_size(width: int, height: int, max_pixels: int, what: str = "image") -> None:
+    """Refuse images over `max_pixels` (a small message can declare a huge image)."""
+    if width * height > max_pixels:
+        raise ImageTooLarge(f"{what} of {width}x{height} = {width * height / 1e6:.1f} megapixels is over the "
+                            f"limit of {max_pixels / 1e6:.1f} (max_image_pixels): dropped")
 
 
 # encoding -> (channels, numpy dtype, OpenCV code to RGB or None)
@@ -64,8 +80,12 @@ def image_to_array(msg: Image) -> np.ndarray:
         raise ImageError(f"zero-size image ({msg.width}x{msg.height})")
     channels, dtype, _ = _layout(msg.encoding)
     rows = msg.height * 3 // 2 if msg.encoding in _PLANAR_YUV else msg.height
-    if msg.encoding in _PLANAR_YUV and msg.height % 2:
-        raise ImageError(f"{msg.encoding} image height must be even, got {msg.height}")
+    if msg.encoding in _PLANAR_YUV and (msg.height % 2 or msg.width % 2):
+        raise ImageError(f"{msg.encoding} chroma is subsampled 2x2: width and height must be even, "
+                         f"got {msg.width}x{msg.height}")
+    if msg.encoding in _PACKED_YUV and msg.width % 2:
+        raise ImageError(f"{msg.encoding} packs two pixels per chroma pair: width must be even, "
+                         f"got {msg.width}")
     row_bytes = msg.width * channels * dtype.itemsize
     if msg.step < row_bytes:
         raise ImageError(f"step {msg.step} is shorter than a {msg.width}-pixel {msg.encoding} row "
@@ -84,16 +104,26 @@ def image_to_array(msg: Image) -> np.ndarray:
 
 
 def to_8bit(values: np.ndarray) -> np.ndarray:
-    """Scale 16-bit to 8-bit as cv_bridge scales mono16 -> mono8: round(v * 255 / 65535)."""
+    """Scale 16-bit to 8-bit as cv_bridge scales mono16 -> mono8: round(v * 255 / 65535).
+
+    In float: under numpy 2 `uint16 * 255` stays uint16 and wraps around.
+    """
     if values.dtype == np.uint8:
         return values
-    return np.round(values * 255 / 65535).astype(np.uint8)
+    return np.rint(values.astype(np.float32) * np.float32(255 / 65535)).astype(np.uint8)
 
 
-def image_to_rgb(msg: Image) -> np.ndarray:
+def image_to_rgb(msg: Image, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
     """Convert any supported sensor_msgs/Image to H x W x 3 uint8 RGB, the model's input."""
+    check_size(msg.width, msg.height, max_pixels)
     pixels = image_to_array(msg)
-    encoding = msg.encoding
+    try:
+        return _to_rgb(pixels, msg.encoding)
+    except cv2.error as error:  # whatever OpenCV refuses is the message's fault, not the model's
+        raise ImageError(f"cannot convert {msg.width}x{msg.height} {msg.encoding}: {error.err}") from None
+
+
+def _to_rgb(pixels: np.ndarray, encoding: str) -> np.ndarray:
     if encoding.startswith("bayer_"):
         return to_8bit(cv2.cvtColor(pixels, _BAYER[encoding[6:10]]))
     if encoding in _PACKED_YUV:
@@ -105,10 +135,26 @@ def image_to_rgb(msg: Image) -> np.ndarray:
     return np.ascontiguousarray(pixels) if code is None else cv2.cvtColor(pixels, code)
 
 
-def compressed_to_rgb(msg: CompressedImage) -> np.ndarray:
-    """Decode a jpeg or png sensor_msgs/CompressedImage to H x W x 3 uint8 RGB."""
-    data = np.frombuffer(_bytes_view(msg.data), np.uint8)
-    decoded = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
+def compressed_size(data: bytes | memoryview) -> tuple[int, int]:
+    """Width and height from a jpeg/png header alone: a 100 KB file can declare 30000x30000."""
+    try:
+        with PIL.Image.open(io.BytesIO(data)) as header:  # reads the header, decodes nothing
+            return header.size
+    except PIL.Image.DecompressionBombError as error:
+        raise ImageTooLarge(f"compressed image declares a huge size: {error}") from None
+    except Exception as error:  # Pillow raises many kinds on garbage
+        raise ImageError(f"cannot decode compressed image ({len(data)} bytes): its header is unreadable, "
+                         f"corrupt or not jpeg/png ({type(error).__name__})") from None
+
+
+def compressed_to_rgb(msg: CompressedImage, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """Decode a jpeg or png sensor_msgs/CompressedImage to H x W x 3 uint8 RGB, size checked first."""
+    raw = _bytes_view(msg.data)
+    if not len(raw):
+        raise ImageError(f"cannot decode compressed image (format '{msg.format}', 0 bytes): empty")
+    check_size(*compressed_size(raw), max_pixels, what="compressed image")
+    data = np.frombuffer(raw, np.uint8)
+    decoded = cv2.imdecode(data, cv2.IMREAD_COLOR)
     if decoded is None:
         raise ImageError(f"cannot decode compressed image (format '{msg.format}', {data.size} bytes): "
                          "corrupt or not jpeg/png")

@@ -2,16 +2,26 @@
 
 One worker thread owns the model. The image callback only keeps the newest frame, so a
 slow model never makes results lag behind the camera: frames it replaces are counted as
-skipped. Prompts and service requests become jobs that the worker runs between frames.
+skipped. Prompts and service requests become jobs in a bounded queue that the worker runs
+between frames (see work_queue.py).
+
+What the node promises: every output describes exactly the frame whose header it carries
+(the tracker's newest frame and the ring of recent frames advance together, or not at all);
+no single message, flood or transition can exhaust, stall or kill it (limits on sizes and on
+queued requests); every request gets one true answer (a refused or failed request changed
+nothing, a cancelled one is never applied later).
 """
 from __future__ import annotations
 
-import gc
+import itertools
+import os
+import signal
 import sys
 import threading
 import time
-from collections import OrderedDict, deque
-from concurrent.futures import Future
+from collections import Counter, deque
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, replace
 from typing import Callable
 
@@ -26,20 +36,23 @@ from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackRet
 from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from rclpy.serialization import deserialize_message
 from rclpy.service import Service
+from rclpy.signals import SignalHandlerOptions
 from rclpy.timer import Timer
 from sensor_msgs.msg import CompressedImage, Image
-from std_msgs.msg import Header
 from std_srvs.srv import Trigger
 
-from sam2_ros.core.encoding import encode
+from sam2_ros.core.encoding import encode, for_prompts
+from sam2_ros.core.frames import FrameNotKept, FrameRing, RecentFrame, stamp_text
 from sam2_ros.core.model import CheckpointError, load_model
-from sam2_ros.core.prompts import ASSIGN_NEW_ID, Prompt, PromptError, validate
+from sam2_ros.core.prompts import ASSIGN_NEW_ID, Prompt, PromptError, rescale, validate
 from sam2_ros.core.segmenter import FrameNotCached, Segmenter
-from sam2_ros.core.tracker import StreamingTracker, TrackerError, first_free_id
+from sam2_ros.core.tracker import StreamingTracker, TrackerError, check_trackable, first_free_id
 from sam2_ros.ros import params as P
-from sam2_ros.ros.conversions import ImageError, compressed_to_rgb, image_to_rgb
-from sam2_ros.ros.prompt_msgs import from_clicked_point, from_detections, from_prompt_msg, stamp_ns
-from sam2_ros.ros.results import ResultBuilder, label_image, overlay_image, result_message
+from sam2_ros.ros.conversions import ImageError, ImageTooLarge, compressed_to_rgb, image_to_rgb
+from sam2_ros.ros.process import ProcessTuning
+from sam2_ros.ros.prompt_msgs import Detections, from_clicked_point, from_detections, from_prompt_msg, stamp_ns
+from sam2_ros.ros.results import FrameMismatch, ResultBuilder, label_image, overlay_image, result_message
+from sam2_ros.ros.work_queue import Job, Refused, WorkQueue
 from sam2_ros_interfaces.msg import Prompt as PromptMsg
 from sam2_ros_interfaces.msg import SegmentationResult
 from sam2_ros_interfaces.srv import AddObjects, RemoveObject, Segment
@@ -49,17 +62,32 @@ try:  # vision_msgs is optional: detector boxes become prompts where it is insta
 except ImportError:
     Detection2DArray = None
 
-REFUSED = (PromptError, TrackerError, FrameNotCached, ImageError, ValueError)
-SERVICE_TIMEOUT_S = 60.0
-GIL_SWITCH_INTERVAL_S = 0.0001
+SERVICE_DRAIN_S = 5.0  # at cleanup, how long answers already in flight may take
+
+# What a sender got wrong: answered and counted as a refusal, never as a model failure.
+REFUSED = (PromptError, TrackerError, FrameNotKept, FrameNotCached, ImageError, Refused)
 
 
-@dataclass
-class RecentFrame:
-    """A processed frame kept so that prompts stamped for it can refer to it."""
+def refusal_kind(error: Exception) -> str:
+    """Name the /diagnostics counter a refusal goes to."""
+    if isinstance(error, ImageTooLarge):
+        return "image too large"
+    if isinstance(error, ImageError):
+        return "bad image"
+    if isinstance(error, Refused):
+        return "request not queued"
+    if isinstance(error, (FrameNotKept, FrameNotCached)):
+        return "frame not kept"
+    return "bad prompt"
 
-    header: Header
-    rgb: np.ndarray
+
+@dataclass(frozen=True)
+class InForce:
+    """Image mode: a prompt applied to every frame, in the pixels of the frame it was given on."""
+
+    prompt: Prompt
+    image_hw: tuple[int, int]
+    from_detector: bool = False
 
 
 class Stats:
@@ -67,9 +95,11 @@ class Stats:
 
     def __init__(self) -> None:
         self.received = self.processed = self.skipped = self.rejected = self.failed = 0
+        self.refused: Counter[str] = Counter()
         self.latency_ms: deque[float] = deque(maxlen=200)
         self.model_ms: deque[float] = deque(maxlen=200)
         self.last_error = ""
+        self.lock = threading.Lock()
 
     @staticmethod
     def percentile(values, q: float) -> float:
@@ -77,26 +107,37 @@ class Stats:
 
 
 class Sam2SegmenterNode(LifecycleNode):
-    """The lifecycle node: configure loads SAM 2, activate starts processing."""
+    """The lifecycle node: configure loads SAM 2, activate starts processing.
 
-    def __init__(self, **kwargs) -> None:
+    It leaves the process as it found it; `tuning` (main()'s) is told when a model is loaded
+    or released, for process-wide tuning that only the process owner may do.
+    """
+
+    def __init__(self, *, tuning: ProcessTuning | None = None, **kwargs) -> None:
         super().__init__("sam2_segmenter_node", **kwargs)
+        self._tuning = tuning
+        self._objects_lock = threading.Lock()  # held while object ids change or are checked
         for param in P.PARAMS:
             self.declare_parameter(param.name, param.default, param.descriptor())
         self.add_on_set_parameters_callback(self._on_set_parameters)
         self.stats = Stats()
         self.model = None
+        self.finished = threading.Event()  # set by the shutdown transition: the process should exit
         self._config: P.NodeConfig | None = None
         self._tracker: StreamingTracker | None = None
         self._segmenter: Segmenter | None = None
-        self._in_force: dict[int, Prompt] = {}  # image mode: prompts applied to every frame
-        self._recent: OrderedDict[int, RecentFrame] = OrderedDict()
-        self._wake = threading.Condition()
-        self._latest = None
-        self._jobs: list[Callable[[], None]] = []
-        self._stop = False
+        self._ring: FrameRing | None = None
+        self._pool: ThreadPoolExecutor | None = None
+        self._in_force: dict[int, InForce] = {}
+        self._arrivals = itertools.count()
+        self._last_detections = time.monotonic()
+        defaults = P.DEFAULTS
+        self._queue = WorkQueue(defaults["max_queued_requests"], defaults["requests_per_frame"])
         self._worker: threading.Thread | None = None
-        self._endpoints: list = []  # subscriptions, services and timers of the active state
+        self._endpoints: list = []  # subscriptions and timers of the active state
+        self._services: list[Service] = []  # from configure to cleanup
+        self._calls_in_flight = 0
+        self._calls_done = threading.Condition()
         self._pubs: dict = {}
         if self.get_parameter("autostart").value:
             if self.trigger_configure() == TransitionCallbackReturn.SUCCESS:
@@ -107,22 +148,33 @@ class Sam2SegmenterNode(LifecycleNode):
         return {param.name: self.get_parameter(param.name).value for param in P.PARAMS}
 
     def _on_set_parameters(self, changes) -> P.SetParametersResult:
-        """Validate run-time changes; a mode switch with objects in hand is refused."""
+        """Validate run-time changes; a change the objects in hand cannot follow is refused."""
         values = {**self._values(), **{p.name: p.value for p in changes}}
         try:
             config = P.validate(values)
-            if config.values["mode"] != self._values()["mode"] and self._has_objects():
-                raise ValueError("cannot change mode while objects are tracked: call ~/reset first")
+            with self._objects_lock:
+                ids = self._object_ids()
+                if config.values["mode"] != self._values()["mode"] and ids:
+                    raise ValueError("cannot change mode while objects are tracked: call ~/reset first")
+                limit = 255 if config.values["mask_encoding"] == "mono8" else 65535
+                if any(i > limit for i in ids):
+                    raise ValueError(f"object ids {sorted(i for i in ids if i > limit)} do not fit a "
+                                     f"{config.values['mask_encoding']} label image: remove them first")
+                if len(ids) > config.values["max_objects"]:
+                    raise ValueError(f"{len(ids)} objects are tracked, more than max_objects "
+                                     f"{config.values['max_objects']}: remove some first")
+                if self._config is not None:
+                    self._config = config
+                    if self._tracker is not None:
+                        self._tracker.max_objects = config.values["max_objects"]
+                self._queue.max_jobs = config.values["max_queued_requests"]
+                self._queue.jobs_per_frame = config.values["requests_per_frame"]
         except ValueError as error:
             return P.refuse_or_accept(error)
-        if self._config is not None:
-            self._config = config
-            if self._tracker is not None:
-                self._tracker.max_objects = config.values["max_objects"]
         return P.refuse_or_accept(None)
 
-    def _has_objects(self) -> bool:
-        return bool(self._in_force) or bool(self._tracker and self._tracker.objects)
+    def _object_ids(self) -> set[int]:
+        return set(self._in_force) | set(self._tracker.objects if self._tracker else ())
 
     # ----- lifecycle -----
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
@@ -135,7 +187,10 @@ class Sam2SegmenterNode(LifecycleNode):
         v = self._config.values
         self._tracker = StreamingTracker(self.model, max_objects=v["max_objects"],
                                          max_cond_frames=v["max_cond_frames"])
-        self._segmenter = Segmenter(self.model, cache_size=v["recent_frames"])
+        self._segmenter = Segmenter(self.model, cache_size=1)  # one-off images only: frames live in _ring
+        self._ring = FrameRing(v["recent_frames"])
+        self._queue.max_jobs, self._queue.jobs_per_frame = v["max_queued_requests"], v["requests_per_frame"]
+        self._pool = ThreadPoolExecutor(max_workers=os.cpu_count() or 1, thread_name_prefix="sam2_describe")
         reliable = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
         self._pubs = {
             "result": self.create_publisher(SegmentationResult, "~/result", reliable),
@@ -143,10 +198,18 @@ class Sam2SegmenterNode(LifecycleNode):
             "overlay": self.create_publisher(Image, "~/overlay", reliable),
             "diagnostics": self.create_publisher(DiagnosticArray, "/diagnostics", 10),
         }
-        # The model's many long-lived Python objects leave the collector's view: full collections
-        # during the stream then take milliseconds instead of stalling the worker for hundreds.
-        gc.collect()
-        gc.freeze()
+        # Services live from configure to cleanup: a call that races deactivate is answered
+        # ("node deactivated"), and one made while inactive is refused at once, never left hanging.
+        services = ReentrantCallbackGroup()
+        self._services = [
+            self.create_service(Segment, "~/segment", self._segment_srv, callback_group=services),
+            self.create_service(AddObjects, "~/add_objects", self._add_objects_srv, callback_group=services),
+            self.create_service(RemoveObject, "~/remove_object", self._remove_object_srv,
+                                callback_group=services),
+            self.create_service(Trigger, "~/reset", self._reset_srv, callback_group=services),
+        ]
+        if self._tuning is not None:
+            self._tuning.model_loaded()
         self.get_logger().info(f"loaded {self.model.spec.name} on {self.model.device} at input size "
                                f"{self.model.image_size}, mode {v['mode']}")
         return TransitionCallbackReturn.SUCCESS
@@ -158,35 +221,25 @@ class Sam2SegmenterNode(LifecycleNode):
                        else ReliabilityPolicy.RELIABLE)
         qos = QoSProfile(depth=v["image_qos_depth"], reliability=reliability)
         image_type, topic = (CompressedImage, "image/compressed") if v["compressed"] else (Image, "image")
+        self._queue.open()
+        self._worker = threading.Thread(target=self._work, name="sam2_worker", daemon=True)
+        self._worker.start()
         self._endpoints = [
             # raw: only the frames the worker takes are deserialised, not every camera frame
             self.create_subscription(image_type, topic, self._image_cb, qos, callback_group=images, raw=True),
             self.create_subscription(PromptMsg, "prompt", self._prompt_cb, 10, callback_group=services),
             self.create_subscription(PointStamped, "clicked_point", self._clicked_point_cb, 10,
                                      callback_group=services),
-            self.create_service(Segment, "~/segment", self._segment_srv, callback_group=services),
-            self.create_service(AddObjects, "~/add_objects", self._add_objects_srv,
-                                callback_group=services),
-            self.create_service(RemoveObject, "~/remove_object", self._remove_object_srv,
-                                callback_group=services),
-            self.create_service(Trigger, "~/reset", self._reset_srv, callback_group=services),
-            self.create_timer(1.0, self._publish_diagnostics, callback_group=services),
+            self.create_timer(1.0, self._tick, callback_group=services),
         ]
         if Detection2DArray is not None:
             self._endpoints.append(self.create_subscription(
                 Detection2DArray, "detections", self._detections_cb, 10, callback_group=services))
-        self._stop = False
-        # The worker hands the GIL back around every torch op. At Python's default 5 ms switch
-        # interval each op can then wait that long behind the executor threads' Python, which
-        # on a busy CPU stretches one frame by seconds; a short interval keeps it to the model's time.
-        sys.setswitchinterval(min(sys.getswitchinterval(), GIL_SWITCH_INTERVAL_S))
-        self._worker = threading.Thread(target=self._work, name="sam2_worker", daemon=True)
-        self._worker.start()
         self.get_logger().info(f"active: listening on {self.resolve_topic_name(topic)}")
         return super().on_activate(state)
 
     def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
-        self._stop_worker()
+        self.stop("node deactivated")
         self._release_cuda_cache()
         return super().on_deactivate(state)
 
@@ -195,36 +248,49 @@ class Sam2SegmenterNode(LifecycleNode):
         return TransitionCallbackReturn.SUCCESS
 
     def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
-        self._stop_worker()
+        self.stop("node shutting down")
         self._release()
+        self.finished.set()
         return TransitionCallbackReturn.SUCCESS
 
-    def _stop_worker(self) -> None:
-        with self._wake:
-            self._stop = True
-            self._wake.notify_all()
+    def stop(self, reason: str = "node stopped") -> None:
+        """Stop the worker after its current item; every queued request is answered with `reason`."""
+        answered = self._queue.close(reason)
+        if answered:
+            self.get_logger().info(f"{reason}: answered {answered} queued request(s) with failure")
         if self._worker is not None:
             self._worker.join()
             self._worker = None
         for endpoint in self._endpoints:
             if isinstance(endpoint, Timer):
                 self.destroy_timer(endpoint)
-            elif isinstance(endpoint, Service):
-                self.destroy_service(endpoint)
             else:
                 self.destroy_subscription(endpoint)
         self._endpoints = []
-        self._latest, self._jobs = None, []
+
+    def destroy_node(self) -> None:
+        """Stop the worker and free the model and its threads, whatever state the node is in."""
+        self.stop("node destroyed")
+        self._release()
+        super().destroy_node()
 
     def _release(self) -> None:
-        """Drop the model and every publisher; on CUDA hand the memory back to the driver."""
+        """Drop the model, services and publishers; on CUDA hand the memory back to the driver."""
+        with self._calls_done:  # answers in flight still need their service
+            self._calls_done.wait_for(lambda: self._calls_in_flight == 0, timeout=SERVICE_DRAIN_S)
+            for service in self._services:
+                self.destroy_service(service)
+            self._services = []
         for publisher in self._pubs.values():
             self.destroy_publisher(publisher)
         self._pubs = {}
-        self.model = self._tracker = self._segmenter = None
-        gc.unfreeze()  # the released model can be collected
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
+        self.model = self._tracker = self._segmenter = self._ring = None
         self._in_force.clear()
-        self._recent.clear()
+        if self._tuning is not None:
+            self._tuning.model_released()
         self._release_cuda_cache()
 
     @staticmethod
@@ -235,85 +301,116 @@ class Sam2SegmenterNode(LifecycleNode):
 
     # ----- callbacks (never touch the model) -----
     def _image_cb(self, msg: bytes) -> None:
-        with self._wake:
+        with self.stats.lock:
             self.stats.received += 1
-            if self._latest is not None:
+        if self._queue.put_frame((next(self._arrivals), msg)):
+            with self.stats.lock:
                 self.stats.skipped += 1
-            self._latest = msg
-            self._wake.notify()
 
     def _prompt_cb(self, msg: PromptMsg) -> None:
         try:
-            prompt = from_prompt_msg(msg)
+            prompt = self._prompt(msg)
         except PromptError as error:
-            self._reject(f"prompt refused: {error}")
+            self._reject(f"prompt refused: {error}", error)
             return
-        self._submit(lambda: self._apply([prompt], stamp_ns(msg.header)))
+        self._submit_from_topic(lambda: self._apply([prompt], stamp_ns(msg.header)))
 
     def _clicked_point_cb(self, msg: PointStamped) -> None:
-        self._submit(lambda: self._apply([from_clicked_point(msg)], stamp_ns(msg.header)))
+        self._submit_from_topic(lambda: self._apply([from_clicked_point(msg)], stamp_ns(msg.header)))
 
     def _detections_cb(self, msg) -> None:
-        prompts = from_detections(msg)
-        if prompts:
-            self._submit(lambda: self._apply(prompts, stamp_ns(msg.header), renew=True))
+        self._last_detections = time.monotonic()
+        detections = from_detections(msg)
+        for reason in detections.dropped:
+            self._reject(f"detection dropped: {reason}", "bad detection")
+        self._submit_from_topic(lambda: self._apply_detections(detections, stamp_ns(msg.header)))
 
-    def _submit(self, job: Callable[[], object]) -> Future:
-        """Run `job` on the worker thread; its result or refusal arrives in the future."""
-        future: Future = Future()
+    def _prompt(self, msg: PromptMsg) -> Prompt:
+        v = self._config.values
+        return from_prompt_msg(msg, v["max_prompt_points"], v["max_image_pixels"])
 
-        def run() -> None:
-            try:
-                future.set_result(job())
-            except REFUSED as error:
-                self._reject(str(error))
-                future.set_exception(error)
-            except Exception as error:  # a model failure must not end the worker
-                self._fail(f"request failed: {type(error).__name__}: {error}")
-                future.set_exception(error)
+    def _submit_from_topic(self, run: Callable[[], object]) -> None:
+        """Queue a request that no caller waits for; a full queue refuses it at once."""
+        try:
+            self._queue.submit(run)
+        except Refused as error:
+            self._reject(f"prompt refused: {error}", error)
 
-        with self._wake:
-            self._jobs.append(run)
-            self._wake.notify()
-        return future
-
-    def _reject(self, message: str) -> None:
-        self.stats.rejected += 1
-        self.stats.last_error = message
+    def _reject(self, message: str, kind: Exception | str) -> None:
+        with self.stats.lock:
+            self.stats.rejected += 1
+            self.stats.refused[kind if isinstance(kind, str) else refusal_kind(kind)] += 1
+            self.stats.last_error = message
         self.get_logger().warning(message, throttle_duration_sec=1.0)
 
     def _fail(self, message: str) -> None:
-        self.stats.failed += 1
-        self.stats.last_error = message
+        if not self.context.ok():  # shutting down: publishers are gone, nothing failed
+            return
+        with self.stats.lock:
+            self.stats.failed += 1
+            self.stats.last_error = message
         self.get_logger().error(message, throttle_duration_sec=1.0)
 
+    def _job_failed(self, error: Exception) -> None:
+        if isinstance(error, REFUSED):
+            self._reject(str(error), error)
+        else:
+            self._fail(f"request failed: {type(error).__name__}: {error}")
+
     # ----- services -----
-    def _answer(self, future: Future, response, fill: Callable[[object], str]):
+    def _call(self, run: Callable[[], object], response, fill: Callable[[object], str]):
+        """Queue `run` for the worker and answer once: its outcome, a refusal, or a cancellation.
+
+        A request not started within request_timeout_s is cancelled, so the failure answered
+        is true: it is never applied later. One already running is waited for.
+        """
+        with self._calls_done:
+            self._calls_in_flight += 1
         try:
-            response.message = fill(future.result(timeout=SERVICE_TIMEOUT_S))
-            response.success = True
+            future = self._queue.submit(run)
+            timeout = self._config.values["request_timeout_s"] if self._config else P.DEFAULTS["request_timeout_s"]
+            response.message, response.success = fill(self._outcome(future, timeout)), True
+        except Refused as error:
+            self._reject(f"request refused: {error}", error)
+            response.success, response.message = False, str(error)
         except Exception as error:  # refusals and failures both become the answer's message
             response.success, response.message = False, str(error) or type(error).__name__
+        finally:
+            with self._calls_done:
+                self._calls_in_flight -= 1
+                self._calls_done.notify_all()
         return response
 
-    def _segment_srv(self, request, response):
-        prompts = []
+    def _outcome(self, future: Future, timeout: float):
         try:
-            prompts = [from_prompt_msg(p) for p in request.prompts]
+            return future.result(timeout=timeout)
+        except FutureTimeout:
+            if future.cancel():
+                self._reject(f"request cancelled: not started within {timeout:.1f} s", "request cancelled")
+                raise Refused(f"not applied: the node did not start this request within {timeout:.1f} s "
+                              "(request_timeout_s); it was cancelled") from None
+            return future.result()  # running: its own outcome is the true answer
+
+    def _prompts(self, messages) -> list[Prompt]:
+        return [self._prompt(p) for p in messages]
+
+    def _segment_srv(self, request, response):
+        try:
+            prompts = self._prompts(request.prompts)
         except PromptError as error:
             response.success, response.message = False, str(error)
             return response
-        image = request.image if request.image.width else None
+        image = request.image if (request.image.width or request.image.height) else None
         key = stamp_ns(request.prompts[0].header) if request.prompts else 0
 
         def done(result: SegmentationResult) -> str:
             response.result = result
             return f"segmented {len(result.objects)} object(s)"
-        return self._answer(self._submit(lambda: self._segment_once(prompts, key, image)), response, done)
+        return self._call(lambda: self._segment_once(prompts, key, image), response, done)
 
     def _add_objects_srv(self, request, response):
         try:
-            prompts = [from_prompt_msg(p) for p in request.prompts]
+            prompts = self._prompts(request.prompts)
         except PromptError as error:
             response.success, response.message = False, str(error)
             return response
@@ -322,157 +419,198 @@ class Sam2SegmenterNode(LifecycleNode):
         def done(outcome) -> str:
             response.object_ids, response.result = outcome
             return f"applied prompts to object(s) {list(outcome[0])}"
-        return self._answer(self._submit(lambda: self._apply(prompts, key)), response, done)
+        return self._call(lambda: self._apply(prompts, key), response, done)
 
     def _remove_object_srv(self, request, response):
-        return self._answer(self._submit(lambda: self._remove(request.object_id)), response,
-                            lambda _: f"removed object {request.object_id}")
+        return self._call(lambda: self._remove(request.object_id), response,
+                          lambda _: f"removed object {request.object_id}")
 
     def _reset_srv(self, request, response):
-        return self._answer(self._submit(self._reset), response, lambda n: f"reset: forgot {n} object(s)")
+        return self._call(self._reset, response, lambda n: f"reset: forgot {n} object(s)")
 
     # ----- the worker -----
     def _work(self) -> None:
-        while True:
-            with self._wake:
-                while not self._stop and not self._jobs and self._latest is None:
-                    self._wake.wait()
-                if self._stop:
-                    return
-                jobs, self._jobs = self._jobs, []
-                latest, self._latest = self._latest, None
-            for job in jobs:  # prompts first: they refer to frames already seen
-                job()
-            if latest is not None:
-                try:
-                    self._process(latest)
-                except Exception as error:  # the worker must outlive any one frame
-                    self._fail(f"frame dropped: {type(error).__name__}: {error}")
+        while (item := self._queue.take()) is not None:
+            if isinstance(item, Job):
+                item.execute(self._job_failed)
+                continue
+            try:
+                self._process(*item)
+            except Exception as error:  # the worker must outlive any one frame
+                self._fail(f"frame dropped: {type(error).__name__}: {error}")
 
-    def _process(self, raw: bytes) -> None:
-        """Convert, encode once, track or segment, publish with the input header."""
-        compressed = self._config.values["compressed"]
+    def _process(self, seq: int, raw: bytes) -> None:
+        """Convert, encode once, track or segment, commit the frame, publish with its header."""
+        config = self._config
+        v = config.values
         try:
-            msg = deserialize_message(raw, CompressedImage if compressed else Image)
-            rgb = compressed_to_rgb(msg) if compressed else image_to_rgb(msg)
+            msg = deserialize_message(raw, CompressedImage if v["compressed"] else Image)
+            rgb = (compressed_to_rgb(msg, v["max_image_pixels"]) if v["compressed"]
+                   else image_to_rgb(msg, v["max_image_pixels"]))
         except ImageError as error:
-            self._reject(f"image dropped: {error}")
+            self._reject(f"image dropped: {error}", error)
             return
         key = stamp_ns(msg.header)
-        builder = ResultBuilder(msg.header, rgb.shape[:2], self._config.output)
+        builder = ResultBuilder(msg.header, rgb.shape[:2], config.output, self._pool)
         try:
             start = time.perf_counter()
-            frame = encode(self.model, rgb)
-            if self._config.values["mode"] == "track":
-                result = self._tracker.track(rgb, frame, on_object=builder.add)
-                objects, decode_ms = result.objects, result.track_ms
-                for object_id, frames in result.dropped_cond_frames.items():
-                    self.get_logger().info(f"object {object_id}: over max_cond_frames, dropped "
-                                           f"prompted frames {frames}")
-            else:
-                objects, decode_ms = self._segment_in_force(frame)
+            encoded = encode(self.model, rgb)
+            with self._tracker.transaction():  # the tracker and the ring advance together or not at all
+                if v["mode"] == "track":
+                    result = self._tracker.track(rgb, encoded, on_object=builder.add)
+                    objects, decode_ms, dropped = result.objects, result.track_ms, result.dropped_cond_frames
+                else:  # no objects in the tracker: it only takes this frame as its newest
+                    self._tracker.track(rgb, encoded)
+                    (objects, decode_ms), dropped = self._segment_in_force(encoded.image_hw, encoded), {}
+                frame = RecentFrame(seq, key, msg.header, rgb, for_prompts(self.model, encoded),
+                                    self._tracker.frame_index)
+                self._ring.commit(frame)
             model_ms = (time.perf_counter() - start) * 1e3
         except Exception as error:  # one bad frame is dropped, the next one is processed
             self._fail(f"model failed on frame {key}: {type(error).__name__}: {error}; frame dropped")
             return
-        self.stats.processed += 1
-        self.stats.model_ms.append(model_ms)
-        self._publish(msg.header, rgb, objects, builder, encode_ms=frame.encode_ms, decode_ms=decode_ms)
-        # After publishing: dropping the oldest frame frees its embedding, milliseconds at 1024.
-        self._segmenter.remember(key, frame)
-        self._recent[key] = RecentFrame(msg.header, rgb)
-        while len(self._recent) > self._config.values["recent_frames"]:
-            self._recent.popitem(last=False)
+        for object_id, frames in dropped.items():
+            self.get_logger().info(f"object {object_id}: over max_cond_frames, dropped prompted frames {frames}")
+        with self.stats.lock:
+            self.stats.processed += 1
+            self.stats.model_ms.append(model_ms)
+        self._publish(frame, objects, builder, encode_ms=encoded.encode_ms, decode_ms=decode_ms)
 
-    def _segment_in_force(self, frame) -> tuple[list, float]:
-        """Image mode: every prompt in force on this frame alone; prompts outside it are skipped."""
+    def _in_force_on(self, image_hw: tuple[int, int], entries) -> list[Prompt]:
+        """Image mode: the prompts in force, moved to this frame's size; any outside it is skipped."""
         prompts = []
-        for prompt in self._in_force.values():
+        for entry in entries:
             try:
-                prompts.append(validate(prompt, frame.image_hw))
+                prompts.append(validate(rescale(entry.prompt, entry.image_hw, image_hw), image_hw))
             except PromptError as error:
-                self._reject(f"object {prompt.object_id} skipped on this frame: {error}")
+                self._reject(f"object {entry.prompt.object_id} skipped on this frame: {error}", error)
+        return prompts
+
+    def _segment_in_force(self, image_hw, encoded, entries=None) -> tuple[list, float]:
+        prompts = self._in_force_on(image_hw, (self._in_force if entries is None else entries).values())
         if not prompts:
             return [], 0.0
-        segmentation = self._segmenter.predict(prompts, frame)
+        segmentation = self._segmenter.predict(prompts, encoded)
         return segmentation.objects, segmentation.decode_ms
 
-    def _publish(self, header: Header, rgb: np.ndarray, objects, builder: ResultBuilder | None = None,
+    def _publish(self, frame: RecentFrame, objects, builder: ResultBuilder | None = None,
                  **timings: float) -> SegmentationResult:
-        """Publish the result first (what consumers wait for), then the label image and overlay."""
+        """Publish the result first (what consumers wait for), then the label image and overlay.
+
+        Each is checked against the frame whose header it carries (every mask of its size).
+        """
         start = time.perf_counter()
         settings = self._config.output
-        hw = rgb.shape[:2]
-        result = (builder or ResultBuilder(header, hw, settings)).build(objects, **timings)
+        hw = frame.image_hw
+        result = (builder or ResultBuilder(frame.header, hw, settings, self._pool)).build(objects, **timings)
+        if result.header is not frame.header or (result.height, result.width) != hw:
+            raise FrameMismatch(f"result for a {result.width}x{result.height} frame would carry the header "
+                                f"of a {hw[1]}x{hw[0]} frame: withheld")
         result.postprocess_ms = (time.perf_counter() - start) * 1e3
-        stamp = stamp_ns(header)
-        if stamp:
-            result.latency_ms = (self.get_clock().now().nanoseconds - stamp) / 1e6
-            self.stats.latency_ms.append(result.latency_ms)
+        if frame.stamp_ns:
+            result.latency_ms = (self.get_clock().now().nanoseconds - frame.stamp_ns) / 1e6
+            with self.stats.lock:
+                self.stats.latency_ms.append(result.latency_ms)
         self._pubs["result"].publish(result)
-        self._pubs["mask"].publish(label_image(objects, header, hw, settings))
+        self._pubs["mask"].publish(label_image(objects, frame.header, hw, settings))
         if self._config.values["publish_overlay"] and self._pubs["overlay"].get_subscription_count():
-            self._pubs["overlay"].publish(overlay_image(rgb, objects, header, settings))
+            self._pubs["overlay"].publish(overlay_image(frame.rgb, objects, frame.header, settings))
         return result
 
     # ----- jobs run on the worker -----
-    def _recent_frame(self, key: int) -> tuple[int, RecentFrame]:
-        if not self._recent:
-            raise FrameNotCached("no camera frame processed yet: prompts need a frame")
-        newest = next(reversed(self._recent))
-        if key == 0:
-            return newest, self._recent[newest]
-        if key not in self._recent:
-            raise FrameNotCached(f"prompt is stamped for frame {key / 1e9:.6f} s, which this node never "
-                                 f"saw or no longer keeps (recent_frames {len(self._recent)})")
-        return key, self._recent[key]
+    def _newest_tracked(self) -> RecentFrame:
+        """Return the newest frame, which must be the tracker's current one."""
+        newest = self._ring.newest()
+        if newest.tracker_index != self._tracker.frame_index:
+            raise FrameMismatch(f"the tracker is on frame {self._tracker.frame_index} but the newest kept "
+                                f"frame is {newest.tracker_index}: prompt not applied")
+        return newest
 
     def _check(self, prompts: list[Prompt], hw: tuple[int, int], tracked: set[int]) -> list[Prompt]:
         """Validate every prompt before any is applied: all or nothing."""
+        v = self._config.values
         checked = [validate(prompt, hw) for prompt in prompts]
-        limit = 255 if self._config.values["mask_encoding"] == "mono8" else 65535
+        limit = 255 if v["mask_encoding"] == "mono8" else 65535
         for prompt in checked:
             if prompt.object_id > limit:
                 raise PromptError(f"object id {prompt.object_id} does not fit the "
-                                  f"{self._config.values['mask_encoding']} label image (max {limit})")
-        new = sum(1 for p in checked if p.object_id == ASSIGN_NEW_ID or p.object_id not in tracked)
-        if len(tracked) + new > self._config.values["max_objects"]:
-            raise TrackerError(f"cannot add {new} object(s): {len(tracked)} tracked, max_objects "
-                               f"{self._config.values['max_objects']}")
+                                  f"{v['mask_encoding']} label image (max {limit})")
+            if v["mode"] == "track":
+                check_trackable(prompt)
+        new = {p.object_id for p in checked if p.object_id != ASSIGN_NEW_ID and p.object_id not in tracked}
+        new_count = len(new) + sum(1 for p in checked if p.object_id == ASSIGN_NEW_ID)
+        if len(tracked) + new_count > v["max_objects"]:
+            raise TrackerError(f"cannot add {new_count} object(s): {len(tracked)} tracked, max_objects "
+                               f"{v['max_objects']}")
         return checked
 
-    def _apply(self, prompts: list[Prompt], key: int, renew: bool = False):
-        """Add or correct objects; publish and return (object ids, result) for the frame used."""
-        key, recent = self._recent_frame(key)
-        hw = recent.rgb.shape[:2]
-        if self._config.values["mode"] == "track":
-            newest = next(reversed(self._recent))
-            if key != newest:
-                self.get_logger().info(f"prompt for frame {key / 1e9:.6f} s applied to the newest "
-                                       f"frame {newest / 1e9:.6f} s: tracking only moves forward")
-                key, recent = newest, self._recent[newest]
-            tracked = set(self._tracker.objects)
-            if renew:  # detector boxes only seed objects no tracked mask already covers
-                prompts = [p for p in prompts if not self._covered(p)]
-            ids, result = [], None
-            for prompt in self._check(prompts, hw, tracked):
-                object_id, result = self._tracker.add_prompt(prompt)
-                ids.append(object_id)
-            objects = result.objects if result else self._tracker.current()
-        else:
-            if renew:  # the detector's newest boxes replace its earlier ones
-                self._in_force.clear()
-            checked = self._check(prompts, hw, set(self._in_force))
-            ids = []
+    def _apply(self, prompts: list[Prompt], key: int):
+        """Add or correct objects, all or nothing; publish and return (object ids, result)."""
+        with self._objects_lock:
+            source = self._ring.find(key)
+            if self._config.values["mode"] == "track":
+                return self._apply_tracked(prompts, source)
+            return self._apply_in_force(prompts, source)
+
+    def _apply_tracked(self, prompts: list[Prompt], source: RecentFrame):
+        newest = self._newest_tracked()
+        checked = self._check(prompts, source.image_hw, set(self._tracker.objects))
+        if source is not newest:
+            self.get_logger().info(f"prompt for frame {stamp_text(source.stamp_ns)} applied to the newest "
+                                   f"frame {stamp_text(newest.stamp_ns)}: tracking only moves forward")
+            checked = [rescale(p, source.image_hw, newest.image_hw) for p in checked]
+        ids = []
+        with self._tracker.transaction():
             for prompt in checked:
-                object_id = prompt.object_id
-                if object_id == ASSIGN_NEW_ID:
-                    object_id = first_free_id(self._in_force)
-                    prompt = replace(prompt, object_id=object_id)
-                self._in_force[object_id] = prompt
-                ids.append(object_id)
-            objects = self._segmenter.predict(list(self._in_force.values()), key).objects
-        return ids, self._publish(recent.header, recent.rgb, objects)
+                ids.append(self._tracker.add_prompt(prompt)[0])
+        return ids, self._publish(newest, self._tracker.current())
+
+    def _apply_in_force(self, prompts: list[Prompt], source: RecentFrame, detector: bool = False):
+        in_force = dict(self._in_force)
+        checked = self._check(prompts, source.image_hw, set(in_force))
+        ids = []
+        for prompt in checked:
+            object_id = prompt.object_id if prompt.object_id != ASSIGN_NEW_ID else first_free_id(in_force)
+            in_force[object_id] = InForce(replace(prompt, object_id=object_id), source.image_hw, detector)
+            ids.append(object_id)
+        objects, _ = self._segment_in_force(source.image_hw, source.encoded, in_force)
+        self._in_force = in_force  # only once SAM 2 took them all
+        return ids, self._publish(source, objects)
+
+    def _apply_detections(self, detections: Detections, key: int):
+        """Detector boxes: bad ones dropped one by one, the best-scoring kept up to max_objects.
+
+        Track mode seeds objects only where no tracked mask already lies, and publishes nothing
+        when nothing was added. Image mode replaces the detector's earlier boxes (an empty
+        array clears them) and keeps the user's prompts.
+        """
+        with self._objects_lock:
+            source = self._ring.find(key)
+            track = self._config.values["mode"] == "track"
+            target = self._newest_tracked() if track else source
+            boxes = []
+            for prompt in detections.prompts:
+                try:
+                    boxes.append(rescale(validate(prompt, source.image_hw), source.image_hw, target.image_hw))
+                except PromptError as error:
+                    self._reject(f"detection dropped: {error}", "bad detection")
+            if track:
+                boxes = [box for box in boxes if not self._covered(box)]
+                kept = set(self._tracker.objects)
+            else:
+                kept = {i for i, e in self._in_force.items() if not e.from_detector}
+                if not boxes and len(kept) == len(self._in_force):
+                    return None  # no detector boxes before or now: nothing changes
+            room = self._config.values["max_objects"] - len(kept)
+            if len(boxes) > room:
+                self._reject(f"{len(boxes) - room} detection(s) over max_objects "
+                             f"{self._config.values['max_objects']} dropped, the best-scoring kept",
+                             "bad detection")
+                boxes = boxes[:max(room, 0)]
+            if track:
+                return self._apply_tracked(boxes, target) if boxes else None
+            self._in_force = {i: e for i, e in self._in_force.items() if i in kept}
+            return self._apply_in_force(boxes, target, detector=True)
 
     def _covered(self, prompt: Prompt) -> bool:
         """Whether a box lies mostly on an object already tracked on the newest frame."""
@@ -482,42 +620,58 @@ class Sam2SegmenterNode(LifecycleNode):
 
     def _segment_once(self, prompts: list[Prompt], key: int, image: Image | None) -> SegmentationResult:
         """Segment now: a one-off answer that changes no tracked object."""
-        numbered = [p if p.object_id != ASSIGN_NEW_ID else replace(p, object_id=i + 1)
-                    for i, p in enumerate(prompts)]
+        numbered = number(prompts)
+        v = self._config.values
         if image is not None:
-            rgb = image_to_rgb(image)
+            rgb = image_to_rgb(image, v["max_image_pixels"])
             segmentation = self._segmenter.segment(rgb, numbered)
             return result_message(segmentation.objects, image.header, rgb.shape[:2], self._config.output,
-                                  encode_ms=segmentation.encode_ms, decode_ms=segmentation.decode_ms)
-        key, recent = self._recent_frame(key)
-        segmentation = self._segmenter.predict(numbered, key)
-        return result_message(segmentation.objects, recent.header, recent.rgb.shape[:2],
-                              self._config.output, decode_ms=segmentation.decode_ms)
+                                  pool=self._pool, encode_ms=segmentation.encode_ms,
+                                  decode_ms=segmentation.decode_ms)
+        frame = self._ring.find(key)
+        segmentation = self._segmenter.predict(numbered, frame.encoded)
+        return result_message(segmentation.objects, frame.header, frame.image_hw, self._config.output,
+                              pool=self._pool, decode_ms=segmentation.decode_ms)
 
     def _remove(self, object_id: int) -> None:
-        if self._config.values["mode"] == "track":
-            self._tracker.remove(object_id)
-        elif self._in_force.pop(object_id, None) is None:
-            raise TrackerError(f"no object with id {object_id} (ids: {sorted(self._in_force) or 'none'})")
+        with self._objects_lock:
+            if self._config.values["mode"] == "track":
+                self._tracker.remove(object_id)
+            elif self._in_force.pop(object_id, None) is None:
+                raise TrackerError(f"no object with id {object_id} (ids: {sorted(self._in_force) or 'none'})")
 
     def _reset(self) -> int:
-        count = len(self._tracker.objects) + len(self._in_force)
-        self._tracker.reset()
-        self._in_force.clear()
-        return count
+        with self._objects_lock:
+            count = len(self._tracker.objects) + len(self._in_force)
+            self._tracker.reset()
+            self._in_force.clear()
+            return count
+
+    def _tick(self) -> None:
+        """Once a second: diagnostics, and image mode's detector boxes expire when detections stop."""
+        timeout = self._config.values["detections_timeout_s"]
+        stale = timeout and time.monotonic() - self._last_detections > timeout
+        if stale and any(e.from_detector for e in self._in_force.values()):
+            self._last_detections = time.monotonic()
+            self._submit_from_topic(lambda: self._apply_detections(Detections([], []), 0))
+        self._publish_diagnostics()
 
     # ----- diagnostics -----
     def _publish_diagnostics(self) -> None:
+        """Counters and timings; WARN only when the model or the node failed, not for bad input."""
         s = self.stats
-        values = {
-            "frames received": s.received, "frames processed": s.processed, "frames skipped": s.skipped,
-            "inputs rejected": s.rejected, "model failures": s.failed,
-            "latency p50 ms": s.percentile(s.latency_ms, 50),
-            "latency p95 ms": s.percentile(s.latency_ms, 95),
-            "model p50 ms": s.percentile(s.model_ms, 50), "device": self.model.device if self.model else "",
-            "objects": len(self._tracker.objects) + len(self._in_force) if self._tracker else 0,
-            "last error": s.last_error,
-        }
+        with s.lock:
+            values = {
+                "frames received": s.received, "frames processed": s.processed, "frames skipped": s.skipped,
+                "inputs rejected": s.rejected, "model failures": s.failed,
+                **{f"refused: {kind}": count for kind, count in sorted(s.refused.items())},
+                "requests queued": self._queue.pending(),
+                "latency p50 ms": s.percentile(s.latency_ms, 50),
+                "latency p95 ms": s.percentile(s.latency_ms, 95),
+                "model p50 ms": s.percentile(s.model_ms, 50), "device": self.model.device if self.model else "",
+                "objects": len(self._object_ids()),
+                "last error": s.last_error,
+            }
         level = DiagnosticStatus.WARN if s.failed else DiagnosticStatus.OK
         status = DiagnosticStatus(level=level, name=f"{self.get_name()}: processing",
                                   message="model failures seen" if s.failed else "ok",
@@ -528,38 +682,70 @@ class Sam2SegmenterNode(LifecycleNode):
         self._pubs["diagnostics"].publish(array)
 
 
-def spin(executor: Executor) -> None:
-    """Spin until the executor or the context shuts down, outliving an rclpy race.
+def number(prompts: list[Prompt]) -> list[Prompt]:
+    """Give prompts asking for a new id the smallest ids no other prompt names; refuse repeats."""
+    explicit = [p.object_id for p in prompts if p.object_id != ASSIGN_NEW_ID]
+    repeated = sorted({i for i in explicit if explicit.count(i) > 1})
+    if repeated:
+        raise PromptError(f"object ids {repeated} appear more than once in one request")
+    used, numbered = set(explicit), []
+    for prompt in prompts:
+        if prompt.object_id == ASSIGN_NEW_ID:
+            prompt = replace(prompt, object_id=first_free_id(used))
+            used.add(prompt.object_id)
+        numbered.append(prompt)
+    return numbered
+
+
+def spin(executor: Executor, until: Callable[[], bool] | None = None) -> None:
+    """Spin until the executor or the context shuts down (or `until()`), outliving an rclpy race.
 
     A transition that destroys endpoints while the executor builds its wait set makes rclpy
     raise InvalidHandle out of spin() (ros2/rclpy#1206, #1142); the executor recovers on
-    the next call, so spinning resumes instead of leaving the node deaf.
+    the next call, so spinning resumes instead of leaving the node deaf. With `until`, the
+    executor wakes every 0.1 s to ask it (and lets Python run signal handlers).
     """
     while True:
         try:
-            executor.spin()
+            if until is None:
+                executor.spin()
+                return
+            while executor.context.ok() and not until():
+                executor.spin_once(timeout_sec=0.1)
             return
         except InvalidHandle:
             continue
+        except ExternalShutdownException:
+            return
 
 
 def main(args: list[str] | None = None) -> int:
-    """Spin the node until Ctrl-C or an external shutdown, then exit cleanly."""
-    rclpy.init(args=args)
+    """Spin the node until Ctrl-C, SIGTERM or a lifecycle shutdown, then exit 0.
+
+    The process owns the signals: on Ctrl-C the worker stops before the ROS context goes,
+    so no frame in flight publishes on a dead context.
+    """
+    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
+    stop = threading.Event()
+    previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
     node = None
     executor = MultiThreadedExecutor(num_threads=4)  # services wait on the worker; keep threads for the rest
     try:
-        node = Sam2SegmenterNode()
-        executor.add_node(node)
-        spin(executor)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass  # Ctrl-C or `ros2 lifecycle set ... shutdown`: a normal way to stop
+        with ProcessTuning() as tuning:
+            try:
+                node = Sam2SegmenterNode(tuning=tuning)
+                executor.add_node(node)
+                spin(executor, until=lambda: stop.is_set() or node.finished.is_set())
+            finally:
+                if node is not None:
+                    node.stop("node exiting")
+                executor.shutdown()
+                if node is not None:
+                    node.destroy_node()
+                rclpy.try_shutdown()
     finally:
-        executor.shutdown()
-        if node is not None:
-            node._stop_worker()
-            node.destroy_node()
-        rclpy.try_shutdown()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
     return 0
 
 

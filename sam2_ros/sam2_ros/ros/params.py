@@ -58,6 +58,17 @@ PARAMS = (
     Param("recent_frames", 4, "recent frames kept for prompts stamped for them", read_only=True,
           int_range=(1, 64)),
     Param("autostart", True, "configure and activate without a lifecycle manager", read_only=True),
+    Param("max_image_pixels", 16_000_000, "larger images (raw, compressed, mask prompts) are refused "
+          "before decoding, pixels", int_range=(1, 1_000_000_000)),
+    Param("max_prompt_points", 64, "prompts with more points are refused", int_range=(1, 4096)),
+    Param("max_queued_requests", 16, "prompts and service calls waiting for the worker; more are "
+          "refused at once", int_range=(1, 1000)),
+    Param("requests_per_frame", 2, "requests the worker runs before a waiting camera frame",
+          int_range=(1, 100)),
+    Param("request_timeout_s", 10.0, "a service call not started by then is cancelled and answered "
+          "failed, never applied later", float_range=(0.1, 3600.0)),
+    Param("detections_timeout_s", 0.0, "image mode: detector boxes are dropped when no detection "
+          "array came for this long (0: keep them)", float_range=(0.0, 3600.0)),
 )
 DEFAULTS = {param.name: param.default for param in PARAMS}
 

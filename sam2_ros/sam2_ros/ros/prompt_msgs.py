@@ -1,12 +1,18 @@
 """Prompt messages from users and detectors -> core prompts."""
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass
+
 import numpy as np
 from geometry_msgs.msg import PointStamped
 
 from sam2_ros.core.prompts import ASSIGN_NEW_ID, FOREGROUND, Prompt, PromptError
-from sam2_ros.ros.conversions import ImageError, image_to_array
+from sam2_ros.ros.conversions import DEFAULT_MAX_PIXELS, ImageError, check_size, image_to_array
 from sam2_ros_interfaces.msg import Prompt as PromptMsg
+
+DEFAULT_MAX_POINTS = 64
+MAX_LABEL_CHARS = 256
 
 
 def stamp_ns(header) -> int:
@@ -14,8 +20,18 @@ def stamp_ns(header) -> int:
     return header.stamp.sec * 1_000_000_000 + header.stamp.nanosec
 
 
-def from_prompt_msg(msg: PromptMsg) -> Prompt:
-    """Convert a sam2_ros_interfaces/Prompt to a core prompt (checked later against its frame)."""
+def from_prompt_msg(msg: PromptMsg, max_points: int = DEFAULT_MAX_POINTS,
+                    max_pixels: int = DEFAULT_MAX_PIXELS) -> Prompt:
+    """Convert a sam2_ros_interfaces/Prompt to a core prompt (checked later against its frame).
+
+    Sizes are checked first, before anything the size of the message is built: each point costs
+    SAM 2 decoder time, and a mask image can declare any size.
+    """
+    if len(msg.points) > max_points:
+        raise PromptError(f"prompt has {len(msg.points)} points, over the limit of {max_points} "
+                          "(max_prompt_points)")
+    if len(msg.label) > MAX_LABEL_CHARS:
+        raise PromptError(f"label of {len(msg.label)} characters is over the limit of {MAX_LABEL_CHARS}")
     points = np.array([[p.x, p.y] for p in msg.points], np.float32).reshape(-1, 2)
     labels = np.array(list(msg.point_labels), np.int32)
     box = None
@@ -28,6 +44,7 @@ def from_prompt_msg(msg: PromptMsg) -> Prompt:
         if msg.mask.encoding not in ("mono8", "8UC1"):
             raise PromptError(f"mask prompt must be mono8, got '{msg.mask.encoding}'")
         try:
+            check_size(msg.mask.width, msg.mask.height, max_pixels, what="mask prompt")
             mask = image_to_array(msg.mask) > 0
         except ImageError as error:
             raise PromptError(f"mask prompt: {error}") from None
@@ -41,14 +58,38 @@ def from_clicked_point(msg: PointStamped) -> Prompt:
                   point_labels=np.array([FOREGROUND], np.int32))
 
 
-def from_detections(msg) -> list[Prompt]:
-    """Turn vision_msgs/Detection2DArray boxes into box prompts labelled with the best hypothesis."""
-    prompts = []
-    for detection in msg.detections:
+@dataclass(frozen=True)
+class Detections:
+    """Box prompts from a detector, best score first, and why any boxes were dropped."""
+
+    prompts: list[Prompt]
+    dropped: list[str]
+
+
+def from_detections(msg) -> Detections:
+    """Turn vision_msgs/Detection2DArray boxes into box prompts labelled with the best hypothesis.
+
+    A box that cannot be a prompt (not finite, no area) is dropped alone, never the others.
+    """
+    scored, dropped = [], []
+    for index, detection in enumerate(msg.detections):
         center, box = detection.bbox.center, detection.bbox
         x, y = (center.position.x, center.position.y) if hasattr(center, "position") else (center.x, center.y)
-        label = max(detection.results, key=lambda r: r.hypothesis.score).hypothesis.class_id \
-            if detection.results else ""
-        prompts.append(Prompt(object_id=ASSIGN_NEW_ID, label=label, box=np.array(
-            [x - box.size_x / 2, y - box.size_y / 2, x + box.size_x / 2, y + box.size_y / 2], np.float32)))
-    return prompts
+        best = max(detection.results, key=lambda r: r.hypothesis.score) if detection.results else None
+        values = (x, y, box.size_x, box.size_y)
+        if not all(math.isfinite(v) for v in values):
+            dropped.append(f"detection {index}: non-finite box {list(values)}")
+            continue
+        if box.size_x <= 0 or box.size_y <= 0:
+            dropped.append(f"detection {index}: box of size {box.size_x} x {box.size_y} has no area")
+            continue
+        corners = np.array([x - box.size_x / 2, y - box.size_y / 2, x + box.size_x / 2, y + box.size_y / 2],
+                           np.float64)
+        if np.any(np.abs(corners) > np.finfo(np.float32).max):
+            dropped.append(f"detection {index}: box {corners.tolist()} overflows float32")
+            continue
+        score = best.hypothesis.score if best is not None else 0.0
+        prompt = Prompt(object_id=ASSIGN_NEW_ID, label=best.hypothesis.class_id if best is not None else "",
+                        box=corners.astype(np.float32))
+        scored.append((-score if math.isfinite(score) else math.inf, index, prompt))
+    return Detections([prompt for _, _, prompt in sorted(scored, key=lambda s: s[:2])], dropped)

@@ -1,9 +1,8 @@
 """Core results -> SegmentationResult, label image and overlay messages."""
 from __future__ import annotations
 
-import os
 from array import array
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Executor, Future
 from dataclasses import dataclass
 from typing import Protocol, Sequence
 
@@ -17,7 +16,17 @@ from sam2_ros.core.render import DrawnObject, overlay
 from sam2_ros.ros.conversions import array_to_image
 from sam2_ros_interfaces.msg import SegmentationResult, SegmentedObject
 
-_POOL = ThreadPoolExecutor(max_workers=os.cpu_count() or 1, thread_name_prefix="sam2_describe")
+
+class FrameMismatch(RuntimeError):
+    """An output that does not describe the frame whose header it would carry: never published."""
+
+
+def check_objects(objects: Sequence[ObjectResult], image_hw: tuple[int, int]) -> None:
+    """Every mask must be one of this frame's size before a message with its header goes out."""
+    for obj in objects:
+        if tuple(obj.mask.shape) != tuple(image_hw):
+            raise FrameMismatch(f"object {obj.object_id} has a {obj.mask.shape[1]}x{obj.mask.shape[0]} mask "
+                                f"for a {image_hw[1]}x{image_hw[0]} frame: output withheld")
 
 
 class ObjectResult(Protocol):
@@ -86,18 +95,26 @@ class ResultBuilder:
 
     The tracker hands objects over one by one, so contours of the first objects are traced while
     SAM 2 still works on the later ones; OpenCV's contour and moment code releases the GIL.
+    Without a pool (the owner's, e.g. the node's) objects are described in the calling thread.
     """
 
-    def __init__(self, header: Header, image_hw: tuple[int, int], settings: OutputSettings):
-        self.header, self.image_hw, self.settings = header, image_hw, settings
+    def __init__(self, header: Header, image_hw: tuple[int, int], settings: OutputSettings,
+                 pool: Executor | None = None):
+        self.header, self.image_hw, self.settings, self._pool = header, image_hw, settings, pool
         self._described: dict[int, tuple[ObjectResult, Future]] = {}
 
     def add(self, obj: ObjectResult) -> None:
         """Start describing one object."""
-        self._described[obj.object_id] = (obj, _POOL.submit(segmented_object, obj, self.settings, self.header))
+        if self._pool is not None:
+            future = self._pool.submit(segmented_object, obj, self.settings, self.header)
+        else:
+            future = Future()
+            future.set_result(segmented_object(obj, self.settings, self.header))
+        self._described[obj.object_id] = (obj, future)
 
     def build(self, objects: Sequence[ObjectResult], **timings: float) -> SegmentationResult:
         """Return the result of these objects (added or not yet), with the source header unchanged."""
+        check_objects(objects, self.image_hw)
         for obj in objects:
             if self._described.get(obj.object_id, (None,))[0] is not obj:
                 self.add(obj)
@@ -107,15 +124,19 @@ class ResultBuilder:
 
 
 def result_message(objects: Sequence[ObjectResult], header: Header, image_hw: tuple[int, int],
-                   settings: OutputSettings, **timings: float) -> SegmentationResult:
+                   settings: OutputSettings, pool: Executor | None = None, **timings: float) -> SegmentationResult:
     """Build the result of one frame, with the source image's header unchanged."""
-    return ResultBuilder(header, image_hw, settings).build(objects, **timings)
+    return ResultBuilder(header, image_hw, settings, pool).build(objects, **timings)
 
 
 def label_image(objects: Sequence[ObjectResult], header: Header, image_hw: tuple[int, int],
                 settings: OutputSettings) -> Image:
     """Build the label image: pixel = object id (0 background); a higher score wins overlaps."""
+    check_objects(objects, image_hw)
     dtype = np.uint8 if settings.mask_encoding == "mono8" else np.uint16
+    too_big = [o.object_id for o in objects if o.object_id > np.iinfo(dtype).max]
+    if too_big:
+        raise FrameMismatch(f"object ids {too_big} do not fit a {settings.mask_encoding} label image")
     labels = np.zeros(image_hw, dtype)
     for obj in sorted(objects, key=lambda o: o.score):
         labels[shown(obj, settings)] = obj.object_id
@@ -125,5 +146,6 @@ def label_image(objects: Sequence[ObjectResult], header: Header, image_hw: tuple
 def overlay_image(rgb: np.ndarray, objects: Sequence[ObjectResult], header: Header,
                   settings: OutputSettings) -> Image:
     """Draw every visible mask on the camera image, for RViz."""
+    check_objects(objects, rgb.shape[:2])
     drawn = [DrawnObject(o.object_id, shown(o, settings), o.label) for o in objects]
     return array_to_image(overlay(rgb, drawn), "rgb8", header)

@@ -25,7 +25,7 @@ from sam2_ros.core.tracker import StreamingTracker
 from sam2_ros.tools.meta_live import MetaLiveStream
 from sam2_ros.tools.scenes import object_box, pan_clip
 
-SUITES = ("core", "tracker", "node", "gpu")
+SUITES = ("core", "tracker", "node", "gpu")  # "soak" runs only when named: it takes minutes
 
 
 def median_ms(action: Callable[[], object], repeats: int, sync: Callable[[], None]) -> float:
@@ -249,7 +249,8 @@ def markdown(results: dict) -> str:
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--suite", choices=SUITES + ("all",), default="all")
+    parser.add_argument("--suite", choices=SUITES + ("soak", "all"), default="all")
+    parser.add_argument("--minutes", type=float, default=20.0, help="soak suite: how long to stream")
     parser.add_argument("--json", type=Path, help="write the results here")
     parser.add_argument("--model", default="sam2.1_hiera_tiny")
     parser.add_argument("--checkpoint", help="Meta's .pt; default: seeded random weights")
@@ -298,6 +299,10 @@ def run_suites(args: argparse.Namespace, checkpoint: str) -> dict:
         results.update(bench_node(checkpoint, args, args.node_frames))
     if "gpu" in suites:
         results.update(bench_gpu(args.gpu_frames))
+    if args.suite == "soak":
+        from sam2_ros.tools.soak import soak
+        results.update(soak({"checkpoint": checkpoint, "device": args.device, "image_size": args.image_size,
+                             "precision": args.precision, "model": args.model}, args.minutes))
     return results
 
 

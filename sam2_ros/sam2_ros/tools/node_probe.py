@@ -15,6 +15,7 @@ from std_msgs.msg import Header
 
 from sam2_ros.ros.conversions import array_to_image
 from sam2_ros.ros.node import Sam2SegmenterNode, spin
+from sam2_ros.ros.process import ProcessTuning
 from sam2_ros.ros.prompt_msgs import stamp_ns
 from sam2_ros_interfaces.msg import Prompt, SegmentationResult
 
@@ -30,7 +31,9 @@ class NodeProbe:
 
     def __enter__(self) -> NodeProbe:
         rclpy.init()
-        self.node = Sam2SegmenterNode(parameter_overrides=[Parameter(k, value=v) for k, v in self.overrides.items()])
+        self.tuning = ProcessTuning().__enter__()  # as main() runs the node
+        self.node = Sam2SegmenterNode(tuning=self.tuning,
+                                      parameter_overrides=[Parameter(k, value=v) for k, v in self.overrides.items()])
         self.peer = rclpy.create_node("sam2_probe")
         reliable = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
         self.camera = self.peer.create_publisher(Image, "image", reliable)
@@ -47,10 +50,10 @@ class NodeProbe:
     def __exit__(self, *exc) -> None:
         for executor in self.executors:
             executor.shutdown()
-        self.node._stop_worker()
         self.node.destroy_node()
         self.peer.destroy_node()
         rclpy.shutdown()
+        self.tuning.__exit__(*exc)
 
     def _result_cb(self, msg: SegmentationResult) -> None:
         with self._arrived:

@@ -51,6 +51,19 @@ def read_frames(bag: Path, image_topic: str, node_name: str) -> list[np.ndarray]
     return drawn
 
 
+def fit(frame: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
+    """Scale a frame into `hw` keeping its aspect, black bars around: a bag may change resolution."""
+    if frame.shape[:2] == tuple(hw):
+        return frame
+    height, width = hw
+    scale = min(width / frame.shape[1], height / frame.shape[0])
+    size = (max(1, round(frame.shape[1] * scale)), max(1, round(frame.shape[0] * scale)))
+    canvas = np.zeros((height, width, 3), np.uint8)
+    x, y = (width - size[0]) // 2, (height - size[1]) // 2
+    canvas[y:y + size[1], x:x + size[0]] = cv2.resize(frame, size, interpolation=cv2.INTER_AREA)
+    return canvas
+
+
 def contact_sheet(frames: list[np.ndarray], count: int = 12, columns: int = 4, banner: str = "") -> np.ndarray:
     """Lay evenly sampled frames out in a grid, each tagged with its index."""
     picks = np.linspace(0, len(frames) - 1, min(count, len(frames))).round().astype(int)
@@ -59,7 +72,7 @@ def contact_sheet(frames: list[np.ndarray], count: int = 12, columns: int = 4, b
     top = 36 if banner else 0
     sheet = np.full((top + rows * (height + 4), columns * (width + 4), 3), 255, np.uint8)
     for n, index in enumerate(picks):
-        tile = frames[index].copy()
+        tile = fit(frames[index], (height, width)).copy()
         cv2.putText(tile, f"frame {index}", (6, height - 8), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 255), 1,
                     cv2.LINE_AA)
         y, x = top + (n // columns) * (height + 4), (n % columns) * (width + 4)
@@ -74,8 +87,8 @@ def write_video(frames: list[np.ndarray], path: Path, fps: float) -> None:
     video = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (width, height))
     if not video.isOpened():
         raise BagError(f"OpenCV cannot write mp4 video to '{path}'")
-    for frame in frames:
-        video.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+    for frame in frames:  # OpenCV silently drops frames of another size than the first
+        video.write(cv2.cvtColor(fit(frame, (height, width)), cv2.COLOR_RGB2BGR))
     video.release()
 
 
@@ -89,13 +102,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--node", default="/sam2_segmenter_node")
     parser.add_argument("--fps", type=float, default=10.0)
     parser.add_argument("--banner", default="", help="text across the top of the contact sheet")
+    parser.add_argument("--force", action="store_true", help="overwrite an existing video or sheet")
     args = parser.parse_args(argv)
+    video = args.video or args.bag.with_suffix(".mp4")
+    sheet = args.sheet or args.bag.with_suffix(".png")
     try:
+        for path in (video, sheet):
+            if path.exists() and not args.force:
+                raise BagError(f"'{path}' already exists: give another path, or --force to overwrite it")
         frames = read_frames(args.bag, args.image_topic, args.node)
         if not frames:
             raise BagError(f"no frames on '{args.image_topic}' in {args.bag}")
-        video = args.video or args.bag.with_suffix(".mp4")
-        sheet = args.sheet or args.bag.with_suffix(".png")
         write_video(frames, video, args.fps)
         cv2.imwrite(str(sheet), cv2.cvtColor(contact_sheet(frames, banner=args.banner), cv2.COLOR_RGB2BGR))
     except BagError as error:

@@ -7,6 +7,7 @@ written to the output bag, beside the camera frames, so sam2_render can draw it.
 from __future__ import annotations
 
 import argparse
+import shutil
 import sys
 import threading
 import time
@@ -98,7 +99,9 @@ class Replayer:
         self._thread.start()
 
     def close(self) -> None:
+        """Stop and join the spinning thread before the node and context go (no abort at exit)."""
         self._executor.shutdown()
+        self._thread.join()
         self.node.destroy_node()
 
     def _result_cb(self, raw: bytes) -> None:
@@ -211,6 +214,22 @@ def _iou(label_raw: bytes, truth_raw: bytes) -> float:
     return float(np.mean(scores)) if scores else float("nan")
 
 
+def check_arguments(args: argparse.Namespace) -> None:
+    """Refuse a bad command line before the node sees a single message (it would keep the prompts)."""
+    if args.rate is not None and not args.rate > 0:
+        raise BagError(f"--rate must be positive, got {args.rate}")
+    if not args.timeout > 0:
+        raise BagError(f"--timeout must be positive, got {args.timeout}")
+    read_plan(args.bag, args.image_topic, args.prompt_topic, args.truth_topic)
+    if args.out.exists():
+        if not args.force:
+            raise BagError(f"'{args.out}' already exists: give a new --out, or --force to replace it")
+        if args.out.is_dir():
+            shutil.rmtree(args.out)
+        else:
+            args.out.unlink()
+
+
 def main(argv: list[str] | None = None) -> int:
     """Command line: sam2_replay BAG --out OUT [--rate R] [topics]."""
     parser = argparse.ArgumentParser(description=__doc__)
@@ -224,7 +243,13 @@ def main(argv: list[str] | None = None) -> int:
                                                    "the node keeps up")
     parser.add_argument("--storage", choices=("mcap", "sqlite3"), default="mcap")
     parser.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for one answer")
+    parser.add_argument("--force", action="store_true", help="replace an existing --out")
     args = parser.parse_args(argv)
+    try:  # every argument is checked before anything reaches the node
+        check_arguments(args)
+    except BagError as error:
+        print(f"sam2_replay: {error}", file=sys.stderr)
+        return 2
     rclpy.init()
     try:
         summary = replay(args.bag, args.out, args.image_topic, args.prompt_topic, args.truth_topic, args.node,

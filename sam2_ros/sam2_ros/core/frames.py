@@ -1,0 +1,80 @@
+"""The recent frames a prompt can refer to: one owner, identified by arrival, not by stamp alone."""
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass
+
+import numpy as np
+
+from sam2_ros.core.encoding import EncodedFrame
+
+
+def stamp_text(stamp_ns: int) -> str:
+    """Write a stamp as ROS tools print it: seconds with every nanosecond digit."""
+    return f"{stamp_ns // 1_000_000_000}.{stamp_ns % 1_000_000_000:09d} s"
+
+
+class FrameNotKept(KeyError):
+    """A prompt refers to a frame that was never processed or is no longer kept."""
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+@dataclass(frozen=True)
+class RecentFrame:
+    """A processed frame: what results for it carry, and what prompting it again needs."""
+
+    seq: int  # arrival order: unique even when a bag loops or two cameras share stamps
+    stamp_ns: int  # the source header's stamp; 0 for none
+    header: object  # the source header, unchanged (a std_msgs/Header in the node)
+    rgb: np.ndarray  # H x W x 3 uint8, as given to SAM 2
+    encoded: EncodedFrame  # decoder inputs only (see encoding.for_prompts)
+    tracker_index: int  # the tracker's frame index for this frame
+
+    @property
+    def image_hw(self) -> tuple[int, int]:
+        return self.encoded.image_hw
+
+
+class FrameRing:
+    """The newest `capacity` processed frames, oldest dropped first.
+
+    A frame joins only once everything about it succeeded (the node commits it together with
+    the tracker's step), so the newest frame here is always the tracker's current frame.
+    """
+
+    def __init__(self, capacity: int):
+        if capacity < 1:
+            raise ValueError(f"capacity must be at least 1, got {capacity}")
+        self.capacity = capacity
+        self._frames: OrderedDict[int, RecentFrame] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._frames)
+
+    def commit(self, frame: RecentFrame) -> None:
+        if self._frames and frame.seq <= next(reversed(self._frames)):
+            raise ValueError(f"frame {frame.seq} is not newer than frame {next(reversed(self._frames))}")
+        self._frames[frame.seq] = frame
+        while len(self._frames) > self.capacity:
+            self._frames.popitem(last=False)
+
+    def newest(self) -> RecentFrame:
+        if not self._frames:
+            raise FrameNotKept("no camera frame processed yet: prompts need a frame")
+        return next(reversed(self._frames.values()))
+
+    def find(self, stamp_ns: int) -> RecentFrame:
+        """Return the newest kept frame with this stamp (0: the newest frame of all)."""
+        newest = self.newest()
+        if stamp_ns == 0:
+            return newest
+        for frame in reversed(self._frames.values()):
+            if frame.stamp_ns == stamp_ns:
+                return frame
+        raise FrameNotKept(f"prompt is stamped for frame {stamp_text(stamp_ns)}, which this node never "
+                           f"saw or no longer keeps (recent_frames {self.capacity})")
+
+    def clear(self) -> None:
+        self._frames.clear()

@@ -1,0 +1,114 @@
+"""The worker's inbox: the newest camera frame, and a bounded queue of requests taken fairly.
+
+Frames are never queued (a newer one replaces an older, which counts as skipped), and
+requests are: a flood of prompts is refused once the queue is full, and the worker runs at
+most `jobs_per_frame` requests before a waiting frame, so the camera keeps flowing under any
+prompt rate. Each request is a `concurrent.futures.Future`: a caller that gives up cancels
+it, and a cancelled request is never run.
+"""
+from __future__ import annotations
+
+import threading
+from collections import deque
+from concurrent.futures import Future
+from typing import Callable
+
+
+class Refused(Exception):
+    """A request the node does not take (queue full, node inactive); the message says why."""
+
+
+class Job:
+    """One request: what to run, and the future its caller waits on."""
+
+    def __init__(self, run: Callable[[], object]):
+        self.run = run
+        self.future: Future = Future()
+
+    def execute(self, on_error: Callable[[Exception], None]) -> None:
+        """Run unless cancelled; the outcome (or the exception) goes to the future."""
+        if not self.future.set_running_or_notify_cancel():
+            return
+        try:
+            result = self.run()
+        except Exception as error:
+            on_error(error)
+            self.future.set_exception(error)
+        else:
+            self.future.set_result(result)
+
+
+class WorkQueue:
+    """Newest frame plus bounded jobs; `take()` blocks until there is work or the queue closes."""
+
+    def __init__(self, max_jobs: int, jobs_per_frame: int):
+        self.max_jobs = max_jobs
+        self.jobs_per_frame = jobs_per_frame
+        self._cond = threading.Condition()
+        self._jobs: deque[Job] = deque()
+        self._frame: object | None = None
+        self._open = False
+        self._jobs_since_frame = 0
+
+    def open(self) -> None:
+        with self._cond:
+            self._open, self._jobs_since_frame = True, 0
+
+    def put_frame(self, frame: object) -> bool:
+        """Offer the newest frame; return True when it replaced one the worker never took."""
+        with self._cond:
+            if not self._open:
+                return False
+            replaced = self._frame is not None
+            self._frame = frame
+            self._cond.notify()
+            return replaced
+
+    def submit(self, run: Callable[[], object]) -> Future:
+        """Queue a request, or raise Refused at once when the queue is full or closed."""
+        with self._cond:
+            if not self._open:
+                raise Refused("node is not active: request not applied")
+            if len(self._jobs) >= self.max_jobs:
+                raise Refused(f"request queue full ({len(self._jobs)} waiting, max_queued_requests "
+                              f"{self.max_jobs}): request not applied, try again")
+            job = Job(run)
+            self._jobs.append(job)
+            self._cond.notify()
+            return job.future
+
+    def take(self) -> Job | object | None:
+        """Return the next job or frame (None once closed).
+
+        Jobs come first (they refer to frames already seen), but at most `jobs_per_frame` of
+        them while a frame waits.
+        """
+        with self._cond:
+            while self._open and not self._jobs and self._frame is None:
+                self._cond.wait()
+            if not self._open:
+                return None
+            frame_due = self._frame is not None and (not self._jobs
+                                                     or self._jobs_since_frame >= self.jobs_per_frame)
+            if frame_due:
+                frame, self._frame, self._jobs_since_frame = self._frame, None, 0
+                return frame
+            self._jobs_since_frame += 1
+            return self._jobs.popleft()
+
+    def close(self, reason: str) -> int:
+        """Stop taking work; every queued request is answered with Refused(reason). Returns how many."""
+        with self._cond:
+            self._open = False
+            jobs, self._jobs, self._frame = list(self._jobs), deque(), None
+            self._cond.notify_all()
+        answered = 0
+        for job in jobs:
+            if job.future.set_running_or_notify_cancel():
+                job.future.set_exception(Refused(reason))
+                answered += 1
+        return answered
+
+    def pending(self) -> int:
+        with self._cond:
+            return len(self._jobs)

@@ -1,0 +1,40 @@
+"""The ring of recent frames: identified by arrival, found by stamp, bounded."""
+import numpy as np
+import pytest
+
+from sam2_ros.core.encoding import EncodedFrame
+from sam2_ros.core.frames import FrameNotKept, FrameRing, RecentFrame
+
+
+def frame(seq: int, stamp: int, hw=(4, 6)) -> RecentFrame:
+    return RecentFrame(seq=seq, stamp_ns=stamp, header=f"header {seq}", rgb=np.zeros((*hw, 3), np.uint8),
+                       encoded=EncodedFrame(hw, None, 0.0), tracker_index=seq)
+
+
+def test_a_repeated_stamp_finds_the_newest_frame_with_it_and_the_newest_is_the_last_committed():
+    ring = FrameRing(4)
+    for seq, stamp in enumerate([1, 2, 1]):  # a looping bag, a simulator reset, two publishers
+        ring.commit(frame(seq, stamp, hw=(4 + seq, 6)))
+    assert ring.newest().seq == 2 and ring.find(0).seq == 2
+    assert ring.find(1).seq == 2 and ring.find(2).seq == 1
+    assert ring.find(1).image_hw == (6, 6)
+
+
+def test_the_oldest_frame_leaves_first_and_a_prompt_for_it_is_refused():
+    ring = FrameRing(2)
+    for seq in range(3):
+        ring.commit(frame(seq, 10 + seq))
+    assert [ring.find(s).seq for s in (11, 12)] == [1, 2]
+    with pytest.raises(FrameNotKept, match=r"stamped for frame 0.000000010 s, which this node never saw or "
+                                           r"no longer keeps \(recent_frames 2\)"):
+        ring.find(10)
+
+
+def test_no_frame_yet_and_out_of_order_commits_are_refused():
+    ring = FrameRing(2)
+    with pytest.raises(FrameNotKept, match="no camera frame processed yet"):
+        ring.newest()
+    ring.commit(frame(5, 1))
+    with pytest.raises(ValueError, match="frame 5 is not newer than frame 5"):
+        ring.commit(frame(5, 2))
+    assert len(ring) == 1

@@ -1,6 +1,8 @@
 """Shared fixtures: seeded SAM 2 checkpoints in Meta's format, real photographs, ROS isolation."""
 import os
 import random
+import threading
+import time
 
 import numpy as np
 import pytest
@@ -47,3 +49,15 @@ def fail_on_step(monkeypatch, tracker, call: int) -> None:
             raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB")
         return real(*args, **kwargs)
     monkeypatch.setattr(tracker, "_step", step)
+
+
+def slow_frames(monkeypatch, tracker, seconds: float) -> threading.Event:
+    """Fault injection: tracking a frame takes `seconds` longer; the event says a frame is in flight."""
+    started, real = threading.Event(), tracker.track
+
+    def track(*args, **kwargs):
+        started.set()
+        time.sleep(seconds)
+        return real(*args, **kwargs)
+    monkeypatch.setattr(tracker, "track", track)
+    return started

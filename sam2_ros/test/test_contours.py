@@ -34,6 +34,31 @@ def test_min_area_drops_small_regions():
     assert [c.is_hole for c in contours] == [False, True]
 
 
+@pytest.mark.parametrize("min_area, kept", [
+    (5, ["speck", "line", "square", "hole"]),  # 9, 36, 3,200 and 400 pixels: all at least 5
+    (9, ["speck", "line", "square", "hole"]),
+    (10, ["line", "square", "hole"]),
+    (36, ["line", "square", "hole"]),
+    (37, ["square", "hole"]),
+    (400, ["square", "hole"]),
+    (401, ["square"]),
+    (3200, ["square"]),
+    (3201, []),
+])
+def test_min_area_counts_pixels_as_worked_by_hand(min_area, kept):
+    mask = np.zeros((100, 140), bool)
+    mask[10:70, 20:80] = True  # 60 x 60 = 3,600 pixels ...
+    mask[30:50, 40:60] = False  # ... around a 20 x 20 hole of 400: the square has 3,200
+    mask[90:93, 100:103] = True  # a 3 x 3 speck: 9 pixels (its polygon's area is 4)
+    mask[80, 100:136] = True  # a one-pixel-wide line: 36 pixels (its polygon's area is 0)
+    names = {(100, 90): "speck", (100, 80): "line", (20, 10): "square"}
+    found = []
+    for contour in find_contours(mask, min_area=min_area):
+        x, y = contour.points.min(axis=0).astype(int)
+        found.append("hole" if contour.is_hole else names[(x, y)])
+    assert sorted(found) == sorted(kept), (min_area, found)
+
+
 def test_simplification_keeps_the_shape_with_fewer_vertices():
     disc = np.zeros((200, 200), np.uint8)
     yy, xx = np.mgrid[:200, :200]

@@ -11,7 +11,6 @@ from sam2_ros.ros.conversions import (
     ImageTooLarge,
     array_to_image,
     compressed_to_rgb,
-    image_to_array,
     image_to_rgb,
 )
 
@@ -78,12 +77,42 @@ def test_bayer_patterns_demosaic_like_opencv_and_put_red_where_the_pattern_says(
     assert rgb[2:6, 2:8, 0].mean() > 150 and rgb[2:6, 2:8, 1:].max() == 0
 
 
+@pytest.mark.parametrize("pattern, code", [("rggb", cv2.COLOR_BayerBG2RGB), ("gbrg", cv2.COLOR_BayerGR2RGB)])
+def test_16_bit_bayer_demosaics_then_scales_as_cv_bridge_does(pattern, code):
+    """cv_bridge converts colour first (OpenCV on the 16-bit data), then depth (v * 255 / 65535)."""
+    raw = RNG.integers(0, 65536, (6, 8), dtype=np.uint16)
+    demosaiced = cv2.cvtColor(raw, code)
+    expected = [[[round(int(v) * 255 / 65535) for v in pixel] for pixel in row] for row in demosaiced]
+    np.testing.assert_array_equal(image_to_rgb(message(raw, f"bayer_{pattern}16", pad=2, bigendian=True)), expected)
+    bright = np.full((6, 8), 65535, np.uint16)  # saturated: white, not the near-black of a wrapped scale
+    assert image_to_rgb(message(bright, f"bayer_{pattern}16")).min() == 255
+
+
 @pytest.mark.parametrize("encoding, code", [("yuv422", cv2.COLOR_YUV2RGB_UYVY), ("uyvy", cv2.COLOR_YUV2RGB_UYVY),
                                             ("yuv422_yuy2", cv2.COLOR_YUV2RGB_YUY2),
                                             ("yuyv", cv2.COLOR_YUV2RGB_YUY2)])
 def test_packed_yuv_equals_opencv(encoding, code):
     packed = RNG.integers(0, 256, (6, 8, 2), dtype=np.uint8)
     np.testing.assert_array_equal(image_to_rgb(message(packed, encoding, pad=2)), cv2.cvtColor(packed, code))
+
+
+@pytest.mark.parametrize("encoding, data", [
+    ("uyvy", [84, 76, 255, 76]), ("yuv422", [84, 76, 255, 76]),  # U Y0 V Y1
+    ("yuyv", [76, 84, 76, 255]), ("yuv422_yuy2", [76, 84, 76, 255]),  # Y0 U Y1 V
+])
+def test_packed_yuv_red_worked_by_hand(encoding, data):
+    """BT.601: Y=76, U=84, V=255 is red: R = 76 + 1.403 * 127 = 254, G = 76 + 0.344 * 44 - 0.714 * 127 = 0,
+    B = 76 - 1.773 * 44 < 0 -> 0.
+    """
+    rgb = image_to_rgb(Image(height=1, width=2, encoding=encoding, step=4, data=bytes(data)))
+    assert np.abs(rgb.astype(int) - [254, 0, 0]).max() <= 1, rgb
+
+
+@pytest.mark.parametrize("encoding, chroma", [("nv21", [255, 84]), ("nv12", [84, 255])])  # VU / UV
+def test_planar_yuv_red_worked_by_hand(encoding, chroma):
+    data = bytes([76] * 4 + chroma)  # a 2 x 2 luma plane, one chroma pair
+    rgb = image_to_rgb(Image(height=2, width=2, encoding=encoding, step=2, data=data))
+    assert np.abs(rgb.astype(int) - [254, 0, 0]).max() <= 1, rgb
 
 
 def test_nv21_which_cv_bridge_rejects_converts_like_opencv():
@@ -144,8 +173,7 @@ def test_odd_sizes_of_subsampled_yuv_are_bad_input(encoding, width, height):
         image_to_rgb(msg)
 
 
-def test_label_images_round_trip_in_16_bits():
-    labels = RNG.integers(0, 1000, (5, 7), dtype=np.uint16)
-    msg = array_to_image(labels, "16UC1", Image().header)
-    assert (msg.step, msg.is_bigendian) == (14, 0)
-    np.testing.assert_array_equal(image_to_array(msg), labels)
+def test_label_images_are_little_endian_16_bit_bytes():
+    msg = array_to_image(np.array([[1, 300], [0, 65535]], np.uint16), "16UC1", Image().header)
+    assert (msg.width, msg.height, msg.step, msg.is_bigendian) == (2, 2, 4, 0)
+    assert bytes(msg.data) == bytes([1, 0, 0x2C, 0x01, 0, 0, 0xFF, 0xFF])  # 300 = 0x012C

@@ -1,7 +1,9 @@
 """The installed sam2_segmenter_node starts, loads its model, and stops cleanly on SIGINT."""
 import os
+import queue
 import signal
 import subprocess
+import threading
 import time
 from pathlib import Path
 
@@ -30,15 +32,32 @@ def start(*ros_args: str) -> subprocess.Popen:
 
 
 def wait_for_line(process: subprocess.Popen, text: str, timeout: float = 60) -> list[str]:
+    """Read the process's output until a line holds `text`; the deadline holds even if it prints nothing."""
+    if not hasattr(process, "lines"):  # one reader thread per process: readline() blocks
+        process.lines = queue.Queue()
+        threading.Thread(target=lambda: [process.lines.put(line) for line in process.stdout], daemon=True).start()
     lines, deadline = [], time.monotonic() + timeout
     while time.monotonic() < deadline:
-        line = process.stdout.readline()
-        if not line and process.poll() is not None:
-            break
+        try:
+            line = process.lines.get(timeout=max(0.0, min(0.5, deadline - time.monotonic())))
+        except queue.Empty:
+            if process.poll() is not None and process.lines.empty():
+                break
+            continue
         lines.append(line)
         if text in line:
             return lines
-    raise AssertionError(f"'{text}' never printed; output:\n{''.join(lines)}")
+    raise AssertionError(f"'{text}' never printed in {timeout} s; output:\n{''.join(lines)}")
+
+
+def output_until_exit(process: subprocess.Popen, timeout: float = 30) -> tuple[int, str]:
+    """Exit code and every line printed after the last wait_for_line."""
+    code = process.wait(timeout=timeout)
+    time.sleep(0.2)  # let the reader thread drain the closed pipe
+    lines = []
+    while not process.lines.empty():
+        lines.append(process.lines.get())
+    return code, "".join(lines)
 
 
 def test_node_starts_with_its_params_file_and_exits_zero_on_sigint(checkpoint):
@@ -102,4 +121,54 @@ def test_a_missing_checkpoint_fails_configuration_with_the_loaders_message(tmp_p
         process.send_signal(signal.SIGINT)
         assert process.wait(timeout=30) == 0
     finally:
+        process.kill()
+
+
+def test_a_lifecycle_shutdown_ends_the_process_with_exit_code_0(checkpoint):
+    from lifecycle_msgs.msg import Transition
+    from lifecycle_msgs.srv import ChangeState
+    process = start("-p", f"checkpoint:={checkpoint}", "-p", "device:=cpu", "-p", "image_size:=256")
+    rclpy.init()
+    try:
+        wait_for_line(process, "active")
+        manager = rclpy.create_node("lifecycle_manager")
+        client = manager.create_client(ChangeState, "/sam2_segmenter_node/change_state")
+        assert client.wait_for_service(timeout_sec=30)
+        def change(transition: int, timeout: float):
+            future = client.call_async(ChangeState.Request(transition=Transition(id=transition)))
+            deadline = time.monotonic() + timeout
+            while not future.done() and time.monotonic() < deadline:
+                rclpy.spin_once(manager, timeout_sec=0.05)
+            return future.result() if future.done() else None
+        # A transition not allowed while active is answered false and changes nothing. Asked until
+        # an answer comes: a new client's first replies can be lost while DDS discovery completes.
+        probe = next(filter(None, (change(Transition.TRANSITION_CONFIGURE, 2.0) for _ in range(15))), None)
+        assert probe is not None and not probe.success
+        answer = change(Transition.TRANSITION_ACTIVE_SHUTDOWN, 30.0)
+        assert answer is not None and answer.success
+        code, output = output_until_exit(process)
+        assert code == 0, output
+        manager.destroy_node()
+    finally:
+        rclpy.shutdown()
+        process.kill()
+
+
+def test_ctrl_c_while_a_frame_is_in_flight_exits_cleanly_without_an_error(checkpoint):
+    """At input size 1024 a frame takes seconds on a CPU: SIGINT lands while SAM 2 works on it."""
+    process = start("-p", f"checkpoint:={checkpoint}", "-p", "device:=cpu", "-p", "image_size:=1024",
+                    "-p", "image_qos:=reliable")
+    rclpy.init()
+    try:
+        wait_for_line(process, "active")
+        peer = Peer()
+        wait_until(lambda: peer.camera.get_subscription_count(), 30, "the image subscription")
+        peer.publish_rgb(photo("astronaut"), header(1))
+        time.sleep(1.0)  # the frame is in the encoder (about 3 s here), not a wait for discovery
+        process.send_signal(signal.SIGINT)
+        code, output = output_until_exit(process)
+        assert code == 0 and "ERROR" not in output and "context is invalid" not in output, output
+        peer.node.destroy_node()
+    finally:
+        rclpy.shutdown()
         process.kill()

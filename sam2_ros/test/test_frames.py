@@ -20,14 +20,24 @@ def test_a_repeated_stamp_finds_the_newest_frame_with_it_and_the_newest_is_the_l
     assert ring.find(1).image_hw == (6, 6)
 
 
-def test_the_oldest_frame_leaves_first_and_a_prompt_for_it_is_refused():
+def test_the_oldest_frame_leaves_first_and_a_prompt_older_than_every_kept_frame_is_refused():
     ring = FrameRing(2)
     for seq in range(3):
         ring.commit(frame(seq, 10 + seq))
     assert [ring.find(s).seq for s in (11, 12)] == [1, 2]
-    with pytest.raises(FrameNotKept, match=r"stamped for frame 0.000000010 s, which this node never saw or "
-                                           r"no longer keeps \(recent_frames 2\)"):
+    with pytest.raises(FrameNotKept, match=r"stamped for frame 0.000000010 s, older than every frame this "
+                                           r"node keeps \(from 0.000000011 s; recent_frames 2\)"):
         ring.find(10)
+
+
+def test_a_stamp_between_kept_frames_finds_the_closest_in_time():
+    ring = FrameRing(4)
+    for seq, stamp in enumerate([100, 133, 166, 200]):  # a 5 Hz model on a 30 Hz camera skips the rest
+        ring.commit(frame(seq, stamp))
+    assert [ring.find(stamp).stamp_ns for stamp in (110, 120, 150, 190, 500)] == [100, 133, 166, 200, 200]
+    with pytest.raises(FrameNotKept, match="more than prompt_max_age_s"):
+        ring.find(110, max_age_ns=50)
+    assert ring.find(160, max_age_ns=50).stamp_ns == 166
 
 
 def test_no_frame_yet_and_out_of_order_commits_are_refused():

@@ -4,14 +4,14 @@ import numpy as np
 import pytest
 import torch
 from diagnostic_msgs.msg import DiagnosticArray
-from geometry_msgs.msg import Point32, PointStamped
+from geometry_msgs.msg import Point, Point32
 from lifecycle_msgs.msg import State
 from rclpy.lifecycle import TransitionCallbackReturn
 from rclpy.parameter import Parameter
 from sensor_msgs.msg import Image
 from std_srvs.srv import Trigger
 
-from conftest import photo
+from conftest import photo, slow_frames
 from rosharness import NODE, Running, add, box_prompt, full_mask, header, rasterise, wait_until
 from sam2_ros.core.prompts import Prompt
 from sam2_ros.core.segmenter import Segmenter
@@ -84,20 +84,20 @@ def test_an_object_added_mid_stream_by_topic_is_followed_and_removal_and_reset_a
     assert running.peer.result_for(stamps[6]).objects == []
 
 
-def test_a_clicked_point_starts_a_new_object(running):
+def test_an_rqt_image_view_click_starts_a_new_object_on_the_newest_frame(running, small_model):
     image = photo("coffee")
-    clicks = running.peer.node.create_publisher(PointStamped, "clicked_point", 10)
-    wait_until(lambda: clicks.get_subscription_count() > 0, 30, "the clicked_point subscription")
-    stamp = header(7)
-    running.peer.publish_rgb(image, stamp)
-    running.peer.result_for(stamp)
-    click = PointStamped(header=stamp)
-    click.point.x, click.point.y = 300.0, 200.0
-    clicks.publish(click)
+    clicks = running.peer.node.create_publisher(Point, "clicked_pixel", 10)
+    wait_until(lambda: clicks.get_subscription_count() > 0, 30, "the clicked_pixel subscription")
+    running.peer.publish_rgb(image, header(7))
+    running.peer.result_for(header(7))
+    clicks.publish(Point(x=300.0, y=200.0, z=0.0))  # what rqt_image_view publishes: no header
     wait_until(lambda: running.node._tracker.objects, 30, "the click to start an object")
-    stamp2 = header(8)
-    running.peer.publish_rgb(image, stamp2)
-    assert [o.object_id for o in running.peer.result_for(stamp2).objects] == [1]
+    core = StreamingTracker(small_model)
+    core.track(image)
+    core.add_prompt(Prompt(object_id=1, points=np.array([[300.0, 200.0]]), point_labels=np.array([1])))
+    running.peer.publish_rgb(image, header(8))
+    obj = running.peer.result_for(header(8)).objects[0]
+    np.testing.assert_array_equal(full_mask(obj, image.shape[:2]), core.track(image).objects[0].mask)
 
 
 def test_segment_service_answers_with_masks_equal_to_the_core_and_changes_no_tracked_object(running, small_model):
@@ -115,7 +115,12 @@ def test_segment_service_answers_with_masks_equal_to_the_core_and_changes_no_tra
     newest = running.peer.call(Segment, f"{NODE}/segment", Segment.Request(prompts=[box_prompt(box)]))
     assert newest.success and newest.result.header == stamp
     np.testing.assert_array_equal(full_mask(newest.result.objects[0], image.shape[:2]), expected.mask)
-    assert running.node._tracker.objects == {}
+    assert add(running, box_prompt([50, 50, 200, 300], stamp, object_id=5, label="tracked")).success
+    before = running.node._tracker.current()[0].mask.copy()
+    again = running.peer.call(Segment, f"{NODE}/segment", Segment.Request(prompts=[box_prompt(box, object_id=5)]))
+    assert again.success and [o.object_id for o in again.result.objects] == [5]
+    assert list(running.node._tracker.objects) == [5] and running.node._tracker.objects[5].label == "tracked"
+    np.testing.assert_array_equal(running.node._tracker.current()[0].mask, before)
 
 
 @pytest.mark.parametrize("bad, reason", [
@@ -136,7 +141,7 @@ def test_a_bad_image_is_logged_and_the_next_good_frame_is_processed(running, bad
     (PromptMsg(object_id=-1, points=[Point32(x=float("nan"), y=1.0)], point_labels=[1]), "non-finite"),
     (PromptMsg(object_id=-1, points=[Point32(x=5000.0, y=5000.0)], point_labels=[1]), "entirely outside"),
     (PromptMsg(object_id=-1), "is empty"),
-    (PromptMsg(header=header(12345), object_id=-1, box=[1.0, 1.0, 9.0, 9.0]), "never saw"),
+    (PromptMsg(header=header(5), object_id=-1, box=[1.0, 1.0, 9.0, 9.0]), "older than every frame"),
 ])
 def test_bad_prompts_are_refused_with_a_message_and_tracked_objects_are_kept(running, prompt, reason):
     image = photo("rocket")
@@ -185,8 +190,9 @@ def test_a_model_failure_drops_that_frame_only(running, monkeypatch):
     running.peer.result_for(header(41))
 
 
-def test_a_corrupt_jpeg_is_refused_on_the_compressed_topic(checkpoint):
+def test_a_corrupt_jpeg_and_a_png_bomb_are_refused_on_the_compressed_topic(checkpoint):
     from sensor_msgs.msg import CompressedImage
+    from test_conversions import one_bit_png
     running = Running(checkpoint, compressed=True)
     try:
         publisher = running.peer.node.create_publisher(CompressedImage, "image/compressed", 10)
@@ -194,8 +200,10 @@ def test_a_corrupt_jpeg_is_refused_on_the_compressed_topic(checkpoint):
         ok, jpeg = cv2.imencode(".jpg", photo("chelsea")[..., ::-1])
         publisher.publish(CompressedImage(header=header(60), format="jpeg", data=jpeg.tobytes()[:500]))
         wait_until(lambda: "cannot decode compressed image" in running.node.stats.last_error, 30, "the refusal")
+        publisher.publish(CompressedImage(header=header(62), format="png", data=one_bit_png(6000, 3000)))
+        wait_until(lambda: running.node.stats.refused["image too large"] == 1, 30, "the bomb's refusal")
         publisher.publish(CompressedImage(header=header(61), format="jpeg", data=jpeg.tobytes()))
-        assert running.peer.result_for(header(61)).width == 451
+        assert running.peer.result_for(header(61)).width == 451 and running.node.stats.failed == 0
     finally:
         running.close()
 
@@ -280,3 +288,94 @@ def test_diagnostics_report_counts_and_device(running):
     values = wait_until(processed_one, 30, "diagnostics with one processed frame")
     assert values["device"] == "cpu" and values["frames received"] == "1"
     assert float(values["model p50 ms"]) > 0 and torch.device(values["device"]).type == "cpu"
+
+
+def test_run_time_parameter_changes_show_in_what_the_node_publishes(running):
+    from rclpy.qos import QoSProfile, ReliabilityPolicy
+    overlays = []
+    overlay_sub = running.peer.node.create_subscription(
+        Image, f"{NODE}/overlay", overlays.append, QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE))
+    image = photo("astronaut")
+    running.peer.publish_rgb(image, header(100))
+    running.peer.result_for(header(100))
+    assert add(running, box_prompt([100, 50, 400, 480], header(100))).success
+    wait_until(lambda: running.node._pubs["overlay"].get_subscription_count(), 30, "the overlay subscription")
+
+    def frame(t):
+        running.peer.publish_rgb(image, header(t))
+        return running.peer.result_for(header(t)).objects[0], running.peer.mask_for(header(t))
+
+    exact, label = frame(101)
+    wait_until(lambda: any(o.header == header(101) for o in overlays), 30, "an overlay while subscribed")
+    assert label.encoding == "mono8" and exact.visible and len(exact.contour_points) > 0
+    node = running.node
+    assert all(r.successful for r in node.set_parameters([
+        Parameter("contour_epsilon", value=5.0), Parameter("mask_encoding", value="16UC1"),
+        Parameter("publish_overlay", value=False)]))
+    simple, label = frame(102)
+    assert len(simple.contour_points) < len(exact.contour_points) and label.encoding == "16UC1"
+    assert node.set_parameters([Parameter("min_area", value=1e8)])[0].successful
+    tiny, _ = frame(103)
+    assert tiny.visible and len(tiny.contour_lengths) == 0  # every region is smaller than 1e8 pixels
+    assert node.set_parameters([Parameter("score_threshold", value=1.0)])[0].successful
+    hidden, label = frame(104)
+    assert not hidden.visible and hidden.area == 0 and not image_to_array(label).any()
+    assert not any(o.header in (header(102), header(103), header(104)) for o in overlays)
+    running.peer.node.destroy_subscription(overlay_sub)
+    assert node.set_parameters([Parameter("max_objects", value=1)])[0].successful
+    refused = add(running, box_prompt([10, 10, 60, 60], header(104)))
+    assert not refused.success and "max_objects 1" in refused.message
+
+
+def test_frames_the_model_cannot_keep_up_with_are_skipped_and_the_newest_wins(running, monkeypatch):
+    image = photo("coffee")
+    running.peer.publish_rgb(image, header(110))
+    running.peer.result_for(header(110))
+    busy = slow_frames(monkeypatch, running.node._tracker, 1.0)
+    running.peer.publish_rgb(image, header(111))
+    wait_until(busy.is_set, 30, "a frame in flight")
+    for t in (112, 113, 114):
+        running.peer.publish_rgb(image, header(t))
+    running.peer.result_for(header(114))
+    assert not any(r.header in (header(112), header(113)) for r in running.peer.results)
+    stats = running.node.stats  # with image_qos_depth 1 the middleware may drop them before the node sees them
+    assert stats.processed == 3 and stats.received - stats.processed == stats.skipped
+
+
+def test_recent_frames_bounds_which_stamps_a_prompt_may_name(checkpoint):
+    running = Running(checkpoint, mode="image", recent_frames=2)
+    try:
+        image = photo("coffee")
+        for t in (120, 121, 122):
+            running.peer.publish_rgb(image, header(t))
+            running.peer.result_for(header(t))
+        refused = add(running, box_prompt([10, 10, 100, 100], header(120)))
+        assert not refused.success and "older than every frame this node keeps" in refused.message
+        kept = add(running, box_prompt([10, 10, 100, 100], header(121)))
+        assert kept.success and kept.result.header == header(121)  # image mode: the frame it names
+    finally:
+        running.close()
+
+
+def test_bad_topic_prompts_are_counted_as_rejections_and_only_failures_warn(running, monkeypatch):
+    from diagnostic_msgs.msg import DiagnosticStatus
+    seen = []
+    running.peer.node.create_subscription(DiagnosticArray, "/diagnostics", seen.append, 10)
+    prompts = running.peer.node.create_publisher(PromptMsg, "prompt", 10)
+    wait_until(lambda: prompts.get_subscription_count(), 30, "the prompt subscription")
+    running.peer.publish_rgb(photo("coffee"), header(130))
+    running.peer.result_for(header(130))
+    prompts.publish(PromptMsg(object_id=-1, points=[Point32(x=float("nan"), y=1.0)], point_labels=[1]))
+
+    def status(where):
+        for array in reversed(seen):
+            values = {kv.key: kv.value for kv in array.status[0].values}
+            if where(values):
+                return array.status[0], values
+    level, values = wait_until(lambda: status(lambda v: v["inputs rejected"] == "1"), 30, "the rejection")
+    assert level.level == DiagnosticStatus.OK and values["refused: bad prompt"] == "1"
+    assert values["model failures"] == "0"
+    monkeypatch.setattr(running.node._tracker, "track", lambda *a, **k: 1 / 0)
+    running.peer.publish_rgb(photo("coffee"), header(131))
+    level, values = wait_until(lambda: status(lambda v: v["model failures"] == "1"), 30, "the failure")
+    assert level.level == DiagnosticStatus.WARN

@@ -6,7 +6,6 @@ or transition can exhaust, stall or kill it; every request gets one true answer.
 import gc
 import sys
 import threading
-import time
 from types import SimpleNamespace
 
 import cv2
@@ -16,7 +15,7 @@ from geometry_msgs.msg import Point32
 from rclpy.parameter import Parameter
 from sensor_msgs.msg import Image
 
-from conftest import fail_on_step, photo
+from conftest import fail_on_step, photo, slow_frames
 from rosharness import NODE, Running, add, box_prompt, full_mask, header, wait_until
 from sam2_ros.core.prompts import Prompt
 from sam2_ros.core.segmenter import Segmenter
@@ -43,18 +42,6 @@ def camera(size) -> np.ndarray:
 def processed(running, rgb, stamp):
     running.peer.publish_rgb(rgb, stamp)
     return running.peer.result_for(stamp)
-
-
-def slow_frames(monkeypatch, tracker, seconds: float) -> threading.Event:
-    """Fault injection: tracking a frame takes `seconds` longer; the event says a frame is in flight."""
-    started, real = threading.Event(), tracker.track
-
-    def track(*args, **kwargs):
-        started.set()
-        time.sleep(seconds)
-        return real(*args, **kwargs)
-    monkeypatch.setattr(tracker, "track", track)
-    return started
 
 
 def quiet(running) -> None:
@@ -248,6 +235,51 @@ def test_image_mode_keeps_prompts_in_force_relative_to_the_image(checkpoint, sma
         running.close()
 
 
+def test_image_mode_resizes_a_mask_prompt_for_frames_of_another_size(checkpoint, small_model):
+    running = Running(checkpoint, mode="image")
+    try:
+        stamp = header(26)
+        processed(running, camera(VGA), stamp)
+        mask = np.zeros((480, 640), np.uint8)
+        mask[120:360, 160:480] = 255
+        assert add(running, PromptMsg(header=stamp, object_id=-1, mask=array_to_image(mask, "mono8", stamp))).success
+        result = processed(running, camera(HD), header(27))
+        big = np.zeros((720, 1280), bool)
+        big[180:540, 320:960] = True  # the same region, worked out by hand at 2x / 1.5x
+        expected = Segmenter(small_model).segment(camera(HD), [Prompt(object_id=1, mask=big)]).objects[0].mask
+        np.testing.assert_array_equal(full_mask(result.objects[0], (720, 1280)), expected)
+        assert running.node.stats.rejected == 0
+    finally:
+        running.close()
+
+
+# ----- clicks -----
+def test_a_3d_click_in_the_optical_frame_stamped_for_a_skipped_frame_lands_on_its_pixel(running, small_model):
+    from geometry_msgs.msg import PointStamped
+    from sensor_msgs.msg import CameraInfo
+    info = CameraInfo(width=1280, height=960, k=[1000.0, 0, 640, 0, 1000.0, 480, 0, 0, 1])  # twice the image size
+    info.header.frame_id = "camera_optical"
+    infos = running.peer.node.create_publisher(CameraInfo, "camera_info", 10)
+    clicks = running.peer.node.create_publisher(PointStamped, "clicked_point", 10)
+    wait_until(lambda: infos.get_subscription_count() and clicks.get_subscription_count(), 30, "subscriptions")
+    image = camera(VGA)
+    processed(running, image, header(40, frame_id="camera_optical"))
+    infos.publish(info)
+    wait_until(lambda: running.node._camera_info is not None, 30, "the camera info")
+    click = PointStamped()
+    click.header = header(40, 500_000_000, frame_id="camera_optical")  # a frame the node skipped
+    click.point.x, click.point.y, click.point.z = 0.2, 0.1, 2.0  # u = 1000*0.1 + 640 = 740, v = 530 at 1280x960
+    clicks.publish(click)
+    wait_until(lambda: running.node._tracker.objects, 30, "the click to start an object")
+    core = StreamingTracker(small_model)
+    core.track(image)
+    _, expected = core.add_prompt(Prompt(object_id=1, points=np.array([[370.0, 265.0]]), point_labels=np.array([1])))
+    np.testing.assert_array_equal(running.node._tracker.current()[0].mask, expected.objects[0].mask)
+    click.header.frame_id = "map"
+    clicks.publish(click)
+    wait_until(lambda: "frame 'map', not the camera's optical frame" in running.node.stats.last_error, 30, "refusal")
+
+
 # ----- detector boxes -----
 def detection(x, y, w, h, label, score):
     """The shape of vision_msgs/Detection2D (Humble and later), which cannot be installed here."""
@@ -285,6 +317,20 @@ def test_image_mode_detector_boxes_keep_the_best_drop_bad_ones_alone_and_clear_w
 
 def math_inf() -> float:
     return float("inf")
+
+
+def test_image_mode_detector_boxes_expire_when_detections_stop(checkpoint):
+    running = Running(checkpoint, mode="image", detections_timeout_s=1.0)
+    try:
+        stamp = header(28)
+        processed(running, camera(VGA), stamp)
+        running.node._detections_cb(detections(stamp, detection(300, 300, 80, 80, "a", 0.9)))
+        quiet(running)
+        assert [o.label for o in processed(running, camera(VGA), header(29)).objects] == ["a"]
+        wait_until(lambda: not running.node._in_force, 10, "the detector's boxes to expire")
+        assert processed(running, camera(VGA), header(30)).objects == []
+    finally:
+        running.close()
 
 
 def test_track_mode_detections_that_add_nothing_publish_nothing(running):

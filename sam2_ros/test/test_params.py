@@ -10,7 +10,7 @@ YAML = Path(__file__).resolve().parents[1] / "config" / "sam2_segmenter.yaml"
 
 
 def test_yaml_defaults_equal_the_declared_defaults():
-    assert yaml.safe_load(YAML.read_text())["sam2_segmenter_node"]["ros__parameters"] == DEFAULTS
+    assert yaml.safe_load(YAML.read_text())["/**"]["ros__parameters"] == DEFAULTS
 
 
 def test_every_parameter_has_a_description():

@@ -3,11 +3,11 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
-from geometry_msgs.msg import Point32, PointStamped
+from geometry_msgs.msg import Point32
 from sensor_msgs.msg import Image
 
 from sam2_ros.core.prompts import PromptError
-from sam2_ros.ros.prompt_msgs import from_clicked_point, from_detections, from_prompt_msg
+from sam2_ros.ros.prompt_msgs import from_detections, from_prompt_msg
 from sam2_ros_interfaces.msg import Prompt as PromptMsg
 
 
@@ -29,14 +29,6 @@ def test_a_prompt_message_keeps_points_labels_box_and_mask():
 def test_malformed_prompt_messages_are_refused(msg, reason):
     with pytest.raises(PromptError, match=reason):
         from_prompt_msg(msg)
-
-
-def test_a_click_is_a_foreground_point_for_a_new_object():
-    click = PointStamped()
-    click.point.x, click.point.y = 12.0, 34.0
-    prompt = from_clicked_point(click)
-    assert prompt.object_id == -1 and prompt.point_labels.tolist() == [1]
-    np.testing.assert_array_equal(prompt.points, [[12, 34]])
 
 
 def detection(x, y, w, h, hypotheses):

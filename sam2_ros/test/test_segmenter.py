@@ -19,6 +19,19 @@ def meta_predictor(model, image) -> SAM2ImagePredictor:
     return predictor
 
 
+def meta_presence(meta: SAM2ImagePredictor, normalised_points: np.ndarray, labels: np.ndarray) -> float:
+    """SAM 2's object-presence probability on Meta's own image features: sigmoid(object_score_logits)."""
+    import torch
+    sam = meta.model
+    coords = torch.as_tensor(normalised_points * sam.image_size, dtype=torch.float32)[None]
+    with torch.inference_mode():
+        *_, object_score_logits = sam._forward_sam_heads(
+            backbone_features=meta._features["image_embed"],
+            point_inputs={"point_coords": coords, "point_labels": torch.as_tensor(labels, dtype=torch.int32)[None]},
+            high_res_features=meta._features["high_res_feats"], multimask_output=True)
+    return float(torch.sigmoid(object_score_logits).reshape(-1)[0])
+
+
 def assert_same(ours, masks, scores, logits):
     diff = np.count_nonzero(ours.mask != masks.astype(bool))
     assert diff == 0, f"{diff} pixels differ from Meta's mask"
@@ -42,7 +55,7 @@ def test_single_click_keeps_the_best_of_sam2s_three_masks_like_meta(scene):
     best = int(np.argmax(scores))
     ours = segmenter.predict([Prompt(object_id=1, points=point, point_labels=label)]).objects[0]
     assert_same(ours, masks[best], scores[best], logits[best:best + 1])
-    assert 0.0 <= ours.presence <= 1.0
+    assert ours.presence == pytest.approx(meta_presence(meta, point / [w, h], label), abs=1e-5)
 
 
 def test_box_prompt_equals_meta(scene):

@@ -30,7 +30,7 @@ def find_contours(mask: np.ndarray, epsilon: float = 0.0, min_area: float = 0.0)
     """Outer boundaries and holes of a binary mask.
 
     `epsilon` simplifies polygons (Douglas-Peucker tolerance in pixels, 0 keeps every
-    vertex); `min_area` drops outer regions (with their holes) and holes smaller than it.
+    vertex); `min_area` drops outer regions (with their holes) and holes of fewer pixels.
     """
     found, hierarchy = cv2.findContours(np.ascontiguousarray(mask, dtype=np.uint8),
                                         cv2.RETR_CCOMP, cv2.CHAIN_APPROX_SIMPLE)
@@ -38,8 +38,7 @@ def find_contours(mask: np.ndarray, epsilon: float = 0.0, min_area: float = 0.0)
         return []
     parents = hierarchy[0][:, 3]
     outer = parents < 0  # RETR_CCOMP: two levels, every hole's parent is an outer boundary
-    keep = (np.array([cv2.contourArea(c) >= min_area for c in found]) if min_area > 0
-            else np.ones(len(found), bool))
+    keep = (_pixel_areas(found, outer, mask) >= min_area if min_area > 0 else np.ones(len(found), bool))
     keep &= outer | keep[parents]  # a hole goes with its region
     order = np.concatenate([np.flatnonzero(keep & outer), np.flatnonzero(keep & ~outer)])
     ours = np.full(len(found), -1)  # outer contours first, so holes can name their parent
@@ -50,6 +49,23 @@ def find_contours(mask: np.ndarray, epsilon: float = 0.0, min_area: float = 0.0)
         contours.append(Contour(points=polygon.reshape(-1, 2).astype(np.float32), is_hole=not outer[index],
                                 parent=-1 if outer[index] else int(ours[parents[index]])))
     return contours
+
+
+def _pixel_areas(found, outer: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Pixels of each region (mask pixels within its outer boundary) or hole (background within it).
+
+    Not the polygon's area: a boundary runs through pixel centres, so a 3x3 speck's polygon
+    has area 4 and a one-pixel-wide line's has 0.
+    """
+    binary = np.asarray(mask, bool)
+    areas = np.empty(len(found), np.int64)
+    for index, contour in enumerate(found):
+        x, y, w, h = cv2.boundingRect(contour)
+        inside = np.zeros((h, w), np.uint8)
+        cv2.fillPoly(inside, [contour - np.array([x, y], contour.dtype)], 1)
+        crop = binary[y:y + h, x:x + w]
+        areas[index] = np.count_nonzero(inside.astype(bool) & (crop if outer[index] else ~crop))
+    return areas
 
 
 def describe(mask: np.ndarray, epsilon: float = 0.0, min_area: float = 0.0) -> MaskGeometry:

@@ -65,16 +65,29 @@ class FrameRing:
             raise FrameNotKept("no camera frame processed yet: prompts need a frame")
         return next(reversed(self._frames.values()))
 
-    def find(self, stamp_ns: int) -> RecentFrame:
-        """Return the newest kept frame with this stamp (0: the newest frame of all)."""
+    def find(self, stamp_ns: int, max_age_ns: int = 0) -> RecentFrame:
+        """Return the kept frame a prompt stamped `stamp_ns` refers to (0: the newest frame).
+
+        The newest frame with exactly this stamp, or else the kept frame closest in time: with a
+        30 Hz camera and a 5 Hz model, a person clicks on a frame the node skipped. Stamps older
+        than every kept frame, or more than `max_age_ns` (0: no limit) before the newest one,
+        are refused.
+        """
         newest = self.newest()
         if stamp_ns == 0:
             return newest
-        for frame in reversed(self._frames.values()):
-            if frame.stamp_ns == stamp_ns:
-                return frame
-        raise FrameNotKept(f"prompt is stamped for frame {stamp_text(stamp_ns)}, which this node never "
-                           f"saw or no longer keeps (recent_frames {self.capacity})")
+        frames = list(reversed(self._frames.values()))
+        exact = next((frame for frame in frames if frame.stamp_ns == stamp_ns), None)
+        if exact is not None:
+            return exact
+        oldest = min(frame.stamp_ns for frame in frames)
+        if stamp_ns < oldest:
+            raise FrameNotKept(f"prompt is stamped for frame {stamp_text(stamp_ns)}, older than every frame this "
+                               f"node keeps (from {stamp_text(oldest)}; recent_frames {self.capacity})")
+        if max_age_ns and newest.stamp_ns - stamp_ns > max_age_ns:
+            raise FrameNotKept(f"prompt is stamped {stamp_text(newest.stamp_ns - stamp_ns)} before the newest "
+                               f"frame, more than prompt_max_age_s {max_age_ns / 1e9:g} s")
+        return min(frames, key=lambda frame: abs(frame.stamp_ns - stamp_ns))
 
     def clear(self) -> None:
         self._frames.clear()

@@ -8,6 +8,7 @@ number of conditioning (prompted) frames. No images and no older outputs are kep
 """
 from __future__ import annotations
 
+import importlib.util
 import sys
 import time
 from contextlib import contextmanager
@@ -22,6 +23,14 @@ from sam2.utils.misc import fill_holes_in_mask_scores
 from sam2_ros.core.encoding import EncodedFrame, encode
 from sam2_ros.core.model import LoadedModel
 from sam2_ros.core.prompts import ASSIGN_NEW_ID, Prompt, validate
+
+# Meta's hole filling (fill_hole_area) needs sam2's optional CUDA extension. Without it Meta's
+# predictor warns and skips the step on every run; the tracker skips it silently, with the same
+# masks, and the node says so once in its own words.
+HOLE_FILLING = importlib.util.find_spec("sam2._C") is not None
+HOLE_FILLING_NOTE = ("sam2 was installed without its CUDA extension (sam2._C): SAM 2's filling of small "
+                     "holes in masks is skipped, as Meta's predictor skips it on such an install; "
+                     "masks are otherwise identical")
 
 # A live stream has no length; SAM 2 only uses it to cap object pointers at
 # min(num_frames, max_obj_ptrs_in_encoder), which any stream longer than that cap reaches.
@@ -231,7 +240,7 @@ class StreamingTracker:
             _, _, ious, low_res, high_res, obj_ptr, object_logits = sam_outputs
             out = {"pred_masks": low_res, "obj_ptr": obj_ptr, "object_score_logits": object_logits,
                    "maskmem_features": None, "maskmem_pos_enc": None}
-        if self.fill_hole_area > 0:
+        if self.fill_hole_area > 0 and HOLE_FILLING:
             out["pred_masks"] = fill_holes_in_mask_scores(out["pred_masks"], self.fill_hole_area)
         return out, self._result(obj, out, float(ious.float().max())), high_res
 

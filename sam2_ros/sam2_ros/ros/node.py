@@ -28,7 +28,7 @@ from typing import Callable
 import numpy as np
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
-from geometry_msgs.msg import PointStamped
+from geometry_msgs.msg import Point, PointStamped
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
 from rclpy.exceptions import InvalidHandle
 from rclpy.executors import Executor, ExternalShutdownException, MultiThreadedExecutor
@@ -37,8 +37,9 @@ from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from rclpy.serialization import deserialize_message
 from rclpy.service import Service
 from rclpy.signals import SignalHandlerOptions
+from rclpy.time import Time
 from rclpy.timer import Timer
-from sensor_msgs.msg import CompressedImage, Image
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from std_srvs.srv import Trigger
 
 from sam2_ros.core.encoding import encode, for_prompts
@@ -46,11 +47,19 @@ from sam2_ros.core.frames import FrameNotKept, FrameRing, RecentFrame, stamp_tex
 from sam2_ros.core.model import CheckpointError, load_model
 from sam2_ros.core.prompts import ASSIGN_NEW_ID, Prompt, PromptError, rescale, validate
 from sam2_ros.core.segmenter import FrameNotCached, Segmenter
-from sam2_ros.core.tracker import StreamingTracker, TrackerError, check_trackable, first_free_id
+from sam2_ros.core.tracker import (
+    HOLE_FILLING,
+    HOLE_FILLING_NOTE,
+    StreamingTracker,
+    TrackerError,
+    check_trackable,
+    first_free_id,
+)
 from sam2_ros.ros import params as P
+from sam2_ros.ros.clicks import click_prompt, from_pixel_click, in_camera_frame, project
 from sam2_ros.ros.conversions import ImageError, ImageTooLarge, compressed_to_rgb, image_to_rgb
 from sam2_ros.ros.process import ProcessTuning
-from sam2_ros.ros.prompt_msgs import Detections, from_clicked_point, from_detections, from_prompt_msg, stamp_ns
+from sam2_ros.ros.prompt_msgs import Detections, from_detections, from_prompt_msg, stamp_ns
 from sam2_ros.ros.results import FrameMismatch, ResultBuilder, label_image, overlay_image, result_message
 from sam2_ros.ros.work_queue import Job, Refused, WorkQueue
 from sam2_ros_interfaces.msg import Prompt as PromptMsg
@@ -61,6 +70,10 @@ try:  # vision_msgs is optional: detector boxes become prompts where it is insta
     from vision_msgs.msg import Detection2DArray
 except ImportError:
     Detection2DArray = None
+try:  # tf2 is optional: with it, 3-D clicks in any frame are moved into the camera's optical frame
+    import tf2_ros
+except ImportError:
+    tf2_ros = None
 
 SERVICE_DRAIN_S = 5.0  # at cleanup, how long answers already in flight may take
 
@@ -131,11 +144,13 @@ class Sam2SegmenterNode(LifecycleNode):
         self._in_force: dict[int, InForce] = {}
         self._arrivals = itertools.count()
         self._last_detections = time.monotonic()
+        self._camera_info: CameraInfo | None = None
+        self._tf_buffer = self._tf_listener = None  # tf2, where installed
         defaults = P.DEFAULTS
         self._queue = WorkQueue(defaults["max_queued_requests"], defaults["requests_per_frame"])
         self._worker: threading.Thread | None = None
         self._endpoints: list = []  # subscriptions and timers of the active state
-        self._services: list[Service] = []  # from configure to cleanup
+        self._request_services: list[Service] = []  # from configure to cleanup
         self._calls_in_flight = 0
         self._calls_done = threading.Condition()
         self._pubs: dict = {}
@@ -201,17 +216,22 @@ class Sam2SegmenterNode(LifecycleNode):
         # Services live from configure to cleanup: a call that races deactivate is answered
         # ("node deactivated"), and one made while inactive is refused at once, never left hanging.
         services = ReentrantCallbackGroup()
-        self._services = [
+        self._request_services = [
             self.create_service(Segment, "~/segment", self._segment_srv, callback_group=services),
             self.create_service(AddObjects, "~/add_objects", self._add_objects_srv, callback_group=services),
             self.create_service(RemoveObject, "~/remove_object", self._remove_object_srv,
                                 callback_group=services),
             self.create_service(Trigger, "~/reset", self._reset_srv, callback_group=services),
         ]
+        if tf2_ros is not None and self._tf_buffer is None:
+            self._tf_buffer = tf2_ros.Buffer()
+            self._tf_listener = tf2_ros.TransformListener(self._tf_buffer, self)
         if self._tuning is not None:
             self._tuning.model_loaded()
         self.get_logger().info(f"loaded {self.model.spec.name} on {self.model.device} at input size "
                                f"{self.model.image_size}, mode {v['mode']}")
+        if not HOLE_FILLING:
+            self.get_logger().info(HOLE_FILLING_NOTE, once=True)
         return TransitionCallbackReturn.SUCCESS
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
@@ -229,6 +249,9 @@ class Sam2SegmenterNode(LifecycleNode):
             self.create_subscription(image_type, topic, self._image_cb, qos, callback_group=images, raw=True),
             self.create_subscription(PromptMsg, "prompt", self._prompt_cb, 10, callback_group=services),
             self.create_subscription(PointStamped, "clicked_point", self._clicked_point_cb, 10,
+                                     callback_group=services),
+            self.create_subscription(Point, "clicked_pixel", self._clicked_pixel_cb, 10, callback_group=services),
+            self.create_subscription(CameraInfo, "camera_info", self._camera_info_cb, qos_profile_sensor_data,
                                      callback_group=services),
             self.create_timer(1.0, self._tick, callback_group=services),
         ]
@@ -278,9 +301,9 @@ class Sam2SegmenterNode(LifecycleNode):
         """Drop the model, services and publishers; on CUDA hand the memory back to the driver."""
         with self._calls_done:  # answers in flight still need their service
             self._calls_done.wait_for(lambda: self._calls_in_flight == 0, timeout=SERVICE_DRAIN_S)
-            for service in self._services:
+            for service in self._request_services:
                 self.destroy_service(service)
-            self._services = []
+            self._request_services = []
         for publisher in self._pubs.values():
             self.destroy_publisher(publisher)
         self._pubs = {}
@@ -315,8 +338,36 @@ class Sam2SegmenterNode(LifecycleNode):
             return
         self._submit_from_topic(lambda: self._apply([prompt], stamp_ns(msg.header)))
 
+    def _clicked_pixel_cb(self, msg: Point) -> None:
+        """rqt_image_view's click: a pixel of the newest frame (the message has no header)."""
+        self._submit_from_topic(lambda: self._apply([from_pixel_click(msg)], 0))
+
+    def _camera_info_cb(self, msg: CameraInfo) -> None:
+        if self._camera_info is None and any(msg.d) and not any(msg.p):
+            self.get_logger().warning("camera_info has distortion and no projection matrix: 3-D clicks are "
+                                      "projected as if the image were rectified", once=True)
+        self._camera_info = msg
+
     def _clicked_point_cb(self, msg: PointStamped) -> None:
-        self._submit_from_topic(lambda: self._apply([from_clicked_point(msg)], stamp_ns(msg.header)))
+        """RViz's Publish Point: a 3-D point, projected into the image with the camera info."""
+        info = self._camera_info
+        try:
+            if info is None:
+                raise PromptError("clicked point refused: no camera_info received yet (remap camera_info "
+                                  "to the camera's, e.g. -r camera_info:=/camera/color/camera_info)")
+            lookup = None if self._tf_buffer is None else self._lookup_transform
+            u, v = project(in_camera_frame(msg, info, lookup), info)
+        except PromptError as error:
+            self._reject(f"clicked point refused: {error}", error)
+            return
+        click_hw = (info.height, info.width) if info.height and info.width else None
+        self._submit_from_topic(lambda: self._apply([click_prompt(u, v)], stamp_ns(msg.header), click_hw))
+
+    def _lookup_transform(self, target: str, source: str):
+        try:
+            return self._tf_buffer.lookup_transform(target, source, Time()).transform
+        except Exception as error:  # tf2's lookup, connectivity and extrapolation errors
+            raise PromptError(f"no transform from '{source}' to '{target}': {error}") from None
 
     def _detections_cb(self, msg) -> None:
         self._last_detections = time.monotonic()
@@ -544,10 +595,19 @@ class Sam2SegmenterNode(LifecycleNode):
                                f"{v['max_objects']}")
         return checked
 
-    def _apply(self, prompts: list[Prompt], key: int):
-        """Add or correct objects, all or nothing; publish and return (object ids, result)."""
+    def _find(self, key: int):
+        return self._ring.find(key, round(self._config.values["prompt_max_age_s"] * 1e9))
+
+    def _apply(self, prompts: list[Prompt], key: int, prompts_hw: tuple[int, int] | None = None):
+        """Add or correct objects, all or nothing; publish and return (object ids, result).
+
+        `prompts_hw`: the size of the image the prompts' pixels belong to, when it is not the
+        frame's (a click projected with a camera info of another resolution).
+        """
         with self._objects_lock:
-            source = self._ring.find(key)
+            source = self._find(key)
+            if prompts_hw is not None:
+                prompts = [rescale(p, prompts_hw, source.image_hw) for p in prompts]
             if self._config.values["mode"] == "track":
                 return self._apply_tracked(prompts, source)
             return self._apply_in_force(prompts, source)
@@ -585,7 +645,7 @@ class Sam2SegmenterNode(LifecycleNode):
         array clears them) and keeps the user's prompts.
         """
         with self._objects_lock:
-            source = self._ring.find(key)
+            source = self._find(key)
             track = self._config.values["mode"] == "track"
             target = self._newest_tracked() if track else source
             boxes = []
@@ -628,7 +688,7 @@ class Sam2SegmenterNode(LifecycleNode):
             return result_message(segmentation.objects, image.header, rgb.shape[:2], self._config.output,
                                   pool=self._pool, encode_ms=segmentation.encode_ms,
                                   decode_ms=segmentation.decode_ms)
-        frame = self._ring.find(key)
+        frame = self._find(key)
         segmentation = self._segmenter.predict(numbered, frame.encoded)
         return result_message(segmentation.objects, frame.header, frame.image_hw, self._config.output,
                               pool=self._pool, decode_ms=segmentation.decode_ms)
@@ -719,12 +779,34 @@ def spin(executor: Executor, until: Callable[[], bool] | None = None) -> None:
             return
 
 
+def usage() -> str:
+    """Return what `sam2_segmenter_node --help` prints: how to run it, its topics and parameters."""
+    lines = [
+        "usage: ros2 run sam2_ros sam2_segmenter_node --ros-args -p checkpoint:=FILE.pt [-p NAME:=VALUE ...]",
+        "           [--params-file sam2_segmenter.yaml] [-r image:=/camera/image_raw] [-r __ns:=/left]",
+        "",
+        "SAM 2 on a camera stream: prompts (prompt, clicked_point, clicked_pixel, detections, ~/add_objects)",
+        "in; tracked masks out on ~/result, ~/mask, ~/overlay and /diagnostics. See README.md.",
+        "",
+        "parameters:",
+    ]
+    for param in P.PARAMS:
+        fixed = " (read-only)" if param.read_only else ""
+        lines.append(f"  {param.name:<22} {param.default!r:<20} {param.description}{fixed}")
+    return "\n".join(lines)
+
+
 def main(args: list[str] | None = None) -> int:
     """Spin the node until Ctrl-C, SIGTERM or a lifecycle shutdown, then exit 0.
 
     The process owns the signals: on Ctrl-C the worker stops before the ROS context goes,
     so no frame in flight publishes on a dead context.
     """
+    argv = sys.argv if args is None else args
+    own = argv[1:argv.index("--ros-args")] if "--ros-args" in argv else argv[1:]
+    if {"-h", "--help"} & set(own):
+        print(usage())
+        return 0
     rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
     stop = threading.Event()
     previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}

@@ -67,6 +67,8 @@ PARAMS = (
           int_range=(1, 100)),
     Param("request_timeout_s", 10.0, "a service call not started by then is cancelled and answered "
           "failed, never applied later", float_range=(0.1, 3600.0)),
+    Param("prompt_max_age_s", 0.0, "prompts stamped this long before the newest frame are refused "
+          "(0: any stamp from the oldest kept frame on)", float_range=(0.0, 3600.0)),
     Param("detections_timeout_s", 0.0, "image mode: detector boxes are dropped when no detection "
           "array came for this long (0: keep them)", float_range=(0.0, 3600.0)),
 )

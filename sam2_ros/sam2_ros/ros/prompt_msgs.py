@@ -5,9 +5,8 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from geometry_msgs.msg import PointStamped
 
-from sam2_ros.core.prompts import ASSIGN_NEW_ID, FOREGROUND, Prompt, PromptError
+from sam2_ros.core.prompts import ASSIGN_NEW_ID, Prompt, PromptError
 from sam2_ros.ros.conversions import DEFAULT_MAX_PIXELS, ImageError, check_size, image_to_array
 from sam2_ros_interfaces.msg import Prompt as PromptMsg
 
@@ -50,12 +49,6 @@ def from_prompt_msg(msg: PromptMsg, max_points: int = DEFAULT_MAX_POINTS,
             raise PromptError(f"mask prompt: {error}") from None
     return Prompt(object_id=msg.object_id, label=msg.label, points=points, point_labels=labels,
                   box=box, mask=mask)
-
-
-def from_clicked_point(msg: PointStamped) -> Prompt:
-    """Turn a click (pixel x, y, as rqt_image_view publishes) into a new object's foreground click."""
-    return Prompt(object_id=ASSIGN_NEW_ID, points=np.array([[msg.point.x, msg.point.y]], np.float32),
-                  point_labels=np.array([FOREGROUND], np.int32))
 
 
 @dataclass(frozen=True)

@@ -60,7 +60,8 @@ class Soak:
     def __init__(self, probe: NodeProbe):
         self.probe = probe
         self.sent: dict[str, tuple[float, int, int]] = {}  # frame_id -> (published at, height, width)
-        self.calls: list = []
+        self.calls: list = []  # requests not yet answered (answered ones are only counted)
+        self.requests = self.answered = 0
         self.latency: list[tuple[float, float]] = []  # (published at, ms) of each frame's first result
         self.results = self.mismatches = 0
         self._answered: set[str] = set()
@@ -95,12 +96,20 @@ class Soak:
                 elif frame_id not in self._answered:  # the frame's own result, not a later prompt's
                     self._answered.add(frame_id)
                     self.latency.append((sent[0], (at - sent[0]) * 1e3))
+            pending = []
+            for call in self.calls:  # answered ones are counted and let go, responses and all
+                if call.done():
+                    self.answered += 1
+                else:
+                    pending.append(call)
+            self.calls = pending
             horizon = time.monotonic() - keep_s
             for frame_id in [f for f, (at, _, _) in self.sent.items() if at < horizon]:
                 del self.sent[frame_id]
                 self._answered.discard(frame_id)
 
     def call(self, name: str, request) -> None:
+        self.requests += 1
         self.calls.append(self.clients[name].call_async(request))
 
     def action(self, n: int, rgb: np.ndarray) -> None:
@@ -166,8 +175,8 @@ class Soak:
             "soak_latency_ms_p99_start": float(np.percentile(latency[:fifth], 99)) if latency else float("nan"),
             "soak_latency_ms_p99_end": float(np.percentile(latency[-fifth:], 99)) if latency else float("nan"),
             "soak_header_mismatches": self.mismatches,
-            "soak_requests": len(self.calls),
-            "soak_unanswered_requests": sum(not call.done() for call in self.calls),
+            "soak_requests": self.requests,
+            "soak_unanswered_requests": self.requests - self.answered,
             "soak_refusals": stats.rejected,
             "soak_failures": stats.failed,
         }

@@ -81,6 +81,31 @@ def test_replay_records_one_result_per_frame_with_matching_stamps_and_render_dra
     assert (tmp_path / "v.mp4").stat().st_size > 0
 
 
+def test_replay_main_plays_a_sqlite3_bag_at_its_rate_and_exits_zero(tmp_path, node):
+    bag = make_sample_bag(tmp_path / "sample", frames=FRAMES, storage="sqlite3")
+    done = subprocess.run([sys.executable, "-m", "sam2_ros.tools.replay", str(bag), "--out", str(tmp_path / "out"),
+                           "--storage", "sqlite3", "--rate", "2"], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "frames published          6" in done.stdout and "output bag:" in done.stdout
+    found = messages(tmp_path / "out")
+    assert next((tmp_path / "out").glob("*.db3")).is_file()
+    assert len(found[IMAGE_TOPIC]) == FRAMES and found["/sam2_segmenter_node/result"]
+
+
+def test_replay_iou_is_intersection_over_union_per_object_worked_by_hand():
+    from rclpy.serialization import serialize_message
+    from std_msgs.msg import Header
+
+    from sam2_ros.ros.conversions import array_to_image
+    from sam2_ros.tools.replay import _iou
+    ours, truth = np.zeros((2, 4), np.uint8), np.zeros((2, 4), np.uint8)
+    ours[0, 0:3] = 1  # object 1: ours 3 pixels, truth 3 pixels, 2 shared: 2 / 4 = 0.5
+    truth[0, 1:4] = 1
+    ours[1, 0:2] = truth[1, 0:2] = 2  # object 2: identical: 1.0
+    raw = [serialize_message(array_to_image(m, "mono8", Header())) for m in (ours, truth)]
+    assert _iou(*raw) == pytest.approx((0.5 + 1.0) / 2)
+
+
 def test_bad_bags_get_clear_errors(tmp_path):
     bag = make_sample_bag(tmp_path / "sample", frames=2)
     with pytest.raises(BagError, match="topic '/camera/color/image_raw' is not in .* it has: /camera/camera_info"):
@@ -89,10 +114,12 @@ def test_bad_bags_get_clear_errors(tmp_path):
         read_plan(bag, "/camera/camera_info", PROMPT_TOPIC, TRUTH_TOPIC)
     with pytest.raises(BagError, match="no bag at"):
         read_plan(tmp_path / "absent", IMAGE_TOPIC, PROMPT_TOPIC, TRUTH_TOPIC)
-    data = next(bag.glob("*.mcap"))
-    data.write_bytes(data.read_bytes()[: data.stat().st_size // 3])
-    with pytest.raises(BagError, match="cannot read bag .*truncated or damaged"):
-        read_plan(bag, IMAGE_TOPIC, PROMPT_TOPIC, TRUTH_TOPIC)
+    for storage, suffix in (("mcap", "*.mcap"), ("sqlite3", "*.db3")):
+        bag = make_sample_bag(tmp_path / f"truncated_{storage}", frames=2, storage=storage)
+        data = next(bag.glob(suffix))
+        data.write_bytes(data.read_bytes()[: data.stat().st_size // 3])
+        with pytest.raises(BagError, match="cannot read bag .*truncated or damaged"):
+            read_plan(bag, IMAGE_TOPIC, PROMPT_TOPIC, TRUTH_TOPIC)
 
 
 def test_replay_refuses_when_no_node_listens(tmp_path):

@@ -1,0 +1,85 @@
+"""Tests that can fail: break the code one small way at a time and check that its test fails.
+
+Run after `make build`: `python3 scripts/mutation_check.py`. Each mutation is applied to the
+source (colcon's --symlink-install makes the tests import it), the test guarding it runs, and
+the source is restored whatever happens. Exit code 1 when a mutation goes unnoticed.
+"""
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+PACKAGE = REPO / "sam2_ros"
+
+# (file, original text, broken text, pytest arguments, what the mutation breaks)
+MUTATIONS = [
+    ("sam2_ros/ros/conversions.py", "np.rint(values.astype(np.float32) * np.float32(255 / 65535))",
+     "np.round(values * 255 / 65535)", "test/test_conversions.py -k 16_bit_grey",
+     "16-bit scaling back in uint16 arithmetic"),
+    ("sam2_ros/ros/conversions.py", '"rggb": cv2.COLOR_BayerBG2RGB, "bggr": cv2.COLOR_BayerRG2RGB',
+     '"rggb": cv2.COLOR_BayerRG2RGB, "bggr": cv2.COLOR_BayerBG2RGB', "test/test_conversions.py -k bayer",
+     "Bayer rggb and bggr swapped"),
+    ("sam2_ros/ros/conversions.py", '"yuv422": cv2.COLOR_YUV2RGB_UYVY, "uyvy": cv2.COLOR_YUV2RGB_UYVY',
+     '"yuv422": cv2.COLOR_YUV2RGB_YUY2, "uyvy": cv2.COLOR_YUV2RGB_YUY2',
+     "test/test_conversions.py -k worked_by_hand", "UYVY decoded as YUYV"),
+    ("sam2_ros/core/contours.py", "keep = (_pixel_areas(found, outer, mask) >= min_area",
+     "keep = (np.array([cv2.contourArea(c) for c in found]) >= min_area", "test/test_contours.py -k pixels",
+     "min_area measured as polygon area"),
+    ("sam2_ros/core/frames.py", "frames = list(reversed(self._frames.values()))",
+     "frames = list(self._frames.values())", "test/test_frames.py",
+     "a repeated stamp finds the oldest frame with it"),
+    ("sam2_ros/ros/work_queue.py", "or self._jobs_since_frame >= self.jobs_per_frame)",
+     "or self._jobs_since_frame >= 10**9)", "test/test_work_queue.py", "requests always before a waiting frame"),
+    ("sam2_ros/ros/work_queue.py", "            if job.future.set_running_or_notify_cancel():\n"
+     "                job.future.set_exception(Refused(reason))\n                answered += 1",
+     "            pass", "test/test_work_queue.py", "close() leaves queued requests unanswered"),
+    ("sam2_ros/core/prompts.py", "scale = np.array([to_w / from_w, to_h / from_h], np.float32)",
+     "scale = np.array([to_h / from_h, to_w / from_w], np.float32)", "test/test_prompts.py",
+     "rescale swaps x and y"),
+    ("sam2_ros/ros/prompt_msgs.py", "scored.append((-score if", "scored.append((score if",
+     "test/test_prompt_msgs.py", "detections sorted worst first"),
+    ("sam2_ros/ros/clicks.py", "    return float(u / w), float(v / w)", "    return float(v / w), float(u / w)",
+     "test/test_clicks.py", "projection returns (v, u)"),
+    ("sam2_ros/ros/process.py", "            sys.setswitchinterval(self._previous_interval)\n", "",
+     "test/test_node_guarantees.py -k process_tuning", "switch interval not restored"),
+    ("sam2_ros/core/tracker.py",
+     "            obj.pending, obj.pending_is_cond = pending, pending_is_cond\n            raise",
+     "            raise", "test/test_tracker.py -k batch_of_prompts",
+     "a rolled-back batch keeps a corrected object's pending prompt"),
+    ("sam2_ros/launch_setup.py", 'if text != ""}', "}", "test/test_launch.py -k empty",
+     "empty launch arguments override the parameter file"),
+]
+
+
+def run_test(arguments: str) -> tuple[bool, str]:
+    """Run pytest in the project's environment; return whether it failed and its summary line."""
+    command = (f"cd {REPO} && source .venv/bin/activate && source install/setup.bash && "
+               f"export ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST && cd sam2_ros && "
+               f"python -m pytest -q -x -p no:cacheprovider {arguments}")
+    done = subprocess.run(["bash", "-c", command], capture_output=True, text=True, timeout=600)
+    summary = next((line for line in reversed(done.stdout.splitlines()) if " passed" in line or " failed" in line),
+                   "")
+    return done.returncode != 0, summary
+
+
+def main() -> int:
+    caught = 0
+    for path, original, broken, arguments, what in MUTATIONS:
+        file = PACKAGE / path
+        source = file.read_text()
+        if source.count(original) != 1:
+            print(f"STALE  {what}: the original text is no longer in {path}")
+            continue
+        file.write_text(source.replace(original, broken))
+        try:
+            failed, summary = run_test(arguments)
+        finally:
+            file.write_text(source)
+        caught += failed
+        print(f"{'CAUGHT' if failed else 'MISSED'} {what} | {arguments} | {summary}", flush=True)
+    print(f"{caught} of {len(MUTATIONS)} mutations caught")
+    return 0 if caught == len(MUTATIONS) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

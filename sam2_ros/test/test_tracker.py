@@ -119,12 +119,23 @@ def test_prompting_before_any_frame_is_refused(tracker):
         tracker.add_prompt(Prompt(object_id=1, box=np.array([0, 0, 5, 5])))
 
 
-def test_a_mask_prompt_starts_an_object(tracker):
-    images, truths = pan_clip(3)
-    tracker.track(images[0])
-    _, result = tracker.add_prompt(Prompt(object_id=1, mask=truths[0]))
-    assert result.objects[0].mask.shape == truths[0].shape
-    assert [o.object_id for o in tracker.track(images[1]).objects] == [1]
+def test_a_mask_prompt_follows_metas_add_new_mask_on_every_later_frame(small_model, checkpoint):
+    """Mask prompts match Meta's predictor to within a few boundary pixels, not bit for bit.
+
+    Measured: at most 2 of 76,800 pixels differ on any frame (also for an object prompted by a
+    box once another is added by a mask); the cause is not found yet (README, Tracking).
+    """
+    images, truths = pan_clip(6)
+    actions = {0: [("prompt", Prompt(object_id=1, mask=truths[0]))],
+               3: [("prompt", Prompt(object_id=2, mask=truths[3] & (np.arange(truths[3].shape[1]) % 2 == 0)))]}
+    ours, meta = run_ours(small_model, images, actions), run_meta(checkpoint, images, actions)
+    for t in range(len(images)):
+        assert ours[t].keys() == meta[t].keys(), t
+        for object_id in ours[t]:
+            diff = np.count_nonzero(ours[t][object_id] != meta[t][object_id])
+            assert diff <= 4, f"frame {t}, object {object_id}: {diff} pixels differ from Meta"
+        assert ours[t][1].sum() > 0  # not trivially equal: the object is there
+    assert ours[5].keys() == {1, 2}
 
 
 def test_conditioning_frames_are_capped_keeping_the_first_and_newest(small_model):

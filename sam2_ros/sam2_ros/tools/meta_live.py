@@ -47,7 +47,10 @@ class MetaLiveStream:
         return masks
 
     def add_prompt(self, t: int, prompt: Prompt) -> dict[int, np.ndarray]:
-        """Add points and/or a box for an object on frame t; every object's mask on t."""
+        """Add points and/or a box, or a binary mask, for an object on frame t; every object's mask on t."""
+        if prompt.mask is not None:
+            _, ids, logits = self.predictor.add_new_mask(self.state, t, prompt.object_id, prompt.mask)
+            return _masks(ids, logits)
         has_points = len(prompt.points) > 0
         _, ids, logits = self.predictor.add_new_points_or_box(
             self.state, t, prompt.object_id, points=prompt.points if has_points else None,

@@ -14,6 +14,10 @@ from sam2_ros.core.model import LoadedModel, ModelSpec, load_model, write_random
 os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
 os.environ.setdefault("ROS_DOMAIN_ID", str(random.Random(os.getpid()).randint(1, 100)))
 
+def pytest_configure(config):
+    config.addinivalue_line("markers", "gpu: CUDA-only behaviour, run by scripts/gpu_check.sh")
+
+
 PHOTOS = ("astronaut", "coffee", "chelsea", "rocket")
 SMALL = 256  # reduced input size that keeps most SAM 2 tests fast on a CPU
 

@@ -1,0 +1,47 @@
+"""CUDA-only behaviour, run by scripts/gpu_check.sh on a machine with a GPU (skipped elsewhere)."""
+import numpy as np
+import pytest
+import torch
+
+from conftest import photo
+from rosharness import Running, header
+from sam2_ros.core.model import ModelSpec, load_model
+from sam2_ros.core.prompts import Prompt
+from sam2_ros.core.segmenter import Segmenter
+
+pytestmark = [pytest.mark.gpu,
+              pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA only: run scripts/gpu_check.sh")]
+
+BOX = Prompt(object_id=1, box=np.array([100, 50, 400, 480], np.float32))
+
+
+def iou(a: np.ndarray, b: np.ndarray) -> float:
+    return np.count_nonzero(a & b) / max(np.count_nonzero(a | b), 1)
+
+
+def test_bfloat16_autocast_masks_agree_with_float32(checkpoint):
+    image = photo("astronaut")
+    masks = {precision: Segmenter(load_model(ModelSpec(checkpoint=checkpoint, device="cuda", precision=precision,
+                                                       image_size=1024))).segment(image, [BOX]).objects[0].mask
+             for precision in ("float32", "bfloat16")}
+    assert iou(masks["float32"], masks["bfloat16"]) > 0.95
+
+
+def test_compiled_image_encoder_gives_the_uncompiled_masks(checkpoint):
+    image = photo("astronaut")
+    masks = [Segmenter(load_model(ModelSpec(checkpoint=checkpoint, device="cuda", image_size=1024,
+                                            compile=compiled))).segment(image, [BOX]).objects[0].mask
+             for compiled in (False, True)]
+    np.testing.assert_array_equal(*masks)
+
+
+def test_deactivate_hands_cached_cuda_memory_back(checkpoint):
+    running = Running(checkpoint, device="cuda", image_size=1024)
+    try:
+        running.peer.publish_rgb(photo("coffee"), header(1))
+        running.peer.result_for(header(1))
+        running.node.trigger_deactivate()
+        cached = torch.cuda.memory_reserved() - torch.cuda.memory_allocated()
+        assert cached < 2 * 2**20, f"{cached / 2**20:.1f} MB still cached after deactivate"
+    finally:
+        running.close()

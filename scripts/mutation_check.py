@@ -48,6 +48,8 @@ MUTATIONS = [
      "a rolled-back batch keeps a corrected object's pending prompt"),
     ("sam2_ros/launch_setup.py", 'if text != ""}', "}", "test/test_launch.py -k empty",
      "empty launch arguments override the parameter file"),
+    ("sam2_ros/ros/results.py", "sorted(objects, key=lambda o: o.score)", "sorted(objects, key=lambda o: -o.score)",
+     "test/test_node.py -k overlapping", "the lower-scoring object wins overlapping label pixels"),
 ]
 
 

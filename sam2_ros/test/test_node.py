@@ -379,3 +379,27 @@ def test_bad_topic_prompts_are_counted_as_rejections_and_only_failures_warn(runn
     running.peer.publish_rgb(photo("coffee"), header(131))
     level, values = wait_until(lambda: status(lambda v: v["model failures"] == "1"), 30, "the failure")
     assert level.level == DiagnosticStatus.WARN
+
+
+def test_the_label_image_gives_overlapping_pixels_to_the_higher_scoring_object(checkpoint):
+    running = Running(checkpoint, mask_encoding="16UC1")
+    try:
+        image = photo("astronaut")
+        running.peer.publish_rgb(image, header(140))
+        running.peer.result_for(header(140))
+        assert add(running, box_prompt([50, 30, 450, 500], header(140), object_id=300),
+                   box_prompt([150, 100, 350, 300], header(140), object_id=7)).success
+        running.peer.publish_rgb(image, header(141))
+        result, label = running.peer.result_for(header(141)), running.peer.mask_for(header(141))
+        masks = {o.object_id: full_mask(o, image.shape[:2]) for o in result.objects}
+        scores = {o.object_id: o.score for o in result.objects}
+        both = masks[300] & masks[7]
+        assert both.any(), "the boxes were chosen to overlap"
+        winner = max(scores, key=scores.get)  # read from the result, not from the label image code
+        labels = image_to_array(label)
+        assert label.encoding == "16UC1" and (labels[both] == winner).all()
+        for object_id, mask in masks.items():
+            assert (labels[mask & ~both] == object_id).all()
+        assert (labels[~(masks[300] | masks[7])] == 0).all()
+    finally:
+        running.close()

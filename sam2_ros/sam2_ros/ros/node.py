@@ -324,11 +324,10 @@ class Sam2SegmenterNode(LifecycleNode):
 
     # ----- callbacks (never touch the model) -----
     def _image_cb(self, msg: bytes) -> None:
+        replaced = self._queue.put_frame((next(self._arrivals), msg))
         with self.stats.lock:
             self.stats.received += 1
-        if self._queue.put_frame((next(self._arrivals), msg)):
-            with self.stats.lock:
-                self.stats.skipped += 1
+            self.stats.skipped += replaced
 
     def _prompt_cb(self, msg: PromptMsg) -> None:
         try:
@@ -506,16 +505,17 @@ class Sam2SegmenterNode(LifecycleNode):
         try:
             start = time.perf_counter()
             encoded = encode(self.model, rgb)
-            with self._tracker.transaction():  # the tracker and the ring advance together or not at all
-                if v["mode"] == "track":
-                    result = self._tracker.track(rgb, encoded, on_object=builder.add)
-                    objects, decode_ms, dropped = result.objects, result.track_ms, result.dropped_cond_frames
-                else:  # no objects in the tracker: it only takes this frame as its newest
-                    self._tracker.track(rgb, encoded)
-                    (objects, decode_ms), dropped = self._segment_in_force(encoded.image_hw, encoded), {}
-                frame = RecentFrame(seq, key, msg.header, rgb, for_prompts(self.model, encoded),
-                                    self._tracker.frame_index)
-                self._ring.commit(frame)
+            kept = for_prompts(self.model, encoded)
+            # The tracker and the ring advance together or not at all: everything that can fail
+            # comes first, track() is all or nothing by itself, and the commit cannot fail.
+            if v["mode"] == "track":
+                result = self._tracker.track(rgb, encoded, on_object=builder.add)
+                objects, decode_ms, dropped = result.objects, result.track_ms, result.dropped_cond_frames
+            else:
+                (objects, decode_ms), dropped = self._segment_in_force(encoded.image_hw, encoded), {}
+                self._tracker.track(rgb, encoded)  # no objects: it only takes this frame as its newest
+            frame = RecentFrame(seq, key, msg.header, rgb, kept, self._tracker.frame_index)
+            self._ring.commit(frame)  # arrival numbers only grow
             model_ms = (time.perf_counter() - start) * 1e3
         except Exception as error:  # one bad frame is dropped, the next one is processed
             self._fail(f"model failed on frame {key}: {type(error).__name__}: {error}; frame dropped")

@@ -50,6 +50,15 @@ MUTATIONS = [
      "empty launch arguments override the parameter file"),
     ("sam2_ros/ros/results.py", "sorted(objects, key=lambda o: o.score)", "sorted(objects, key=lambda o: -o.score)",
      "test/test_node.py -k overlapping", "the lower-scoring object wins overlapping label pixels"),
+    ("sam2_ros/ros/node.py", 'values["publish_overlay"] and self._pubs["overlay"].get_subscription_count():',
+     'values["publish_overlay"]:', "test/test_node.py -k overlay_is_drawn",
+     "the overlay drawn for nobody"),
+    ("sam2_ros/core/segmenter.py", 'mode="bilinear", align_corners=False, antialias=True)',
+     'mode="bilinear", align_corners=False, antialias=False)', "test/test_segmenter.py -k binary_mask",
+     "a binary mask prompt downscaled without antialiasing"),
+    ("sam2_ros/tools/make_sample_bag.py", 'cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))',
+     'cv2.imencode(".png", rgb)', "test/test_bag_tools.py -k png_compressed",
+     "the compressed sample bag stores red as blue"),
 ]
 
 

@@ -13,7 +13,7 @@ from ament_index_python.packages import get_package_prefix
 from rosbags.rosbag2 import Reader
 
 from sam2_ros.tools.bags import BagError, typestore
-from sam2_ros.tools.make_sample_bag import IMAGE_TOPIC, PROMPT_TOPIC, TRUTH_TOPIC, make_sample_bag
+from sam2_ros.tools.make_sample_bag import COMPRESSED_TOPIC, IMAGE_TOPIC, PROMPT_TOPIC, TRUTH_TOPIC, make_sample_bag
 from sam2_ros.tools.render_bag import main as render
 from sam2_ros.tools.replay import read_plan, replay
 from test_entry_point import wait_for_line
@@ -43,20 +43,30 @@ def test_sample_bag_holds_frames_camera_info_a_prompt_and_ground_truth(tmp_path,
     assert [xs.min(), ys.min(), xs.max() + 1, ys.max() + 1] == prompt.box.tolist()
 
 
-@pytest.fixture
-def node(checkpoint):
+def start_node(checkpoint, *remaps: str, compressed: bool = False) -> subprocess.Popen:
     """sam2_segmenter_node started as the demo starts it, remapped onto the bag's topics."""
     exe = Path(get_package_prefix("sam2_ros")) / "lib" / "sam2_ros" / "sam2_segmenter_node"
     process = subprocess.Popen(
         [str(exe), "--ros-args", "-p", f"checkpoint:={checkpoint}", "-p", "device:=cpu", "-p", "image_size:=256",
-         "-p", "image_qos:=reliable", "-r", f"image:={IMAGE_TOPIC}", "-r", f"prompt:={PROMPT_TOPIC}"],
+         "-p", "image_qos:=reliable", "-p", f"compressed:={str(compressed).lower()}",
+         "-r", f"prompt:={PROMPT_TOPIC}", *(arg for remap in remaps for arg in ("-r", remap))],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
     wait_for_line(process, "active")
+    return process
+
+
+def stop_node(process: subprocess.Popen) -> None:
+    process.send_signal(signal.SIGINT)
+    process.wait(timeout=30)
+
+
+@pytest.fixture
+def node(checkpoint):
+    process = start_node(checkpoint, f"image:={IMAGE_TOPIC}")
     rclpy.init()
     yield process
     rclpy.shutdown()
-    process.send_signal(signal.SIGINT)
-    process.wait(timeout=30)
+    stop_node(process)
 
 
 def test_replay_records_one_result_per_frame_with_matching_stamps_and_render_draws_them(tmp_path, node):
@@ -90,6 +100,31 @@ def test_replay_main_plays_a_sqlite3_bag_at_its_rate_and_exits_zero(tmp_path, no
     found = messages(tmp_path / "out")
     assert next((tmp_path / "out").glob("*.db3")).is_file()
     assert len(found[IMAGE_TOPIC]) == FRAMES and found["/sam2_segmenter_node/result"]
+
+
+def test_a_bag_of_png_compressed_images_replays_to_the_same_masks_as_its_raw_twin(tmp_path, checkpoint):
+    raw_bag = make_sample_bag(tmp_path / "raw", frames=3)
+    png_bag = make_sample_bag(tmp_path / "png", frames=3, compressed=True)
+    assert COMPRESSED_TOPIC in messages(png_bag) and IMAGE_TOPIC not in messages(png_bag)
+    masks = {}
+    rclpy.init()
+    try:
+        for name, bag, topic, compressed in (("raw", raw_bag, IMAGE_TOPIC, False),
+                                             ("png", png_bag, COMPRESSED_TOPIC, True)):
+            process = start_node(checkpoint, f"image:={IMAGE_TOPIC}", f"image/compressed:={COMPRESSED_TOPIC}",
+                                 compressed=compressed)
+            try:
+                summary = replay(bag, tmp_path / f"out_{name}", image_topic=topic, progress=False)
+            finally:
+                stop_node(process)
+            assert (summary.published, summary.processed) == (3, 3)
+            found = messages(tmp_path / f"out_{name}")
+            assert found[topic][0][1].__msgtype__.endswith(("/Image", "/CompressedImage"))
+            masks[name] = [m.data.tobytes() for _, m in found["/sam2_segmenter_node/mask"]]
+    finally:
+        rclpy.shutdown()
+    assert len(masks["png"]) == 3 and any(any(m) for m in masks["png"])
+    assert masks["png"] == masks["raw"], "png is lossless: the node must see the same pixels"
 
 
 def test_replay_iou_is_intersection_over_union_per_object_worked_by_hand():

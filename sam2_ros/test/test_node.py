@@ -327,6 +327,42 @@ def test_run_time_parameter_changes_show_in_what_the_node_publishes(running):
     assert not refused.success and "max_objects 1" in refused.message
 
 
+def test_the_overlay_is_drawn_only_while_someone_subscribes(running, monkeypatch):
+    from rclpy.qos import QoSProfile, ReliabilityPolicy
+
+    import sam2_ros.ros.node as node_module
+    drawn = []
+
+    def counted(rgb, *args, **kwargs):  # the real drawing, counted
+        drawn.append(rgb.shape)
+        return real(rgb, *args, **kwargs)
+    real = node_module.overlay_image
+    monkeypatch.setattr(node_module, "overlay_image", counted)
+    image = photo("astronaut")
+    running.peer.publish_rgb(image, header(90))
+    running.peer.result_for(header(90))
+    assert add(running, box_prompt([100, 50, 400, 480], header(90))).success
+    for t in (91, 92):  # a frame is published whole before the next starts: 92's result closes 91
+        running.peer.publish_rgb(image, header(t))
+        running.peer.result_for(header(t))
+    assert drawn == [], "publish_overlay is true, but nobody listens: nothing is drawn"
+
+    overlays = []
+    subscription = running.peer.node.create_subscription(
+        Image, f"{NODE}/overlay", overlays.append, QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE))
+    wait_until(lambda: running.node._pubs["overlay"].get_subscription_count(), 30, "the overlay subscription")
+    running.peer.publish_rgb(image, header(93))
+    overlay = wait_until(lambda: next((o for o in overlays if o.header == header(93)), None), 30, "an overlay")
+    assert drawn == [image.shape] and (overlay.height, overlay.width) == image.shape[:2]
+
+    running.peer.node.destroy_subscription(subscription)
+    wait_until(lambda: running.node._pubs["overlay"].get_subscription_count() == 0, 30, "the subscriber to leave")
+    for t in (94, 95):
+        running.peer.publish_rgb(image, header(t))
+        running.peer.result_for(header(t))
+    assert drawn == [image.shape]
+
+
 def test_frames_the_model_cannot_keep_up_with_are_skipped_and_the_newest_wins(running, monkeypatch):
     image = photo("coffee")
     running.peer.publish_rgb(image, header(110))

@@ -147,9 +147,23 @@ def test_a_kept_frame_holds_only_what_prompts_need_and_segments_as_when_fresh(sm
         np.testing.assert_array_equal(ours.logits, theirs.logits)
 
 
-def test_a_mask_prompt_segments_the_masked_region(small_model):
-    image = photo("chelsea")
-    mask = np.zeros(image.shape[:2], bool)
-    mask[50:200, 100:300] = True
-    result = Segmenter(small_model).segment(image, [Prompt(object_id=4, mask=mask)])
-    assert result.objects[0].mask.shape == mask.shape and result.objects[0].object_id == 4
+def test_a_binary_mask_prompt_equals_metas_mask_input_of_that_mask_as_sam2_logits(scene):
+    """Meta's image predictor takes only low-res logits: give it the mask downscaled by Pillow
+    (an antialiased bilinear of its own) and mapped 0 -> -10, 1 -> +10 as SAM 2 maps masks.
+    """
+    from PIL import Image as PILImage
+    image, segmenter, meta = scene
+    h, w = image.shape[:2]
+    mask = np.zeros((h, w), bool)
+    mask[h // 5:h // 2, w // 4:3 * w // 5] = True
+    side = segmenter.model.image_size // 4
+    low = np.asarray(PILImage.fromarray(mask.astype(np.float32), mode="F").resize((side, side), PILImage.BILINEAR))
+    masks, scores, logits = meta.predict(mask_input=(low * 20 - 10)[None], multimask_output=False)
+    ours = segmenter.predict([Prompt(object_id=4, mask=mask)]).objects[0]
+    assert ours.object_id == 4 and masks[0].any()
+    diff = np.count_nonzero(ours.mask != masks[0].astype(bool))
+    assert diff <= 2e-5 * mask.size, f"{diff} pixels differ from Meta's mask"  # Pillow and torch round apart
+    assert ours.score == pytest.approx(float(scores[0]), abs=1e-3)
+    np.testing.assert_allclose(ours.logits, logits, atol=1e-2)
+
+

@@ -1,6 +1,7 @@
 """sam2_make_sample_bag: a short camera stream from real photographs, with a prompt and ground truth.
 
-Topics: /camera/image_raw (rgb8), /camera/camera_info, /sam2/prompt (a box around the moving
+Topics: /camera/image_raw (rgb8; with --compressed, /camera/image_raw/compressed as lossless png
+instead, as image_transport names it), /camera/camera_info, /sam2/prompt (a box around the moving
 object on the first frame, object id 1) and /ground_truth/mask (mono8, 1 = the object).
 """
 from __future__ import annotations
@@ -9,19 +10,21 @@ import argparse
 import sys
 from pathlib import Path
 
+import cv2
 import numpy as np
 
 from sam2_ros.tools.bags import BagError, typestore, writer
 from sam2_ros.tools.scenes import object_box, pan_clip
 
 IMAGE_TOPIC, INFO_TOPIC = "/camera/image_raw", "/camera/camera_info"
+COMPRESSED_TOPIC = IMAGE_TOPIC + "/compressed"
 PROMPT_TOPIC, TRUTH_TOPIC = "/sam2/prompt", "/ground_truth/mask"
 FRAME_ID = "camera_color_optical_frame"
 START_NS = 1_700_000_000 * 10**9
 
 
 def make_sample_bag(path: Path, frames: int = 30, rate_hz: float = 10.0, storage: str = "mcap",
-                    zoom: float = 0.3) -> Path:
+                    zoom: float = 0.3, compressed: bool = False) -> Path:
     """Write the bag; return its path."""
     store = typestore()
     T = store.types
@@ -45,6 +48,13 @@ def make_sample_bag(path: Path, frames: int = 30, rate_hz: float = 10.0, storage
         r=np.eye(3).reshape(-1), p=np.array([focal, 0, width / 2, 0, 0, focal, height / 2, 0, 0, 0, 1, 0], float),
         binning_x=0, binning_y=0,
         roi=T["sensor_msgs/msg/RegionOfInterest"](x_offset=0, y_offset=0, height=0, width=0, do_rectify=False))
+    def png(rgb: np.ndarray, ns: int):
+        ok, data = cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+        return T["sensor_msgs/msg/CompressedImage"](header=header(ns), format="rgb8; png compressed bgr8",
+                                                    data=data.reshape(-1))
+
+    camera_topic, camera_type = ((COMPRESSED_TOPIC, "sensor_msgs/msg/CompressedImage") if compressed
+                                 else (IMAGE_TOPIC, "sensor_msgs/msg/Image"))
     empty = T["sensor_msgs/msg/Image"](header=header(0), height=0, width=0, encoding="", is_bigendian=0,
                                        step=0, data=np.zeros(0, np.uint8))
     prompt = T["sam2_ros_interfaces/msg/Prompt"](
@@ -52,7 +62,7 @@ def make_sample_bag(path: Path, frames: int = 30, rate_hz: float = 10.0, storage
         box=object_box(truths[0]), mask=empty)
     with writer(path, storage) as bag:
         topics = {topic: bag.add_connection(topic, msgtype, typestore=store) for topic, msgtype in (
-            (IMAGE_TOPIC, "sensor_msgs/msg/Image"), (INFO_TOPIC, "sensor_msgs/msg/CameraInfo"),
+            (camera_topic, camera_type), (INFO_TOPIC, "sensor_msgs/msg/CameraInfo"),
             (PROMPT_TOPIC, "sam2_ros_interfaces/msg/Prompt"), (TRUTH_TOPIC, "sensor_msgs/msg/Image"))}
 
         def write(topic: str, ns: int, msg, msgtype: str) -> None:
@@ -61,7 +71,7 @@ def make_sample_bag(path: Path, frames: int = 30, rate_hz: float = 10.0, storage
         for t, (rgb, truth) in enumerate(zip(images, truths)):
             ns = START_NS + round(t * 1e9 / rate_hz)
             info.header = header(ns)
-            write(IMAGE_TOPIC, ns, image(rgb, "rgb8", ns), "sensor_msgs/msg/Image")
+            write(camera_topic, ns, png(rgb, ns) if compressed else image(rgb, "rgb8", ns), camera_type)
             write(INFO_TOPIC, ns, info, "sensor_msgs/msg/CameraInfo")
             write(TRUTH_TOPIC, ns, image(truth.astype(np.uint8), "mono8", ns), "sensor_msgs/msg/Image")
             if t == 0:  # after its frame: a prompt refers to a frame the node has seen
@@ -70,16 +80,18 @@ def make_sample_bag(path: Path, frames: int = 30, rate_hz: float = 10.0, storage
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Command line: sam2_make_sample_bag OUT [--frames N] [--storage mcap|sqlite3]."""
+    """Command line: sam2_make_sample_bag OUT [--frames N] [--storage mcap|sqlite3] [--compressed]."""
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("out", type=Path, help="bag folder to create")
     parser.add_argument("--frames", type=int, default=30)
     parser.add_argument("--rate", type=float, default=10.0, help="camera rate, Hz")
     parser.add_argument("--storage", choices=("mcap", "sqlite3"), default="mcap")
+    parser.add_argument("--compressed", action="store_true",
+                        help=f"write the camera as png CompressedImage on {COMPRESSED_TOPIC}")
     parser.add_argument("--zoom", type=float, default=0.3, help="how much the camera zooms in over the clip")
     args = parser.parse_args(argv)
     try:
-        make_sample_bag(args.out, args.frames, args.rate, args.storage, args.zoom)
+        make_sample_bag(args.out, args.frames, args.rate, args.storage, args.zoom, args.compressed)
     except BagError as error:
         print(f"sam2_make_sample_bag: {error}", file=sys.stderr)
         return 2

@@ -23,8 +23,10 @@ share=$(python -c "from ament_index_python.packages import get_package_share_dir
 prefix=$(python -c "from ament_index_python.packages import get_package_prefix as p; print(p('sam2_ros'))")
 # Reliable image QoS: DDS here is loopback-only UDP, which loses large best-effort frames.
 PYTHONUNBUFFERED=1 "$prefix/lib/sam2_ros/sam2_segmenter_node" --ros-args --params-file "$share/config/sam2_segmenter.yaml" \
-  -p checkpoint:="$checkpoint" -p image_size:="$image_size" -p image_qos:=reliable \
-  -r image:=/camera/image_raw -r prompt:=/sam2/prompt >"$out/node.log" 2>&1 &
+  -p checkpoint:="$checkpoint" -p image_size:="$image_size" -p image_qos:=reliable -p depth:=true \
+  -r image:=/camera/image_raw -r prompt:=/sam2/prompt -r camera_info:=/camera/camera_info \
+  -r depth:=/camera/aligned_depth_to_color/image_raw -r depth/camera_info:=/camera/aligned_depth_to_color/camera_info \
+  >"$out/node.log" 2>&1 &
 node=$!
 trap 'kill -INT $node 2>/dev/null || true; wait $node 2>/dev/null || true' EXIT
 for _ in $(seq 1200); do

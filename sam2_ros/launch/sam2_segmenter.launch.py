@@ -1,7 +1,8 @@
 """Start sam2_segmenter_node with the package's parameter file and a remapped image topic.
 
 ros2 launch sam2_ros sam2_segmenter.launch.py image:=/camera/color/image_raw \
-    checkpoint:=~/models/sam2.1_hiera_tiny.pt [namespace:=left] [rviz:=true]
+    checkpoint:=~/models/sam2.1_hiera_tiny.pt [namespace:=left] [rviz:=true] \
+    [depth:=/camera/aligned_depth_to_color/image_raw] [camera_info:=/camera/color/camera_info]
 
 Launch arguments left empty never override `params_file`: the file is passed first and only
 the arguments given on the command line follow it (sam2_ros/launch_setup.py).
@@ -28,7 +29,7 @@ def nodes(context):
         package="sam2_ros", executable="sam2_segmenter_node", name="sam2_segmenter_node", namespace=namespace,
         output="screen",
         parameters=node_parameters(value("params_file"), {name: value(name) for name in OVERRIDES}),
-        remappings=remappings(value("image")),
+        remappings=remappings(value("image"), value("camera_info"), value("depth")),
     )]
     if rviz:
         actions.append(Node(package="rviz2", executable="rviz2", name="rviz2", namespace=namespace, output="screen",
@@ -46,7 +47,12 @@ def generate_launch_description() -> LaunchDescription:
         DeclareLaunchArgument("device", default_value="", description="auto, cpu, cuda, cuda:N (default: the file's)"),
         DeclareLaunchArgument("compressed", default_value="",
                               description="true: subscribe to IMAGE/compressed (default: the file's)"),
+        DeclareLaunchArgument("depth", default_value="",
+                              description="registered depth image topic (turns 3D on), or true/false "
+                                          "(default: the file's)"),
         DeclareLaunchArgument("image", default_value="image", description="camera image topic"),
+        DeclareLaunchArgument("camera_info", default_value="",
+                              description="colour camera_info topic (default: beside IMAGE)"),
         DeclareLaunchArgument("namespace", default_value="", description="namespace of the node (and RViz)"),
         DeclareLaunchArgument("rviz", default_value="false", description="open RViz on the overlay and mask"),
         OpaqueFunction(function=nodes),

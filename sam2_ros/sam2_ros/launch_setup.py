@@ -7,14 +7,16 @@ from __future__ import annotations
 
 from ament_index_python.packages import PackageNotFoundError, get_package_prefix
 
-OVERRIDES = ("checkpoint", "model", "device", "compressed")  # launch arguments that set a parameter
+OVERRIDES = ("checkpoint", "model", "device", "compressed", "depth")  # launch arguments that set a parameter
 
 
 def parameter_value(name: str, text: str) -> object:
-    """Convert a launch argument's text to the parameter's type."""
-    if name == "compressed":
+    """Convert a launch argument's text to the parameter's type (depth:=TOPIC also turns 3D on)."""
+    if name == "depth" and text.lower() not in ("true", "false"):
+        return True
+    if name in ("compressed", "depth"):
         if text.lower() not in ("true", "false"):
-            raise ValueError(f"compressed:={text}: use true or false")
+            raise ValueError(f"{name}:={text}: use true or false")
         return text.lower() == "true"
     return text
 
@@ -25,13 +27,28 @@ def node_parameters(params_file: str, arguments: dict[str, str]) -> list:
     return [params_file, given] if given else [params_file]
 
 
-def remappings(image: str) -> list[tuple[str, str]]:
-    """Return the camera topic, its compressed transport, and rqt_image_view's clicks on the overlay.
+def sibling(topic: str, name: str) -> str:
+    """Return the topic beside `topic`, as image_transport pairs them.
 
-    Relative names: under a namespace they resolve inside it, as the node's own topics do.
+    /camera/color/image_raw -> /camera/color/camera_info; a bare name -> a bare name.
     """
-    return [("image", image), ("image/compressed", f"{image}/compressed"),
-            ("clicked_pixel", "sam2_segmenter_node/overlay_mouse_left")]
+    head, _, _ = topic.rpartition("/")
+    return f"{head}/{name}" if head or topic.startswith("/") else name
+
+
+def remappings(image: str, camera_info: str = "", depth: str = "") -> list[tuple[str, str]]:
+    """Return the camera topics, its compressed transport, and rqt_image_view's clicks on the overlay.
+
+    camera_info defaults to the one beside the image; a depth topic brings the depth camera's
+    camera_info beside it. Relative names: under a namespace they resolve inside it, as the
+    node's own topics do.
+    """
+    pairs = [("image", image), ("image/compressed", f"{image}/compressed"),
+             ("camera_info", camera_info or sibling(image, "camera_info")),
+             ("clicked_pixel", "sam2_segmenter_node/overlay_mouse_left")]
+    if depth and depth.lower() not in ("true", "false"):
+        pairs += [("depth", depth), ("depth/camera_info", sibling(depth, "camera_info"))]
+    return pairs
 
 
 def require_package(name: str, why: str) -> None:

@@ -1,5 +1,6 @@
 """Sample bag -> a real node -> output bag -> contact sheet, and clear errors for bad bags."""
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -43,12 +44,35 @@ def test_sample_bag_holds_frames_camera_info_a_prompt_and_ground_truth(tmp_path,
     assert [xs.min(), ys.min(), xs.max() + 1, ys.max() + 1] == prompt.box.tolist()
 
 
-def start_node(checkpoint, *remaps: str, compressed: bool = False) -> subprocess.Popen:
+def test_the_sample_bags_depth_and_true_centroid_follow_the_scenes_geometry(tmp_path):
+    from sam2_ros.core.geometry import Intrinsics, depth_in_metres, object_3d
+    from sam2_ros.tools.make_sample_bag import CENTROID_TOPIC, DEPTH_INFO_TOPIC, DEPTH_TOPIC
+    found = messages(make_sample_bag(tmp_path / "sample", frames=FRAMES))
+    assert len(found[DEPTH_TOPIC]) == len(found[DEPTH_INFO_TOPIC]) == len(found[CENTROID_TOPIC]) == FRAMES
+    depth, truth, centroid = (found[topic][0][1] for topic in (DEPTH_TOPIC, TRUTH_TOPIC, CENTROID_TOPIC))
+    assert depth.encoding == "16UC1" and depth.header == truth.header == centroid.header
+    mm = depth.data.view("<u2").reshape(240, 320)
+    object_mask = truth.data.reshape(240, 320) > 0
+    assert set(mm[object_mask]) == {1000} and set(mm[~object_mask]) == {3000}  # 1 m in front of a 3 m wall
+    # frame 0: the 80-px cat at columns 20..99, rows 60..139; focal 160 / tan 30 deg = 277.13 px
+    focal = 160 / np.tan(np.radians(30))
+    truth_xyz = [(59.5 - 160) / focal, (99.5 - 120) / focal, 1.0]
+    np.testing.assert_allclose([centroid.point.x, centroid.point.y, centroid.point.z], truth_xyz, atol=1e-9)
+    last = found[CENTROID_TOPIC][-1][1]
+    assert last.point.z == pytest.approx(1.5)
+    info = found[DEPTH_INFO_TOPIC][0][1]
+    camera = Intrinsics.from_matrix(info.p, info.width, info.height)
+    core = object_3d(object_mask, depth_in_metres(mm, "16UC1"), camera)
+    assert np.abs(core.centroid - truth_xyz).max() < 1e-3, "noise-free depth: within 1 mm"
+
+
+def start_node(checkpoint, *remaps: str, compressed: bool = False, depth: bool = False) -> subprocess.Popen:
     """sam2_segmenter_node started as the demo starts it, remapped onto the bag's topics."""
     exe = Path(get_package_prefix("sam2_ros")) / "lib" / "sam2_ros" / "sam2_segmenter_node"
     process = subprocess.Popen(
         [str(exe), "--ros-args", "-p", f"checkpoint:={checkpoint}", "-p", "device:=cpu", "-p", "image_size:=256",
          "-p", "image_qos:=reliable", "-p", f"compressed:={str(compressed).lower()}",
+         "-p", f"depth:={str(depth).lower()}",
          "-r", f"prompt:={PROMPT_TOPIC}", *(arg for remap in remaps for arg in ("-r", remap))],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
     wait_for_line(process, "active")
@@ -62,7 +86,9 @@ def stop_node(process: subprocess.Popen) -> None:
 
 @pytest.fixture
 def node(checkpoint):
-    process = start_node(checkpoint, f"image:={IMAGE_TOPIC}")
+    from sam2_ros.tools.make_sample_bag import DEPTH_INFO_TOPIC, DEPTH_TOPIC, INFO_TOPIC
+    process = start_node(checkpoint, f"image:={IMAGE_TOPIC}", f"depth:={DEPTH_TOPIC}",
+                         f"depth/camera_info:={DEPTH_INFO_TOPIC}", f"camera_info:={INFO_TOPIC}", depth=True)
     rclpy.init()
     yield process
     rclpy.shutdown()
@@ -74,7 +100,7 @@ def test_replay_records_one_result_per_frame_with_matching_stamps_and_render_dra
     summary = replay(bag, tmp_path / "out", progress=False)
     assert (summary.published, summary.processed, summary.skipped) == (FRAMES, FRAMES, 0)
     assert len(summary.iou) == FRAMES and all(0 <= iou <= 1 for iou in summary.iou)
-    assert "frames processed          6" in summary.table()
+    assert re.search(r"^frames processed +6$", summary.table(), re.M)
 
     inputs = [msg.header for _, msg in messages(bag)[IMAGE_TOPIC]]
     found = messages(tmp_path / "out")
@@ -83,6 +109,10 @@ def test_replay_records_one_result_per_frame_with_matching_stamps_and_render_dra
     assert [m.header for _, m in found["/sam2_segmenter_node/mask"]] == inputs
     assert all([o.object_id for o in r.objects] == [1] for r in results), "the bag's prompt starts object 1"
     assert all(r.objects[0].label == "cat" for r in results)
+    with_3d = [r for r in results if r.objects[0].has_3d]
+    assert with_3d and all(r.depth_header == r.header for r in with_3d), "depth paired with every frame's stamp"
+    assert summary.frames_3d_truth == FRAMES and len(summary.centroid_error_m) == len(with_3d)
+    assert "3D centroid error (object 1)" in summary.table()
 
     sheet = tmp_path / "sheet.png"
     assert render([str(tmp_path / "out"), "--video", str(tmp_path / "v.mp4"), "--sheet", str(sheet)]) == 0
@@ -96,7 +126,7 @@ def test_replay_main_plays_a_sqlite3_bag_at_its_rate_and_exits_zero(tmp_path, no
     done = subprocess.run([sys.executable, "-m", "sam2_ros.tools.replay", str(bag), "--out", str(tmp_path / "out"),
                            "--storage", "sqlite3", "--rate", "2"], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
-    assert "frames published          6" in done.stdout and "output bag:" in done.stdout
+    assert re.search(r"^frames published +6$", done.stdout, re.M) and "output bag:" in done.stdout
     found = messages(tmp_path / "out")
     assert next((tmp_path / "out").glob("*.db3")).is_file()
     assert len(found[IMAGE_TOPIC]) == FRAMES and found["/sam2_segmenter_node/result"]
@@ -141,12 +171,32 @@ def test_replay_iou_is_intersection_over_union_per_object_worked_by_hand():
     assert _iou(*raw) == pytest.approx((0.5 + 1.0) / 2)
 
 
+def test_the_centroid_error_is_the_distance_to_the_truth_worked_by_hand():
+    from types import SimpleNamespace
+
+    from geometry_msgs.msg import Point
+
+    from sam2_ros.tools.replay import Summary, _score_centroids
+    from sam2_ros_interfaces.msg import SegmentationResult, SegmentedObject
+    off = Point(x=0.3, y=0.4, z=1.0)
+    ones = SegmentationResult(objects=[SegmentedObject(object_id=1, has_3d=True, centroid_3d=off)])
+    flat = SegmentationResult(objects=[SegmentedObject(object_id=1, has_3d=False)])
+    replayer = SimpleNamespace(results={1: [(0.0, flat, b""), (0.0, ones, b"")], 2: [(0.0, flat, b"")]})
+    summary = Summary()
+    _score_centroids(replayer, {1: np.array([0.0, 0.0, 1.0]), 2: np.zeros(3), 3: np.zeros(3)}, summary)
+    # frame 1's last answer: (0.3, 0.4, 0) off = 0.5 m; frame 2 has no 3D; frame 3 no answer
+    assert summary.centroid_error_m == [pytest.approx(0.5)] and summary.frames_3d_truth == 3
+    assert "p50 0.5000 m, max 0.5000 m over 1 of 3 frames" in summary.table()
+
+
 def test_bad_bags_get_clear_errors(tmp_path):
     bag = make_sample_bag(tmp_path / "sample", frames=2)
-    with pytest.raises(BagError, match="topic '/camera/color/image_raw' is not in .* it has: /camera/camera_info"):
+    with pytest.raises(BagError, match="topic '/camera/color/image_raw' is not in .* it has: /camera/aligned_"):
         read_plan(bag, "/camera/color/image_raw", PROMPT_TOPIC, TRUTH_TOPIC)
     with pytest.raises(BagError, match="holds sensor_msgs/msg/CameraInfo, not an image"):
         read_plan(bag, "/camera/camera_info", PROMPT_TOPIC, TRUTH_TOPIC)
+    with pytest.raises(BagError, match="'/camera/camera_info' holds sensor_msgs/msg/CameraInfo, not sensor_msgs/"):
+        read_plan(bag, IMAGE_TOPIC, PROMPT_TOPIC, TRUTH_TOPIC, depth_topic="/camera/camera_info")
     with pytest.raises(BagError, match="no bag at"):
         read_plan(tmp_path / "absent", IMAGE_TOPIC, PROMPT_TOPIC, TRUTH_TOPIC)
     for storage, suffix in (("mcap", "*.mcap"), ("sqlite3", "*.db3")):

@@ -6,7 +6,7 @@ from sam2_ros.tools.bench import main
 CORE_KEYS = {"device", "model", "image_size", "encode_ms", "decode_ms_1obj", "decode_ms_8obj_batched",
              "decode_ms_8obj_sequential", "cached_prompt_ratio", "contours_ms_1080p", "first_prompt_ms",
              "cached_prompt_ms", "result_message_ms", "serialize_ms", "result_polygons_per_object",
-             "batched_over_sequential_8obj"}
+             "batched_over_sequential_8obj", "geometry_ms_3obj"}
 
 TRACKER_KEYS = {"tracker_ms_per_frame", "meta_ms_per_frame", "tracker_rss_growth_mb_per_frame",
                 "meta_rss_growth_mb_per_frame", "frames", "meta_init_ms_per_frame", "tracker_retained_state_mb",
@@ -16,7 +16,8 @@ NODE_KEYS = {"node_latency_ms_p50", "node_latency_ms_p95", "model_ms_p50", "node
              "node_overhead_ms_p95", "node_postprocess_ms_p50", "node_polygons_per_object",
              "node_overhead_ms_p50_0obj", "max_result_age_over_model_period", "stream_result_age_ms_p50",
              "stream_result_age_ms_max", "stream_model_period_ms", "stream_result_interval_ms_p50",
-             "stream_age_trend_ms_per_result", "stream_frames_skipped"}
+             "stream_age_trend_ms_per_result", "stream_frames_skipped", "node_overhead_ms_p50_3d", "node_3d_ms_p50",
+             "node_objects_with_3d_per_frame"}
 
 
 def test_core_suite_writes_every_documented_key(tmp_path, checkpoint):
@@ -45,6 +46,7 @@ def test_node_suite_times_the_node_over_real_topics(tmp_path, checkpoint):
     results = json.loads(out.read_text())
     assert NODE_KEYS <= results.keys(), NODE_KEYS - results.keys()
     assert results["node_latency_ms_p50"] > 0 and results["max_result_age_over_model_period"] > 0
+    assert results["node_objects_with_3d_per_frame"] > 0, "the depth phase gave objects 3D"
 
 
 SOAK_KEYS = {"soak_rss_slope_mb_per_min", "soak_latency_ms_p99_start", "soak_latency_ms_p99_end",

@@ -25,6 +25,20 @@ def test_launch_arguments_left_empty_never_override_the_parameter_file():
         == ["/p.yaml", {"checkpoint": "/m.pt", "device": "cuda", "compressed": True}]
     with pytest.raises(ValueError, match="compressed:=yes: use true or false"):
         node_parameters("/p.yaml", {"compressed": "yes"})
+    assert node_parameters("/p.yaml", {"depth": "/camera/aligned_depth_to_color/image_raw"}) \
+        == ["/p.yaml", {"depth": True}]
+    assert node_parameters("/p.yaml", {"depth": "false"}) == ["/p.yaml", {"depth": False}]
+
+
+def test_camera_info_sits_beside_its_image_and_a_depth_topic_brings_its_own():
+    pairs = dict(remappings("/camera/color/image_raw", depth="/camera/aligned_depth_to_color/image_raw"))
+    assert pairs["camera_info"] == "/camera/color/camera_info"
+    assert pairs["depth"] == "/camera/aligned_depth_to_color/image_raw"
+    assert pairs["depth/camera_info"] == "/camera/aligned_depth_to_color/camera_info"
+    assert dict(remappings("image"))["camera_info"] == "camera_info" and "depth" not in dict(remappings("image"))
+    assert dict(remappings("/image"))["camera_info"] == "/camera_info"
+    assert dict(remappings("/camera/image", camera_info="/info"))["camera_info"] == "/info"
+    assert "depth" not in dict(remappings("/camera/image", depth="true"))  # on, at the default topic names
 
 
 def test_the_launch_file_passes_the_parameter_file_first_and_then_only_the_arguments_given():
@@ -39,7 +53,8 @@ def test_the_launch_file_passes_the_parameter_file_first_and_then_only_the_argum
     declared = [c for c in ast.walk(tree) if isinstance(c, ast.Call) and getattr(c.func, "id", "") ==
                 "DeclareLaunchArgument"]
     defaults = {c.args[0].value: ast.unparse(k.value) for c in declared for k in c.keywords if k.arg == "default_value"}
-    assert all(defaults[name] == "''" for name in ("checkpoint", "model", "device", "compressed")), defaults
+    assert all(defaults[name] == "''" for name in ("checkpoint", "model", "device", "compressed", "depth",
+                                                          "camera_info")), defaults
 
 
 def test_clicks_on_the_overlay_in_rqt_image_view_reach_the_node_under_any_namespace():
@@ -98,3 +113,12 @@ def test_every_tool_the_readme_shows_runs_as_typed_after_its_set_up(tool):
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0 and "usage:" in done.stdout, done.stdout + done.stderr
     assert "cannot import name '_C'" not in done.stdout + done.stderr
+
+
+def test_the_rviz_config_shows_the_nodes_outputs_by_relative_topics():
+    shipped = Path(get_package_share_directory("sam2_ros")) / "config" / "sam2_ros.rviz"
+    displays = yaml.safe_load(shipped.read_text())["Visualization Manager"]["Displays"]
+    shown = sorted((d["Class"].split("/")[-1], d["Topic"]["Value"]) for d in displays)
+    assert shown == [("Image", "sam2_segmenter_node/mask"), ("Image", "sam2_segmenter_node/overlay"),
+                     ("MarkerArray", "sam2_segmenter_node/markers"), ("PointCloud2", "sam2_segmenter_node/points")]
+    assert not any(d["Topic"]["Value"].startswith("/") for d in displays), "relative: RViz follows the namespace"

@@ -33,14 +33,15 @@ from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallb
 from rclpy.exceptions import InvalidHandle
 from rclpy.executors import Executor, ExternalShutdownException, MultiThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
-from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from rclpy.serialization import deserialize_message
 from rclpy.service import Service
 from rclpy.signals import SignalHandlerOptions
 from rclpy.time import Time
 from rclpy.timer import Timer
-from sensor_msgs.msg import CameraInfo, CompressedImage, Image
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 from std_srvs.srv import Trigger
+from visualization_msgs.msg import MarkerArray
 
 from sam2_ros.core.encoding import encode, for_prompts
 from sam2_ros.core.frames import FrameNotKept, FrameRing, RecentFrame, stamp_text
@@ -56,11 +57,14 @@ from sam2_ros.core.tracker import (
     first_free_id,
 )
 from sam2_ros.ros import params as P
+from sam2_ros.ros import vision
 from sam2_ros.ros.clicks import click_prompt, from_pixel_click, in_camera_frame, project
 from sam2_ros.ros.conversions import ImageError, ImageTooLarge, compressed_to_rgb, image_to_rgb
+from sam2_ros.ros.depth import DepthInput, DepthScene, NoDepth
 from sam2_ros.ros.process import ProcessTuning
 from sam2_ros.ros.prompt_msgs import Detections, from_detections, from_prompt_msg, stamp_ns
 from sam2_ros.ros.results import FrameMismatch, ResultBuilder, label_image, overlay_image, result_message
+from sam2_ros.ros.spatial import cloud_message, marker_array
 from sam2_ros.ros.work_queue import Job, Refused, WorkQueue
 from sam2_ros_interfaces.msg import Prompt as PromptMsg
 from sam2_ros_interfaces.msg import SegmentationResult
@@ -109,6 +113,8 @@ class Stats:
     def __init__(self) -> None:
         self.received = self.processed = self.skipped = self.rejected = self.failed = 0
         self.refused: Counter[str] = Counter()
+        self.with_3d = 0
+        self.no_depth: Counter[str] = Counter()
         self.latency_ms: deque[float] = deque(maxlen=200)
         self.model_ms: deque[float] = deque(maxlen=200)
         self.last_error = ""
@@ -145,6 +151,8 @@ class Sam2SegmenterNode(LifecycleNode):
         self._arrivals = itertools.count()
         self._last_detections = time.monotonic()
         self._camera_info: CameraInfo | None = None
+        self._depth = DepthInput()
+        self._labels_sent = None  # the label map last sent on ~/label_info
         self._tf_buffer = self._tf_listener = None  # tf2, where installed
         defaults = P.DEFAULTS
         self._queue = WorkQueue(defaults["max_queued_requests"], defaults["requests_per_frame"])
@@ -213,6 +221,18 @@ class Sam2SegmenterNode(LifecycleNode):
             "overlay": self.create_publisher(Image, "~/overlay", reliable),
             "diagnostics": self.create_publisher(DiagnosticArray, "/diagnostics", 10),
         }
+        if v["depth"]:
+            self._pubs["points"] = self.create_publisher(PointCloud2, "~/points", reliable)
+            self._pubs["markers"] = self.create_publisher(MarkerArray, "~/markers", reliable)
+        if vision.available():
+            latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
+                                 durability=DurabilityPolicy.TRANSIENT_LOCAL)
+            self._pubs["detections"] = self.create_publisher(vision.Detection2DArray, "~/detections", reliable)
+            self._pubs["label_info"] = self.create_publisher(vision.LabelInfo, "~/label_info", latched)
+            self._labels_sent = None
+            if v["depth"]:
+                self._pubs["detections_3d"] = self.create_publisher(vision.Detection3DArray, "~/detections_3d",
+                                                                    reliable)
         # Services live from configure to cleanup: a call that races deactivate is answered
         # ("node deactivated"), and one made while inactive is refused at once, never left hanging.
         services = ReentrantCallbackGroup()
@@ -258,6 +278,15 @@ class Sam2SegmenterNode(LifecycleNode):
         if Detection2DArray is not None:
             self._endpoints.append(self.create_subscription(
                 Detection2DArray, "detections", self._detections_cb, 10, callback_group=services))
+        if v["depth"]:
+            self._depth = DepthInput()
+            depth_group = MutuallyExclusiveCallbackGroup()
+            self._endpoints += [
+                self.create_subscription(Image, "depth", self._depth.add_depth, qos_profile_sensor_data,
+                                         callback_group=depth_group),
+                self.create_subscription(CameraInfo, "depth/camera_info", self._depth.set_depth_info,
+                                         qos_profile_sensor_data, callback_group=depth_group),
+            ]
         self.get_logger().info(f"active: listening on {self.resolve_topic_name(topic)}")
         return super().on_activate(state)
 
@@ -345,7 +374,11 @@ class Sam2SegmenterNode(LifecycleNode):
         if self._camera_info is None and any(msg.d) and not any(msg.p):
             self.get_logger().warning("camera_info has distortion and no projection matrix: 3-D clicks are "
                                       "projected as if the image were rectified", once=True)
+        if self._config.values["depth"] and any(msg.d):
+            self.get_logger().info("camera_info has distortion coefficients: 3D assumes the colour and depth "
+                                   "images are rectified (image_rect, aligned depth)", once=True)
         self._camera_info = msg
+        self._depth.set_colour_info(msg)
 
     def _clicked_point_cb(self, msg: PointStamped) -> None:
         """RViz's Publish Point: a 3-D point, projected into the image with the camera info."""
@@ -501,7 +534,8 @@ class Sam2SegmenterNode(LifecycleNode):
             self._reject(f"image dropped: {error}", error)
             return
         key = stamp_ns(msg.header)
-        builder = ResultBuilder(msg.header, rgb.shape[:2], config.output, self._pool)
+        builder = ResultBuilder(msg.header, rgb.shape[:2], config.output, self._pool,
+                                self._depth_for(key, rgb.shape[:2]))
         try:
             start = time.perf_counter()
             encoded = encode(self.model, rgb)
@@ -553,7 +587,9 @@ class Sam2SegmenterNode(LifecycleNode):
         start = time.perf_counter()
         settings = self._config.output
         hw = frame.image_hw
-        result = (builder or ResultBuilder(frame.header, hw, settings, self._pool)).build(objects, **timings)
+        builder = builder or ResultBuilder(frame.header, hw, settings, self._pool,
+                                           self._depth_for(frame.stamp_ns, hw))
+        result = builder.build(objects, **timings)
         if result.header is not frame.header or (result.height, result.width) != hw:
             raise FrameMismatch(f"result for a {result.width}x{result.height} frame would carry the header "
                                 f"of a {hw[1]}x{hw[0]} frame: withheld")
@@ -566,7 +602,47 @@ class Sam2SegmenterNode(LifecycleNode):
         self._pubs["mask"].publish(label_image(objects, frame.header, hw, settings))
         if self._config.values["publish_overlay"] and self._pubs["overlay"].get_subscription_count():
             self._pubs["overlay"].publish(overlay_image(frame.rgb, objects, frame.header, settings))
+        self._publish_standard(result, builder, frame)
         return result
+
+    def _depth_for(self, stamp: int, hw: tuple[int, int]) -> Callable[[], DepthScene | None] | None:
+        """Pair a depth frame with colour frame `stamp` when asked; None when 3D is off."""
+        v = self._config.values
+        if not v["depth"]:
+            return None
+
+        def pair() -> DepthScene | None:
+            try:
+                scene = self._depth.pair(stamp, hw, round(v["depth_max_age_ms"] * 1e6), v["max_image_pixels"])
+            except NoDepth as error:
+                with self.stats.lock:
+                    self.stats.no_depth[error.kind] += 1
+                if error.detail:
+                    self.get_logger().warning(f"frame without 3D: {error}", throttle_duration_sec=5.0)
+                return None
+            with self.stats.lock:
+                self.stats.with_3d += 1
+            return scene
+        return pair
+
+    def _publish_standard(self, result: SegmentationResult, builder: ResultBuilder, frame: RecentFrame) -> None:
+        """Publish the 3D outputs (cloud and markers for whoever listens) and the vision_msgs ones."""
+        v = self._config.values
+        pubs = self._pubs
+        if v["depth"] and builder.scene is not None:
+            if pubs["points"].get_subscription_count():
+                pubs["points"].publish(cloud_message(builder.scene, builder.solids, v["cloud_voxel_size"],
+                                                     frame.rgb if v["cloud_rgb"] else None))
+            if pubs["markers"].get_subscription_count():
+                pubs["markers"].publish(marker_array(result))
+            if "detections_3d" in pubs:
+                pubs["detections_3d"].publish(vision.detection_3d_array(result))
+        if "detections" in pubs:
+            pubs["detections"].publish(vision.detection_2d_array(result))
+            labels = vision.label_map(result)
+            if labels != self._labels_sent:
+                pubs["label_info"].publish(vision.label_info(result.header, labels, v["score_threshold"]))
+                self._labels_sent = labels
 
     # ----- jobs run on the worker -----
     def _newest_tracked(self) -> RecentFrame:
@@ -725,6 +801,8 @@ class Sam2SegmenterNode(LifecycleNode):
                 "frames received": s.received, "frames processed": s.processed, "frames skipped": s.skipped,
                 "inputs rejected": s.rejected, "model failures": s.failed,
                 **{f"refused: {kind}": count for kind, count in sorted(s.refused.items())},
+                **({"frames with 3D": s.with_3d} if self._config and self._config.values["depth"] else {}),
+                **{f"no depth: {kind}": count for kind, count in sorted(s.no_depth.items())},
                 "requests queued": self._queue.pending(),
                 "latency p50 ms": s.percentile(s.latency_ms, 50),
                 "latency p95 ms": s.percentile(s.latency_ms, 95),

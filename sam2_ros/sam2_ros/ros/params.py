@@ -69,6 +69,16 @@ PARAMS = (
           "failed, never applied later", float_range=(0.1, 3600.0)),
     Param("prompt_max_age_s", 0.0, "prompts stamped this long before the newest frame are refused "
           "(0: any stamp from the oldest kept frame on)", float_range=(0.0, 3600.0)),
+    Param("depth", False, "3D from a registered depth image: subscribe to depth, depth/camera_info and "
+          "camera_info; publish ~/points, ~/markers (and ~/detections_3d with vision_msgs)", read_only=True),
+    Param("depth_max_age_ms", 50.0, "the depth frame closest in stamp to a colour frame is used when "
+          "within this; else that frame is 2D only", float_range=(0.0, 10_000.0)),
+    Param("depth_erode_px", 2, "the mask shrinks by this before depth is sampled (depth at borders "
+          "mixes object and background)", int_range=(0, 50)),
+    Param("depth_min_pixels", 10, "fewer valid depth readings on an object: no 3D", int_range=(1, 1_000_000)),
+    Param("cloud_voxel_size", 0.01, "~/points keeps one averaged point per object per voxel of this "
+          "side, metres (0: every point)", float_range=(0.0, 10.0)),
+    Param("cloud_rgb", True, "~/points carries each point's colour (rgb field)"),
     Param("detections_timeout_s", 0.0, "image mode: detector boxes are dropped when no detection "
           "array came for this long (0: keep them)", float_range=(0.0, 3600.0)),
 )
@@ -94,7 +104,8 @@ class NodeConfig:
     def output(self) -> OutputSettings:
         v = self.values
         return OutputSettings(score_threshold=v["score_threshold"], contour_epsilon=v["contour_epsilon"],
-                              min_area=v["min_area"], mask_encoding=v["mask_encoding"])
+                              min_area=v["min_area"], mask_encoding=v["mask_encoding"],
+                              depth_erode_px=v["depth_erode_px"], depth_min_pixels=v["depth_min_pixels"])
 
 
 def validate(values: dict) -> NodeConfig:

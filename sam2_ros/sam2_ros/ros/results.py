@@ -4,16 +4,18 @@ from __future__ import annotations
 from array import array
 from concurrent.futures import Executor, Future
 from dataclasses import dataclass
-from typing import Protocol, Sequence
+from typing import Callable, Protocol, Sequence
 
 import numpy as np
-from geometry_msgs.msg import Point32
+from geometry_msgs.msg import Point, Point32
 from sensor_msgs.msg import Image, RegionOfInterest
 from std_msgs.msg import Header
 
 from sam2_ros.core.contours import Contour, describe
+from sam2_ros.core.geometry import Object3D, mask_on_depth, object_3d
 from sam2_ros.core.render import DrawnObject, overlay
 from sam2_ros.ros.conversions import array_to_image
+from sam2_ros.ros.depth import DepthScene
 from sam2_ros_interfaces.msg import SegmentationResult, SegmentedObject
 
 
@@ -47,6 +49,8 @@ class OutputSettings:
     contour_epsilon: float = 0.0  # polygon simplification tolerance, pixels
     min_area: float = 0.0  # smaller regions and holes are left out of contours, pixels
     mask_encoding: str = "mono8"  # label image: mono8 (ids <= 255) or 16UC1
+    depth_erode_px: int = 2  # the mask shrinks by this before depth is sampled (borders mix depths)
+    depth_min_pixels: int = 10  # fewer valid depth readings on an object: no 3D
 
 
 def shown(obj: ObjectResult, settings: OutputSettings) -> np.ndarray:
@@ -56,8 +60,17 @@ def shown(obj: ObjectResult, settings: OutputSettings) -> np.ndarray:
     return obj.mask
 
 
-def segmented_object(obj: ObjectResult, settings: OutputSettings, header: Header) -> SegmentedObject:
-    """Build one object's message: geometry, contours and the mask cropped to its box."""
+@dataclass(frozen=True)
+class Described:
+    """One object's message, and its 3D points where a depth frame was paired (for the cloud)."""
+
+    msg: SegmentedObject
+    solid: Object3D | None = None
+
+
+def segmented_object(obj: ObjectResult, settings: OutputSettings, header: Header,
+                     scene: DepthScene | None = None) -> Described:
+    """Build one object's message: geometry, contours, the mask cropped to its box, 3D from depth."""
     mask = shown(obj, settings)
     geometry = describe(mask, settings.contour_epsilon, settings.min_area)
     x, y, w, h = geometry.box
@@ -65,11 +78,19 @@ def segmented_object(obj: ObjectResult, settings: OutputSettings, header: Header
                           presence=float(obj.presence), visible=geometry.area > 0,
                           box=RegionOfInterest(x_offset=x, y_offset=y, width=w, height=h),
                           area=geometry.area)
+    solid = None
     if geometry.area:
         msg.centroid = Point32(x=float(geometry.centroid[0]), y=float(geometry.centroid[1]))
         msg.mask = array_to_image(mask[y:y + h, x:x + w].astype(np.uint8) * np.uint8(255), "mono8", header)
+        if scene is not None:
+            solid = object_3d(mask_on_depth(mask, scene.registration), scene.metres, scene.intrinsics,
+                              settings.depth_erode_px, min_pixels=settings.depth_min_pixels)
+    if solid is not None:
+        msg.has_3d, msg.depth_pixels = True, solid.count
+        msg.centroid_3d, msg.min_3d, msg.max_3d = (Point(x=float(v[0]), y=float(v[1]), z=float(v[2]))
+                                                   for v in (solid.centroid, solid.minimum, solid.maximum))
     msg.contour_points, msg.contour_lengths, msg.contour_parents = pack_contours(geometry.contours)
-    return msg
+    return Described(msg, solid)
 
 
 def pack_contours(contours: Sequence[Contour]) -> tuple[array, array, array]:
@@ -93,23 +114,35 @@ def unpack_contours(msg: SegmentedObject) -> list[Contour]:
 class ResultBuilder:
     """Describe each object on a pool thread as soon as its mask exists, then assemble the frame.
 
-    The tracker hands objects over one by one, so contours of the first objects are traced while
-    SAM 2 still works on the later ones; OpenCV's contour and moment code releases the GIL.
-    Without a pool (the owner's, e.g. the node's) objects are described in the calling thread.
+    The tracker hands objects over one by one, so contours (and 3D) of the first objects are
+    worked out while SAM 2 still works on the later ones; OpenCV's contour and moment code
+    releases the GIL. Without a pool (the owner's, e.g. the node's) objects are described in the
+    calling thread. `depth` pairs a depth frame, asked once, when the first mask exists: late
+    enough for a depth image stamped like the colour frame to have arrived.
     """
 
     def __init__(self, header: Header, image_hw: tuple[int, int], settings: OutputSettings,
-                 pool: Executor | None = None):
+                 pool: Executor | None = None, depth: Callable[[], DepthScene | None] | None = None):
         self.header, self.image_hw, self.settings, self._pool = header, image_hw, settings, pool
+        self._depth, self._scene = depth, None
         self._described: dict[int, tuple[ObjectResult, Future]] = {}
+        self.solids: dict[int, Object3D] = {}
+
+    @property
+    def scene(self) -> DepthScene | None:
+        """The depth frame paired with this colour frame, if any (paired on first use)."""
+        if self._depth is not None:
+            self._scene, self._depth = self._depth(), None
+        return self._scene
 
     def add(self, obj: ObjectResult) -> None:
         """Start describing one object."""
+        args = (obj, self.settings, self.header, self.scene)
         if self._pool is not None:
-            future = self._pool.submit(segmented_object, obj, self.settings, self.header)
+            future = self._pool.submit(segmented_object, *args)
         else:
             future = Future()
-            future.set_result(segmented_object(obj, self.settings, self.header))
+            future.set_result(segmented_object(*args))
         self._described[obj.object_id] = (obj, future)
 
     def build(self, objects: Sequence[ObjectResult], **timings: float) -> SegmentationResult:
@@ -119,8 +152,12 @@ class ResultBuilder:
             if self._described.get(obj.object_id, (None,))[0] is not obj:
                 self.add(obj)
         described = [self._described[obj.object_id][1].result() for obj in objects]
-        return SegmentationResult(header=self.header, height=self.image_hw[0], width=self.image_hw[1],
-                                  objects=described, **timings)
+        self.solids = {d.msg.object_id: d.solid for d in described if d.solid is not None}
+        result = SegmentationResult(header=self.header, height=self.image_hw[0], width=self.image_hw[1],
+                                    objects=[d.msg for d in described], **timings)
+        if self.scene is not None:
+            result.depth_header = self.scene.header
+        return result
 
 
 def result_message(objects: Sequence[ObjectResult], header: Header, image_hw: tuple[int, int],

@@ -83,7 +83,9 @@ def bench_core(model: LoadedModel, repeats: int, sync: Callable[[], None]) -> di
         "cached_prompt_ms": median_ms(lambda: segmenter.segment(image, click, key="frame"), repeats, sync),
         "contours_ms_1080p": median_ms(lambda: describe(mask), repeats, sync),
     }
-    results.update(bench_messages(segmenter.predict(boxes[:3], frame).objects, repeats))
+    three = segmenter.predict(boxes[:3], frame).objects
+    results.update(bench_messages(three, repeats))
+    results.update(bench_geometry(three, repeats))
     results["cached_prompt_ratio"] = results["cached_prompt_ms"] / results["first_prompt_ms"]
     results["batched_over_sequential_8obj"] = (results["decode_ms_8obj_batched"]
                                                / results["decode_ms_8obj_sequential"])
@@ -138,25 +140,52 @@ def bench_gpu(frames: int) -> dict:
     return {"gpu": torch.cuda.get_device_name(), **fps}
 
 
+def depth_scene(height: int = 480, width: int = 640) -> np.ndarray:
+    """Return a depth image (16UC1 mm): a wall at 2 m, boxes at 0.8, 1.0 and 1.2 m under eight_boxes' first three."""
+    depth = np.full((height, width), 2000, np.uint16)
+    for i, prompt in enumerate(eight_boxes(width, height)[:3]):
+        x0, y0, x1, y1 = (int(v) for v in prompt.box)
+        depth[y0 + 20:y1 - 20, x0 + 20:x1 - 20] = 800 + 200 * i
+    return depth
+
+
+def bench_geometry(objects, repeats: int) -> dict:
+    """3D of three objects at 640x480 (registration, erosion, robust extent) and their cloud, one thread."""
+    from sam2_ros.core.geometry import Intrinsics, depth_in_metres, mask_on_depth, object_3d, register
+    camera = Intrinsics(500.0, 500.0, 319.5, 239.5, 640, 480)
+    registration, metres = register(camera, camera), depth_in_metres(depth_scene(), "16UC1")
+
+    def three():
+        return [object_3d(mask_on_depth(o.mask, registration), metres, camera) for o in objects]
+    return {"geometry_ms_3obj": median_ms(three, repeats, lambda: None)}
+
+
 def bench_node(checkpoint: str, args: argparse.Namespace, frames: int) -> dict:
     """Time the node over real topics, in-process, against the model's own time.
 
-    Same frames (3 objects, 640x480) one by one, then a 30 Hz camera against a far slower model.
+    Same frames (3 objects, 640x480) one by one, then with a depth image per frame (3D on), then
+    a 30 Hz camera against a far slower model.
     """
     from sam2_ros.tools.node_probe import NodeProbe
 
     overrides = {"checkpoint": checkpoint, "device": args.device, "image_size": args.image_size,
-                 "precision": args.precision, "model": args.model}
+                 "precision": args.precision, "model": args.model, "depth": True}
     image = camera_frame()
     with NodeProbe(overrides) as probe:
         probe.round_trip(image)
         bare = [probe.round_trip(image) for _ in range(frames)]  # transport and conversion alone
         bare_model_ms = list(probe.node.stats.model_ms)[-frames:]
         probe.settle(image, [np.array(p.box) for p in eight_boxes(640, 480)[:3]])
-        latencies = [probe.round_trip(image) for _ in range(frames)]
+        latencies = [probe.round_trip(image) for _ in range(frames)]  # no depth sent yet: 2D only
         model_ms = list(probe.node.stats.model_ms)[-frames:]
         postprocess_ms = [r.postprocess_ms for _, r in probe.results[-frames:]]
         polygons = polygons_per_object(probe.results[-1][1])
+        probe.start_depth(depth_scene(), focal=500.0)
+        probe.round_trip(image)
+        latencies_3d = [probe.round_trip(image) for _ in range(frames)]
+        model_ms_3d = list(probe.node.stats.model_ms)[-frames:]
+        postprocess_3d = [r.postprocess_ms for _, r in probe.results[-frames:]]
+        with_3d = sum(o.has_3d for _, r in probe.results[-frames:] for o in r.objects)
         seconds = max(5.0, frames * 0.5, 8 * statistics.median(model_ms) / 1e3)  # at least 8 model periods
         ages, period_ms, skipped, intervals = probe.stream(image, rate_hz=30.0, seconds=seconds)
     # Overhead frame by frame (round trip minus that frame's model time): the model's own
@@ -170,6 +199,10 @@ def bench_node(checkpoint: str, args: argparse.Namespace, frames: int) -> dict:
         "node_postprocess_ms_p50": statistics.median(postprocess_ms),
         "node_polygons_per_object": polygons,
         "node_overhead_ms_p50_0obj": statistics.median(np.subtract(bare, bare_model_ms)),
+        "node_overhead_ms_p50_3d": statistics.median(np.subtract(latencies_3d, model_ms_3d)),
+        # the 3D work still left when the model is done: postprocessing with depth minus without
+        "node_3d_ms_p50": statistics.median(postprocess_3d) - statistics.median(postprocess_ms),
+        "node_objects_with_3d_per_frame": with_3d / frames,
         "stream_rate_hz": 30.0,
         "stream_result_age_ms_max": max(ages),
         "stream_model_period_ms": period_ms,

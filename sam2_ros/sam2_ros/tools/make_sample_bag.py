@@ -1,8 +1,12 @@
 """sam2_make_sample_bag: a short camera stream from real photographs, with a prompt and ground truth.
 
 Topics: /camera/image_raw (rgb8; with --compressed, /camera/image_raw/compressed as lossless png
-instead, as image_transport names it), /camera/camera_info, /sam2/prompt (a box around the moving
-object on the first frame, object id 1) and /ground_truth/mask (mono8, 1 = the object).
+instead, as image_transport names it), /camera/camera_info, a registered depth stream as a
+RealSense names it (/camera/aligned_depth_to_color/image_raw, 16UC1 millimetres, and its
+camera_info), /sam2/prompt (a box around the moving object on the first frame, object id 1),
+/ground_truth/mask (mono8, 1 = the object) and /ground_truth/centroid (geometry_msgs/PointStamped:
+the object's true 3D centroid; the object is a flat square facing the camera, 1.0 m to 1.5 m away,
+in front of a wall at 3 m).
 """
 from __future__ import annotations
 
@@ -18,6 +22,14 @@ from sam2_ros.tools.scenes import object_box, pan_clip
 
 IMAGE_TOPIC, INFO_TOPIC = "/camera/image_raw", "/camera/camera_info"
 COMPRESSED_TOPIC = IMAGE_TOPIC + "/compressed"
+DEPTH_TOPIC, DEPTH_INFO_TOPIC = "/camera/aligned_depth_to_color/image_raw", "/camera/aligned_depth_to_color/camera_info"
+CENTROID_TOPIC = "/ground_truth/centroid"
+WALL_M = 3.0  # the photograph hangs on a wall facing the camera
+
+
+def object_distance(t: int, frames: int) -> float:
+    """Return the moving object's distance (metres): from 1.0 m on the first frame to 1.5 m on the last."""
+    return 1.0 + 0.5 * t / max(frames - 1, 1)
 PROMPT_TOPIC, TRUTH_TOPIC = "/sam2/prompt", "/ground_truth/mask"
 FRAME_ID = "camera_color_optical_frame"
 START_NS = 1_700_000_000 * 10**9
@@ -38,8 +50,8 @@ def make_sample_bag(path: Path, frames: int = 30, rate_hz: float = 10.0, storage
     def image(array: np.ndarray, encoding: str, ns: int):
         channels = 1 if array.ndim == 2 else array.shape[2]
         return T["sensor_msgs/msg/Image"](header=header(ns), height=height, width=width, encoding=encoding,
-                                          is_bigendian=0, step=width * channels,
-                                          data=np.ascontiguousarray(array, np.uint8).reshape(-1))
+                                          is_bigendian=0, step=width * channels * array.itemsize,
+                                          data=np.ascontiguousarray(array).view(np.uint8).reshape(-1))
 
     focal = width / 2 / np.tan(np.radians(30))
     info = T["sensor_msgs/msg/CameraInfo"](
@@ -63,7 +75,9 @@ def make_sample_bag(path: Path, frames: int = 30, rate_hz: float = 10.0, storage
     with writer(path, storage) as bag:
         topics = {topic: bag.add_connection(topic, msgtype, typestore=store) for topic, msgtype in (
             (camera_topic, camera_type), (INFO_TOPIC, "sensor_msgs/msg/CameraInfo"),
-            (PROMPT_TOPIC, "sam2_ros_interfaces/msg/Prompt"), (TRUTH_TOPIC, "sensor_msgs/msg/Image"))}
+            (DEPTH_TOPIC, "sensor_msgs/msg/Image"), (DEPTH_INFO_TOPIC, "sensor_msgs/msg/CameraInfo"),
+            (PROMPT_TOPIC, "sam2_ros_interfaces/msg/Prompt"), (TRUTH_TOPIC, "sensor_msgs/msg/Image"),
+            (CENTROID_TOPIC, "geometry_msgs/msg/PointStamped"))}
 
         def write(topic: str, ns: int, msg, msgtype: str) -> None:
             bag.write(topics[topic], ns, store.serialize_cdr(msg, msgtype))
@@ -71,8 +85,19 @@ def make_sample_bag(path: Path, frames: int = 30, rate_hz: float = 10.0, storage
         for t, (rgb, truth) in enumerate(zip(images, truths)):
             ns = START_NS + round(t * 1e9 / rate_hz)
             info.header = header(ns)
+            z = object_distance(t, frames)
+            depth = np.full((height, width), round(WALL_M * 1000), np.uint16)
+            depth[truth] = round(z * 1000)
+            rows, cols = np.nonzero(truth)  # a flat square facing the camera: its centre, at distance z
+            centroid = T["geometry_msgs/msg/Point"](x=(cols.mean() - width / 2) * z / focal,
+                                                    y=(rows.mean() - height / 2) * z / focal, z=z)
+            # camera models and depth first (1 us earlier in the log): a replayed frame finds them there
+            write(INFO_TOPIC, ns - 1000, info, "sensor_msgs/msg/CameraInfo")
+            write(DEPTH_INFO_TOPIC, ns - 1000, info, "sensor_msgs/msg/CameraInfo")
+            write(DEPTH_TOPIC, ns - 1000, image(depth, "16UC1", ns), "sensor_msgs/msg/Image")
+            write(CENTROID_TOPIC, ns, T["geometry_msgs/msg/PointStamped"](header=header(ns), point=centroid),
+                  "geometry_msgs/msg/PointStamped")
             write(camera_topic, ns, png(rgb, ns) if compressed else image(rgb, "rgb8", ns), camera_type)
-            write(INFO_TOPIC, ns, info, "sensor_msgs/msg/CameraInfo")
             write(TRUTH_TOPIC, ns, image(truth.astype(np.uint8), "mono8", ns), "sensor_msgs/msg/Image")
             if t == 0:  # after its frame: a prompt refers to a frame the node has seen
                 write(PROMPT_TOPIC, ns + 1, prompt, "sam2_ros_interfaces/msg/Prompt")

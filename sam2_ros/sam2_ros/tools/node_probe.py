@@ -10,7 +10,7 @@ import rclpy
 from rclpy.executors import MultiThreadedExecutor, SingleThreadedExecutor
 from rclpy.parameter import Parameter
 from rclpy.qos import QoSProfile, ReliabilityPolicy
-from sensor_msgs.msg import Image
+from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import Header
 
 from sam2_ros.ros.conversions import array_to_image
@@ -37,6 +37,9 @@ class NodeProbe:
         self.peer = rclpy.create_node("sam2_probe")
         reliable = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
         self.camera = self.peer.create_publisher(Image, "image", reliable)
+        self.depth = self.peer.create_publisher(Image, "depth", reliable)
+        self.camera_info = self.peer.create_publisher(CameraInfo, "camera_info", reliable)
+        self.depth_image: np.ndarray | None = None  # with depth: true, sent (16UC1) just before each frame
         self.prompts = self.peer.create_publisher(Prompt, "prompt", 10)
         self.peer.create_subscription(SegmentationResult, "/sam2_segmenter_node/result", self._result_cb, reliable)
         # Each with an executor of its own, as in separate processes: the node's like main()'s.
@@ -68,9 +71,24 @@ class NodeProbe:
                     raise TimeoutError("the node did not answer in time")
                 self._arrived.wait(0.01)
 
+    def start_depth(self, depth_mm: np.ndarray, focal: float) -> None:
+        """From now on send this depth image, stamped like each frame, and a camera_info for it."""
+        height, width = depth_mm.shape
+        cx, cy = (width - 1) / 2, (height - 1) / 2
+        info = CameraInfo(width=width, height=height, k=[focal, 0.0, cx, 0.0, focal, cy, 0.0, 0.0, 1.0])
+        self.depth_image = depth_mm
+        self._wait(lambda: self.depth.get_subscription_count() and self.camera_info.get_subscription_count(), 30)
+        deadline = time.monotonic() + 30
+        while self.node._depth._colour_info is None and time.monotonic() < deadline:
+            self.camera_info.publish(info)
+            time.sleep(0.05)
+
     def publish(self, image: np.ndarray) -> tuple[int, float]:
-        """Publish a frame stamped now; return its stamp in ns and the monotonic time of publishing."""
-        msg = array_to_image(image, "rgb8", Header(stamp=self.peer.get_clock().now().to_msg()))
+        """Publish a frame stamped now (its depth first); return its stamp in ns and the time of publishing."""
+        header = Header(stamp=self.peer.get_clock().now().to_msg())
+        msg = array_to_image(image, "rgb8", header)
+        if self.depth_image is not None:
+            self.depth.publish(array_to_image(self.depth_image, "16UC1", header))
         published = time.monotonic()
         self.camera.publish(msg)
         return stamp_ns(msg.header), published

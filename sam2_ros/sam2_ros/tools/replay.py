@@ -1,8 +1,10 @@
 """sam2_replay: play a bag's camera and prompts into a running sam2_segmenter_node, record what it says.
 
 Topics are published under their names in the bag (as `ros2 bag play` does): remap the node's
-`image` and `prompt` onto them. Everything the node publishes on `~/result` and `~/mask` is
-written to the output bag, beside the camera frames, so sam2_render can draw it.
+`image` and `prompt` (and `depth`, `camera_info`, `depth/camera_info`) onto them. The camera
+infos and the depth topic go out as they come in the bag. Everything the node publishes on
+`~/result` and `~/mask` is written to the output bag, beside the camera frames, so sam2_render
+can draw it. Ground truth (a label image, and object 1's 3D centroid) is scored, not published.
 """
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import rclpy
+from geometry_msgs.msg import PointStamped
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from rclpy.serialization import deserialize_message
@@ -41,6 +44,8 @@ class Summary:
     seconds: float = 0.0
     latency_ms: list[float] = field(default_factory=list)
     iou: list[float] = field(default_factory=list)
+    centroid_error_m: list[float] = field(default_factory=list)  # object 1, frames where it has 3D
+    frames_3d_truth: int = 0  # frames with a ground-truth centroid
 
     @property
     def skipped(self) -> int:
@@ -54,12 +59,22 @@ class Summary:
                 ("latency p50", f"{p50:.1f} ms"), ("latency p95", f"{p95:.1f} ms"),
                 ("mean IoU vs ground truth", f"{np.mean(self.iou):.3f} over {len(self.iou)} frames"
                  if self.iou else "no ground truth in the bag")]
+        if self.frames_3d_truth:
+            errors = self.centroid_error_m
+            rows.append(("3D centroid error (object 1)",
+                         f"p50 {np.median(errors):.4f} m, max {np.max(errors):.4f} m over {len(errors)} of "
+                         f"{self.frames_3d_truth} frames" if errors else
+                         f"no 3D on any of {self.frames_3d_truth} frames (node started with depth:=true?)"))
         width = max(len(name) for name, _ in rows)
         return "\n".join(f"{name:<{width}}  {value}" for name, value in rows)
 
 
-def read_plan(bag: Path, image_topic: str, prompt_topic: str, truth_topic: str):
-    """Read the bag's frames, prompts and ground truth in bag order; clear errors for a bad bag."""
+CAMERA_INFO = "sensor_msgs/msg/CameraInfo"
+
+
+def read_plan(bag: Path, image_topic: str, prompt_topic: str, truth_topic: str, depth_topic: str = "",
+              centroid_topic: str = ""):
+    """Read the bag's frames, prompts, depth, camera infos and ground truth in bag order; clear errors for a bad bag."""
     if not bag.exists():
         raise BagError(f"no bag at '{bag}'")
     try:
@@ -72,7 +87,10 @@ def read_plan(bag: Path, image_topic: str, prompt_topic: str, truth_topic: str):
                                f"({' or '.join(IMAGE_TYPES)})")
             if prompt_topic in topics and topics[prompt_topic] != PROMPT_TYPE:
                 raise BagError(f"topic '{prompt_topic}' holds {topics[prompt_topic]}, not {PROMPT_TYPE}")
-            wanted = [c for c in reader.connections if c.topic in (image_topic, prompt_topic, truth_topic)]
+            if depth_topic in topics and topics[depth_topic] != "sensor_msgs/msg/Image":
+                raise BagError(f"topic '{depth_topic}' holds {topics[depth_topic]}, not sensor_msgs/msg/Image")
+            named = (image_topic, prompt_topic, truth_topic, depth_topic, centroid_topic)
+            wanted = [c for c in reader.connections if c.topic in named or c.msgtype == CAMERA_INFO]
             return [(c.topic, c.msgtype, t, raw) for c, t, raw in reader.messages(connections=wanted)]
     except BagError:
         raise
@@ -142,11 +160,12 @@ class Replayer:
 def replay(bag: Path, out: Path, image_topic: str = "/camera/image_raw", prompt_topic: str = "/sam2/prompt",
            truth_topic: str = "/ground_truth/mask", node_name: str = "/sam2_segmenter_node",
            rate: float | None = None, storage: str = "mcap", timeout: float = 120.0,
-           progress: bool = True) -> Summary:
+           progress: bool = True, depth_topic: str = "/camera/aligned_depth_to_color/image_raw",
+           centroid_topic: str = "/ground_truth/centroid") -> Summary:
     """Replay `bag` into the node and record its answers into `out`."""
-    plan = read_plan(bag, image_topic, prompt_topic, truth_topic)
+    plan = read_plan(bag, image_topic, prompt_topic, truth_topic, depth_topic, centroid_topic)
     store = typestore()
-    summary, sent, truths = Summary(), {}, {}
+    summary, sent, truths, centroids = Summary(), {}, {}, {}
     replayer = Replayer(node_name)
     try:
         image_type = next(msgtype for topic, msgtype, _, _ in plan if topic == image_topic)
@@ -158,6 +177,10 @@ def replay(bag: Path, out: Path, image_topic: str = "/camera/image_raw", prompt_
             if topic == truth_topic:
                 truths[stamp_ns(deserialize_message(raw, Image).header)] = raw
                 continue
+            if topic == centroid_topic:
+                point = deserialize_message(raw, PointStamped)
+                centroids[stamp_ns(point.header)] = np.array([point.point.x, point.point.y, point.point.z])
+                continue
             if rate:  # at the bag's own pace (scaled): the node skips what it cannot keep up with
                 time.sleep(max(0.0, start + (bag_ns - first_bag_ns) / 1e9 / rate - time.monotonic()))
             msg = deserialize_message(raw, message_class(msgtype))
@@ -168,6 +191,8 @@ def replay(bag: Path, out: Path, image_topic: str = "/camera/image_raw", prompt_
                 summary.published += 1
                 if not rate:
                     replayer.wait_results(newest, 1, timeout)
+            elif msgtype != PROMPT_TYPE:  # depth and camera infos: the node pairs them itself
+                replayer.publisher(topic, msgtype).publish(msg)
             else:
                 before = len(replayer.results.get(newest, []))
                 replayer.publisher(topic, msgtype).publish(msg)
@@ -177,6 +202,7 @@ def replay(bag: Path, out: Path, image_topic: str = "/camera/image_raw", prompt_
             replayer.wait_results(newest, 1, timeout)
         summary.seconds = time.monotonic() - start
         _record(out, storage, store, image_topic, image_type, node_name, sent, replayer, truths, summary)
+        _score_centroids(replayer, centroids, summary)
     finally:
         replayer.close()
     return summary
@@ -203,6 +229,17 @@ def _record(out, storage, store, image_topic, image_type, node_name, sent, repla
                     summary.iou.append(_iou(replayer.masks[stamp], truths[stamp]))
 
 
+def _score_centroids(replayer: Replayer, centroids: dict[int, np.ndarray], summary: Summary) -> None:
+    """Distance from object 1's 3D centroid to the ground truth, on every frame that has both."""
+    summary.frames_3d_truth = len(centroids)
+    for stamp, truth in sorted(centroids.items()):
+        answers = replayer.results.get(stamp)
+        found = next((o for o in answers[-1][1].objects if o.object_id == 1), None) if answers else None
+        if found is not None and found.has_3d:
+            ours = np.array([found.centroid_3d.x, found.centroid_3d.y, found.centroid_3d.z])
+            summary.centroid_error_m.append(float(np.linalg.norm(ours - truth)))
+
+
 def _iou(label_raw: bytes, truth_raw: bytes) -> float:
     """IoU of every ground-truth object id with the node's pixels of the same id, averaged."""
     labels = image_to_array(deserialize_message(label_raw, Image))
@@ -220,7 +257,8 @@ def check_arguments(args: argparse.Namespace) -> None:
         raise BagError(f"--rate must be positive, got {args.rate}")
     if not args.timeout > 0:
         raise BagError(f"--timeout must be positive, got {args.timeout}")
-    read_plan(args.bag, args.image_topic, args.prompt_topic, args.truth_topic)
+    read_plan(args.bag, args.image_topic, args.prompt_topic, args.truth_topic, args.depth_topic,
+              args.centroid_topic)
     if args.out.exists():
         if not args.force:
             raise BagError(f"'{args.out}' already exists: give a new --out, or --force to replace it")
@@ -238,6 +276,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--image-topic", default="/camera/image_raw")
     parser.add_argument("--prompt-topic", default="/sam2/prompt")
     parser.add_argument("--truth-topic", default="/ground_truth/mask")
+    parser.add_argument("--depth-topic", default="/camera/aligned_depth_to_color/image_raw",
+                        help="registered depth, published when the bag has it")
+    parser.add_argument("--centroid-topic", default="/ground_truth/centroid",
+                        help="object 1's true 3D centroid (geometry_msgs/PointStamped), scored when present")
     parser.add_argument("--node", default="/sam2_segmenter_node", help="the node's name with namespace")
     parser.add_argument("--rate", type=float, help="play at the bag's rate times this; default: as fast as "
                                                    "the node keeps up")
@@ -253,7 +295,8 @@ def main(argv: list[str] | None = None) -> int:
     rclpy.init()
     try:
         summary = replay(args.bag, args.out, args.image_topic, args.prompt_topic, args.truth_topic, args.node,
-                         args.rate, args.storage, args.timeout)
+                         args.rate, args.storage, args.timeout, depth_topic=args.depth_topic,
+                         centroid_topic=args.centroid_topic)
     except BagError as error:
         print(f"sam2_replay: {error}", file=sys.stderr)
         return 2

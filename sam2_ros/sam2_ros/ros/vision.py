@@ -1,0 +1,100 @@
+"""SegmentationResult -> vision_msgs (Detection2DArray, Detection3DArray, LabelInfo), where vision_msgs is installed.
+
+vision_msgs ships with ROS 2 desktop on robots; it is optional here. The numbers each message
+carries are worked out by the plain functions below, which need no vision_msgs; the builders
+only fill the message classes.
+"""
+from __future__ import annotations
+
+from std_msgs.msg import Header
+
+from sam2_ros_interfaces.msg import SegmentationResult, SegmentedObject
+
+try:
+    from vision_msgs.msg import (
+        BoundingBox2D,
+        BoundingBox3D,
+        Detection2D,
+        Detection2DArray,
+        Detection3D,
+        Detection3DArray,
+        LabelInfo,
+        ObjectHypothesisWithPose,
+        VisionClass,
+    )
+except ImportError:
+    Detection2DArray = None
+
+
+def available() -> bool:
+    """Whether vision_msgs is importable (the node then publishes these outputs)."""
+    return Detection2DArray is not None
+
+
+def box_2d(obj: SegmentedObject) -> tuple[float, float, float, float]:
+    """Return (centre x, centre y, width, height) of the mask's box, in pixel-edge coordinates.
+
+    The box covers columns x_offset .. x_offset + width - 1, so its left edge is x_offset and
+    its centre x_offset + width / 2 (as detectors' xyxy boxes are converted).
+    """
+    box = obj.box
+    return (box.x_offset + box.width / 2, box.y_offset + box.height / 2, float(box.width), float(box.height))
+
+
+def box_3d(obj: SegmentedObject) -> tuple[tuple[float, float, float], tuple[float, float, float]]:
+    """Return (centre, size) of the axis-aligned box around the object's 3D points, metres."""
+    low, high = obj.min_3d, obj.max_3d
+    centre = ((low.x + high.x) / 2, (low.y + high.y) / 2, (low.z + high.z) / 2)
+    return centre, (high.x - low.x, high.y - low.y, high.z - low.z)
+
+
+def class_name(obj: SegmentedObject) -> str:
+    """Name the hypothesis' class: the prompt's label, or 'object <id>' when it had none."""
+    return obj.label or f"object {obj.object_id}"
+
+
+def label_map(result: SegmentationResult) -> tuple[tuple[int, str], ...]:
+    """Label-image value -> class name for every object in the result (ids are label values)."""
+    return tuple((obj.object_id, class_name(obj)) for obj in result.objects)
+
+
+def _hypothesis(obj: SegmentedObject):
+    hypothesis = ObjectHypothesisWithPose()
+    hypothesis.hypothesis.class_id, hypothesis.hypothesis.score = class_name(obj), float(obj.score)
+    return hypothesis
+
+
+def detection_2d_array(result: SegmentationResult):
+    """Detection2DArray of the visible objects: id = object id, bbox from the mask, hypothesis = label, score."""
+    detections = []
+    for obj in result.objects:
+        if not obj.visible:
+            continue
+        cx, cy, w, h = box_2d(obj)
+        bbox = BoundingBox2D(size_x=w, size_y=h)
+        bbox.center.position.x, bbox.center.position.y = cx, cy
+        detections.append(Detection2D(header=result.header, results=[_hypothesis(obj)], bbox=bbox,
+                                      id=str(obj.object_id)))
+    return Detection2DArray(header=result.header, detections=detections)
+
+
+def detection_3d_array(result: SegmentationResult):
+    """Detection3DArray of the objects with 3D, in the depth frame: bbox = their points' extent."""
+    detections = []
+    for obj in result.objects:
+        if not obj.has_3d:
+            continue
+        (x, y, z), (sx, sy, sz) = box_3d(obj)
+        bbox = BoundingBox3D()
+        bbox.center.position.x, bbox.center.position.y, bbox.center.position.z = x, y, z
+        bbox.center.orientation.w = 1.0
+        bbox.size.x, bbox.size.y, bbox.size.z = sx, sy, sz
+        detections.append(Detection3D(header=result.depth_header, results=[_hypothesis(obj)], bbox=bbox,
+                                      id=str(obj.object_id)))
+    return Detection3DArray(header=result.depth_header, detections=detections)
+
+
+def label_info(header: Header, labels: tuple[tuple[int, str], ...], threshold: float):
+    """LabelInfo for ~/mask: which label-image value is which class (published transient local)."""
+    return LabelInfo(header=header, threshold=float(threshold),
+                     class_map=[VisionClass(class_id=object_id, class_name=name) for object_id, name in labels])

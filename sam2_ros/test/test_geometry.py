@@ -1,0 +1,158 @@
+"""Masks in metres, checked against closed-form scenes: a plane, a box in front of it, known cameras."""
+import struct
+
+import numpy as np
+import pytest
+
+from sam2_ros.core.geometry import (
+    DepthError,
+    Intrinsics,
+    cloud_array,
+    depth_in_metres,
+    mask_on_depth,
+    object_3d,
+    register,
+    voxel_downsample,
+)
+
+# 640x480 camera, focal 500 px, principal point at the image centre (pixel centres are integers)
+CAMERA = Intrinsics(fx=500.0, fy=500.0, cx=319.5, cy=239.5, width=640, height=480)
+ROWS, COLS = slice(200, 280), slice(300, 380)  # an 80x80 pixel face of a box
+
+
+def scene(object_m: float = 1.0, plane_m: float = 2.0) -> tuple[np.ndarray, np.ndarray]:
+    """A wall at plane_m, a box face at object_m; returns (mask, depth in millimetres, 16UC1)."""
+    depth = np.full((480, 640), round(plane_m * 1000), np.uint16)
+    depth[ROWS, COLS] = round(object_m * 1000)
+    mask = np.zeros((480, 640), bool)
+    mask[ROWS, COLS] = True
+    return mask, depth
+
+
+def test_depth_encodings_become_metres_and_no_reading_becomes_nan():
+    mm = np.array([[0, 1, 1500, 65535]], np.uint16)
+    np.testing.assert_allclose(depth_in_metres(mm, "16UC1"), [[np.nan, 0.001, 1.5, 65.535]], rtol=1e-6)
+    m = np.array([[np.nan, np.inf, -1.0, 0.0, 2.25]], np.float32)
+    np.testing.assert_array_equal(depth_in_metres(m, "32FC1"), [[np.nan, np.nan, np.nan, np.nan, 2.25]])
+    with pytest.raises(DepthError, match="depth encoding 'rgb8' is not supported: use 16UC1"):
+        depth_in_metres(m, "rgb8")
+
+
+def test_a_box_face_at_one_metre_has_its_hand_worked_centroid_and_extent():
+    mask, depth = scene()
+    found = object_3d(mask, depth_in_metres(depth, "16UC1"), CAMERA, erode_px=2)
+    # columns 300..379 eroded by 2 -> 302..377, mean 339.5: x = (339.5 - 319.5) / 500 * 1 m = 0.04
+    # rows 200..279 -> 202..277, mean 239.5: y = 0;  z = 1
+    np.testing.assert_allclose(found.centroid, [0.04, 0.0, 1.0], atol=1e-6)
+    np.testing.assert_allclose(found.minimum, [(302 - 319.5) / 500, (202 - 239.5) / 500, 1.0], atol=1e-6)
+    np.testing.assert_allclose(found.maximum, [(377 - 319.5) / 500, (277 - 239.5) / 500, 1.0], atol=1e-6)
+    assert found.count == 76 * 76  # a 5x5 ellipse reaches 2 px along rows and columns: 2 px off each side
+
+
+def test_the_float_encoding_gives_the_same_points():
+    mask, depth = scene(0.75)
+    metres = depth.astype(np.float32) / 1000
+    from_mm = object_3d(mask, depth_in_metres(depth, "16UC1"), CAMERA)
+    from_m = object_3d(mask, depth_in_metres(metres, "32FC1"), CAMERA)
+    np.testing.assert_allclose(from_m.centroid, [0.04 * 0.75, 0.0, 0.75], atol=1e-6)
+    np.testing.assert_allclose(from_mm.points, from_m.points, atol=1e-6)
+
+
+def test_depth_half_the_colour_size_is_registered_with_both_camera_models():
+    colour = Intrinsics(1000.0, 1000.0, 639.5, 359.5, 1280, 720)
+    depth_camera = Intrinsics(500.0, 500.0, 319.5, 179.5, 640, 360)  # same field of view, half the pixels
+    mask = np.zeros((720, 1280), bool)
+    mask[300:460, 600:760] = True
+    registration = register(colour, depth_camera)
+    # colour column of depth column u: 639.5 + (u - 319.5) * 2 = 2u (+ 0.5, rounded to even): u = 300..379
+    on_depth = mask_on_depth(mask, registration)
+    assert np.array_equal(np.nonzero(on_depth.any(axis=0))[0], np.arange(300, 380))
+    assert np.array_equal(np.nonzero(on_depth.any(axis=1))[0], np.arange(150, 230))
+    depth = np.full((360, 640), 3000, np.uint16)
+    depth[150:230, 300:380] = 1500
+    found = object_3d(on_depth, depth_in_metres(depth, "16UC1"), depth_camera)
+    # mean depth column 339.5 -> x = 20 / 500 * 1.5 = 0.06; mean row 189.5 -> y = 10 / 500 * 1.5 = 0.03
+    np.testing.assert_allclose(found.centroid, [0.06, 0.03, 1.5], atol=1e-6)
+
+
+def test_depth_pixels_outside_the_colour_image_see_no_mask():
+    colour = Intrinsics(500.0, 500.0, 99.5, 99.5, 200, 200)
+    wider = Intrinsics(500.0, 500.0, 149.5, 99.5, 300, 200)  # the depth camera sees 50 more columns each side
+    registration = register(colour, wider)
+    assert registration.cols[:50].tolist() == [-1] * 50 and registration.cols[50] == 0
+    assert registration.cols[249] == 199 and registration.cols[250:].tolist() == [-1] * 50
+    on_depth = mask_on_depth(np.ones((200, 200), bool), registration)
+    assert on_depth[:, 50:250].all() and not on_depth[:, :50].any() and not on_depth[:, 250:].any()
+
+
+def test_holes_are_ignored_and_an_object_without_depth_has_no_3d():
+    mask, depth = scene()
+    depth[230:250, 330:350] = 0  # a 20x20 hole in the middle of the face
+    metres = depth_in_metres(depth, "16UC1")
+    with_hole = object_3d(mask, metres, CAMERA)
+    whole = object_3d(*scene()[:1], depth_in_metres(scene()[1], "16UC1"), CAMERA)
+    assert with_hole.count == whole.count - 400
+    np.testing.assert_allclose(with_hole.centroid, [0.04, 0.0, 1.0], atol=1e-6)  # the hole is centred
+    depth[ROWS, COLS] = 0
+    assert object_3d(mask, depth_in_metres(depth, "16UC1"), CAMERA) is None
+
+
+def test_flying_pixels_at_the_border_and_a_mask_that_spills_onto_the_wall_move_the_centroid_under_1mm():
+    mask, depth = scene()
+    ring = np.zeros_like(mask)
+    ring[196:284, 296:384] = True
+    ring[204:276, 304:376] = False  # 4 px each side of the edge mixes box and wall
+    depth[ring] = np.random.default_rng(0).integers(1000, 2000, ring.sum())
+    spilled = np.zeros_like(mask)
+    spilled[194:286, 294:386] = True  # SAM 2's mask 6 px too big: wall pixels at 2 m inside it
+    found = object_3d(spilled, depth_in_metres(depth, "16UC1"), CAMERA)
+    assert np.abs(found.centroid - [0.04, 0.0, 1.0]).max() < 1e-3
+    assert found.minimum[2] == pytest.approx(1.0) and 1.0 <= found.maximum[2] <= 1.01  # the 1 cm band
+
+
+def test_with_realistic_noise_dropouts_and_border_artefacts_the_centroid_is_within_1cm():
+    rng = np.random.default_rng(1)
+    mask, depth = scene(1.2, 2.5)
+    metres = depth.astype(np.float32) / 1000 + rng.normal(0, 0.004 * 1.2 ** 2, depth.shape).astype(np.float32)
+    metres[rng.random(depth.shape) < 0.05] = 0  # 5 % dropouts
+    edge = mask ^ np.pad(mask[3:-3, 3:-3], 3)
+    metres[edge] = rng.uniform(1.2, 2.5, edge.sum())
+    found = object_3d(mask, depth_in_metres(metres, "32FC1"), CAMERA)
+    assert np.abs(found.centroid - [0.04 * 1.2, 0.0, 1.2]).max() < 0.01
+
+
+def test_voxels_average_the_points_of_one_object_and_never_mix_objects():
+    points = np.array([[0.01, 0.01, 1.01], [0.03, 0.02, 1.03], [0.01, 0.01, 1.01], [0.12, 0.0, 1.0]], np.float32)
+    ids = np.array([1, 1, 2, 1], np.uint32)
+    colours = np.array([[10, 0, 0], [30, 0, 0], [0, 200, 0], [0, 0, 50]], np.uint8)
+    out, out_ids, out_colours = voxel_downsample(points, ids, 0.05, colours)
+    rows = sorted(zip(out_ids.tolist(), np.round(out.astype(np.float64), 4).tolist(), out_colours.tolist()))
+    assert rows == [(1, [0.02, 0.015, 1.02], [20, 0, 0]), (1, [0.12, 0.0, 1.0], [0, 0, 50]),
+                    (2, [0.01, 0.01, 1.01], [0, 200, 0])]
+    same, same_ids, _ = voxel_downsample(points, ids, 0.0)
+    assert same is points and same_ids is ids
+
+
+def test_the_cloud_layout_is_x_y_z_float32_then_object_id_then_packed_rgb():
+    cloud = cloud_array(np.array([[1.0, -2.0, 0.5]], np.float32), np.array([7]), np.array([[255, 128, 1]], np.uint8))
+    assert cloud.dtype.itemsize == 20
+    assert cloud.tobytes() == struct.pack("<fffII", 1.0, -2.0, 0.5, 7, 0xFF8001)
+    assert cloud_array(np.zeros((2, 3), np.float32), np.array([1, 2])).dtype.itemsize == 16
+
+
+def test_an_unset_camera_model_is_refused():
+    with pytest.raises(DepthError, match="camera model unusable"):
+        Intrinsics.from_matrix(np.zeros(9), 640, 480)
+    p = [500.0, 0, 320, 0, 0, 510, 240, 0, 0, 0, 1, 0]
+    assert Intrinsics.from_matrix(np.array(p), 640, 480) == Intrinsics(500.0, 510.0, 320.0, 240.0, 640, 480)
+
+
+def test_a_one_pixel_diagonal_keeps_its_pixels_through_erosion_and_the_subsampled_median():
+    mask = np.zeros((480, 640), bool)
+    rows = np.arange(479)
+    mask[rows, rows + 1] = True  # never on a row and a column both divisible by the median's grid step (5)
+    depth = np.full((480, 640), 2000, np.uint16)
+    depth[mask] = 1000
+    found = object_3d(mask, depth_in_metres(depth, "16UC1"), CAMERA)
+    assert found.count == 479 and found.centroid[2] == pytest.approx(1.0)
+    np.testing.assert_array_equal(found.pixels, np.stack([rows, rows + 1], axis=1))

@@ -1,0 +1,194 @@
+"""3D over real topics: depth paired by stamp, 3D fields and cloud equal to the core's on the published masks."""
+import numpy as np
+import pytest
+from diagnostic_msgs.msg import DiagnosticArray
+from rclpy.qos import QoSProfile, ReliabilityPolicy
+from sensor_msgs.msg import CameraInfo, Image, PointCloud2
+from std_srvs.srv import Trigger
+from visualization_msgs.msg import Marker, MarkerArray
+
+from rosharness import NODE, Running, add, box_prompt, full_mask, header, wait_until
+from sam2_ros.core.geometry import Intrinsics, depth_in_metres, mask_on_depth, object_3d, register
+from sam2_ros.ros.conversions import array_to_image
+from sam2_ros.tools.scenes import object_box, pan_clip
+from sam2_ros_interfaces.srv import RemoveObject
+
+RELIABLE = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+COLOUR = Intrinsics(fx=300.0, fy=300.0, cx=159.5, cy=119.5, width=320, height=240)
+
+
+def camera_info(camera: Intrinsics, stamp) -> CameraInfo:
+    k = [camera.fx, 0.0, camera.cx, 0.0, camera.fy, camera.cy, 0.0, 0.0, 1.0]
+    return CameraInfo(header=stamp, width=camera.width, height=camera.height, k=k,
+                      p=[camera.fx, 0.0, camera.cx, 0.0, 0.0, camera.fy, camera.cy, 0.0, 0.0, 0.0, 1.0, 0.0])
+
+
+def depth_image(truth: np.ndarray, object_mm: int, stamp, scale: int = 1, wall_mm: int = 2000) -> Image:
+    """A wall at wall_mm and the object at object_mm, at 1/scale of the colour size (16UC1)."""
+    depth = np.full(truth.shape, wall_mm, np.uint16)
+    depth[truth] = object_mm
+    return array_to_image(np.ascontiguousarray(depth[::scale, ::scale]), "16UC1", stamp)
+
+
+class Depth:
+    """The node with depth on, and a peer that publishes depth and camera infos and listens to the 3D outputs."""
+
+    def __init__(self, checkpoint, **overrides):
+        self.running = Running(checkpoint, depth=True, cloud_voxel_size=0.0, **overrides)
+        peer = self.running.peer.node
+        self.depth = peer.create_publisher(Image, "depth", RELIABLE)
+        self.info = peer.create_publisher(CameraInfo, "camera_info", RELIABLE)
+        self.depth_info = peer.create_publisher(CameraInfo, "depth/camera_info", RELIABLE)
+        for publisher in (self.depth, self.info, self.depth_info):
+            wait_until(lambda: publisher.get_subscription_count() > 0, 30, f"a subscriber on {publisher.topic}")
+        self.clouds, self.markers, self.diagnostics = [], [], []
+        self.images, self.truths = pan_clip(3)
+
+    def listen(self, kind: str) -> None:
+        topic, msg_type, store = {"cloud": ("points", PointCloud2, self.clouds),
+                                  "markers": ("markers", MarkerArray, self.markers)}[kind]
+        self.running.peer.node.create_subscription(msg_type, f"{NODE}/{topic}", store.append, RELIABLE)
+        wait_until(lambda: self.running.node._pubs[topic].get_subscription_count(), 30, f"the {topic} subscription")
+
+    def frame(self, t: int, stamp, depths=((0, 1000, 2000),), scale: int = 1):
+        """Publish depth frames (stamp offset ms, object mm, wall mm), then the colour frame; return its result."""
+        self.info.publish(camera_info(COLOUR, stamp))
+        wanted = set()
+        for offset_ms, mm, wall_mm in depths:
+            ns = stamp.stamp.sec * 10**9 + stamp.stamp.nanosec + offset_ms * 10**6
+            self.depth.publish(depth_image(self.truths[t], mm, header(ns // 10**9, ns % 10**9), scale, wall_mm))
+            wanted.add(ns)
+        wait_until(lambda: wanted <= {s for s, _ in self.running.node._depth._frames}, 30, "the depth frames")
+        self.running.peer.publish_rgb(self.images[t], stamp)
+        return self.running.peer.result_for(stamp)
+
+    def close(self):
+        self.running.close()
+
+
+@pytest.fixture
+def depth(checkpoint):
+    harness = Depth(checkpoint)
+    yield harness
+    harness.close()
+
+
+def expected_3d(mask: np.ndarray, object_mm: int, truth: np.ndarray, depth_camera=COLOUR, scale: int = 1):
+    """The core's 3D of a published mask (the node must agree with it)."""
+    metres = depth_in_metres(np.where(truth, object_mm, 2000).astype(np.uint16)[::scale, ::scale], "16UC1")
+    return object_3d(mask_on_depth(mask, register(COLOUR, depth_camera)), metres, depth_camera)
+
+
+def test_3d_fields_and_the_cloud_equal_the_core_on_the_published_mask(depth):
+    depth.listen("cloud")
+    depth.frame(0, header(10))
+    assert add(depth.running, box_prompt(object_box(depth.truths[0]), header(10), label="cat")).success
+    stamp = header(11)
+    result = depth.frame(1, stamp)
+    (obj,) = result.objects
+    assert obj.visible and obj.has_3d
+    assert result.depth_header == stamp and result.header == stamp
+    core = expected_3d(full_mask(obj, (240, 320)), 1000, depth.truths[1])
+    centroid = [obj.centroid_3d.x, obj.centroid_3d.y, obj.centroid_3d.z]
+    np.testing.assert_allclose(centroid, core.centroid, atol=1e-6)
+    np.testing.assert_allclose([obj.min_3d.x, obj.min_3d.y, obj.min_3d.z], core.minimum, atol=1e-6)
+    np.testing.assert_allclose([obj.max_3d.x, obj.max_3d.y, obj.max_3d.z], core.maximum, atol=1e-6)
+    assert obj.depth_pixels == core.count
+
+    cloud = wait_until(lambda: next((c for c in depth.clouds if c.header == stamp), None), 30, "the cloud")
+    assert [f.name for f in cloud.fields] == ["x", "y", "z", "object_id", "rgb"] and cloud.point_step == 20
+    points = np.frombuffer(bytes(cloud.data), np.dtype([("x", "<f4"), ("y", "<f4"), ("z", "<f4"),
+                                                        ("object_id", "<u4"), ("rgb", "<u4")]))
+    assert cloud.width == core.count and set(points["object_id"]) == {1}
+    np.testing.assert_allclose(np.stack([points["x"], points["y"], points["z"]], 1), core.points, atol=1e-6)
+    rows, cols = core.pixels[:, 0], core.pixels[:, 1]  # same size: the colour pixel is the depth pixel
+    r, g, b = (depth.images[1][rows, cols, k].astype(np.uint32) for k in range(3))
+    np.testing.assert_array_equal(points["rgb"], (r << 16) | (g << 8) | b)
+
+
+def test_the_depth_frame_closest_in_stamp_is_used_and_an_old_one_never(depth):
+    depth.frame(0, header(20))
+    assert add(depth.running, box_prompt(object_box(depth.truths[0]), header(20))).success
+    # everything at 1.2 m 40 ms before, at 0.8 m 10 ms after: the later one is closer
+    (obj,) = depth.frame(1, header(21), depths=((-40, 1200, 1200), (10, 800, 800))).objects
+    assert obj.has_3d and obj.centroid_3d.z == pytest.approx(0.8, abs=1e-6)
+    assert depth.running.node.stats.with_3d >= 2
+
+    (obj,) = depth.frame(2, header(22), depths=((-80, 1000, 2000),)).objects  # older than depth_max_age_ms 50
+    result = depth.running.peer.result_for(header(22))
+    assert obj.visible and not obj.has_3d and obj.depth_pixels == 0 and result.depth_header.frame_id == ""
+    assert depth.running.node.stats.no_depth["none within depth_max_age_ms"] >= 1
+    seen = []
+    depth.running.peer.node.create_subscription(DiagnosticArray, "/diagnostics", seen.append, 10)
+    values = wait_until(lambda: seen and {kv.key: kv.value for kv in seen[-1].status[0].values}, 30, "diagnostics")
+    assert int(values["no depth: none within depth_max_age_ms"]) >= 1 and int(values["frames with 3D"]) >= 2
+
+
+def test_markers_box_each_object_and_leave_no_ghost_after_remove_or_reset(depth):
+    depth.listen("markers")
+    depth.frame(0, header(30))
+    assert add(depth.running, box_prompt(object_box(depth.truths[0]), header(30), label="cat")).success
+    assert add(depth.running, box_prompt([250, 10, 300, 60], header(30), object_id=2)).success
+
+    def markers_for(stamp):
+        return wait_until(lambda: next((m.markers for m in depth.markers if m.markers[0].header == stamp), None),
+                          30, "markers")
+    result = depth.frame(1, header(31))
+    markers = markers_for(header(31))
+    assert markers[0].action == Marker.DELETEALL
+    cubes = {m.id: m for m in markers if m.type == Marker.CUBE}
+    with_3d = {o.object_id: o for o in result.objects if o.has_3d}
+    assert set(cubes) == set(with_3d) and 1 in cubes
+    one = with_3d[1]
+    assert cubes[1].pose.position.z == pytest.approx((one.min_3d.z + one.max_3d.z) / 2)
+    assert cubes[1].scale.x == pytest.approx(max(one.max_3d.x - one.min_3d.x, 0.005))
+    assert any(m.type == Marker.TEXT_VIEW_FACING and m.text == "1: cat" for m in markers)
+
+    answer = depth.running.peer.call(RemoveObject, f"{NODE}/remove_object", RemoveObject.Request(object_id=1))
+    assert answer.success
+    depth.frame(2, header(32))
+    assert all(m.id != 1 for m in markers_for(header(32))[1:])
+    assert depth.running.peer.call(Trigger, f"{NODE}/reset", Trigger.Request()).success
+    depth.frame(2, header(33))
+    assert [m.action for m in markers_for(header(33))] == [Marker.DELETEALL]
+
+
+def test_the_cloud_is_not_built_without_a_subscriber(depth, monkeypatch):
+    import sam2_ros.ros.node as node_module
+    built = []
+
+    def counted(*args, **kwargs):
+        built.append(args[0].header.stamp.sec)
+        return real(*args, **kwargs)
+    real = node_module.cloud_message
+    monkeypatch.setattr(node_module, "cloud_message", counted)
+    depth.frame(0, header(40))
+    assert add(depth.running, box_prompt(object_box(depth.truths[0]), header(40))).success
+    depth.frame(1, header(41))
+    depth.frame(2, header(42))  # 42's result comes after 41 was published whole
+    assert built == [], "nobody listened to ~/points during frame 41"
+    depth.listen("cloud")  # (frame 42's cloud step may already see this subscriber)
+    depth.frame(2, header(43))
+    wait_until(lambda: any(c.header == header(43) for c in depth.clouds), 30, "a cloud")
+    assert built[-1] == 43 and 41 not in built
+
+
+def test_depth_of_half_the_size_needs_its_own_camera_info_and_is_then_registered(checkpoint):
+    harness = Depth(checkpoint)
+    try:
+        half = Intrinsics(fx=150.0, fy=150.0, cx=79.5, cy=59.5, width=160, height=120)
+        harness.frame(0, header(50), scale=2)
+        assert add(harness.running, box_prompt(object_box(harness.truths[0]), header(50))).success
+        (obj,) = harness.frame(1, header(51), scale=2).objects
+        assert obj.visible and not obj.has_3d
+        assert harness.running.node.stats.no_depth[
+            "depth of another size than the image and no depth/camera_info of its size"] >= 1
+        harness.depth_info.publish(camera_info(half, header(52)))
+        wait_until(lambda: harness.running.node._depth._depth_info is not None, 30, "the depth camera_info")
+        (obj,) = harness.frame(1, header(52), scale=2).objects
+        core = expected_3d(full_mask(obj, (240, 320)), 1000, harness.truths[1], half, scale=2)
+        assert obj.has_3d and obj.depth_pixels == core.count
+        np.testing.assert_allclose([obj.centroid_3d.x, obj.centroid_3d.y, obj.centroid_3d.z], core.centroid,
+                                   atol=1e-6)
+    finally:
+        harness.close()

@@ -44,7 +44,11 @@ def photo(name: str) -> np.ndarray:
 
 
 def fail_on_step(monkeypatch, tracker, call: int) -> None:
-    """Fault injection: the tracker's `call`-th SAM 2 step from now raises, as CUDA out of memory would."""
+    """Fault injection: the tracker's `call`-th SAM 2 step from now raises, as CUDA out of memory would.
+
+    On the reference path (one step per object), so that "the second object" means one.
+    """
+    monkeypatch.setattr(tracker, "batch_objects", False)
     real, calls = tracker._step, []
 
     def step(*args, **kwargs):

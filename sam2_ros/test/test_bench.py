@@ -10,14 +10,17 @@ CORE_KEYS = {"device", "model", "image_size", "encode_ms", "decode_ms_1obj", "de
 
 TRACKER_KEYS = {"tracker_ms_per_frame", "meta_ms_per_frame", "tracker_rss_growth_mb_per_frame",
                 "meta_rss_growth_mb_per_frame", "frames", "meta_init_ms_per_frame", "tracker_retained_state_mb",
-                "tracker_rss_mb_after_window", "tracker_rss_mb_end"}
+                "tracker_rss_mb_after_window", "tracker_rss_mb_end", "tracker_8obj_over_1obj", "tracker_over_meta_8obj",
+                "tracker_over_reference_8obj",
+                *(f"{who}_ms_per_frame_{n}obj" for who in ("tracker", "reference", "meta") for n in (1, 2, 4, 8))}
 
 NODE_KEYS = {"node_latency_ms_p50", "node_latency_ms_p95", "model_ms_p50", "node_overhead_ms_p50",
              "node_overhead_ms_p95", "node_postprocess_ms_p50", "node_polygons_per_object",
              "node_overhead_ms_p50_0obj", "max_result_age_over_model_period", "stream_result_age_ms_p50",
              "stream_result_age_ms_max", "stream_model_period_ms", "stream_result_interval_ms_p50",
              "stream_age_trend_ms_per_result", "stream_frames_skipped", "node_overhead_ms_p50_3d", "node_3d_ms_p50",
-             "node_objects_with_3d_per_frame"}
+             "node_objects_with_3d_per_frame", "node_latency_ms_p50_8obj", "model_ms_p50_8obj",
+             "node_overhead_ms_p50_8obj"}
 
 
 def test_core_suite_writes_every_documented_key(tmp_path, checkpoint):
@@ -33,7 +36,7 @@ def test_core_suite_writes_every_documented_key(tmp_path, checkpoint):
 def test_tracker_suite_runs_ours_and_metas_predictor_side_by_side(tmp_path, checkpoint):
     out = tmp_path / "bench.json"
     assert main(["--suite", "tracker", "--checkpoint", checkpoint, "--device", "cpu",
-                 "--image-size", "256", "--frames", "3", "--json", str(out)]) == 0
+                 "--image-size", "256", "--frames", "3", "--object-frames", "3", "--json", str(out)]) == 0
     results = json.loads(out.read_text())
     assert TRACKER_KEYS <= results.keys(), TRACKER_KEYS - results.keys()
     assert results["frames"] == 3 and results["tracker_ms_per_frame"] > 0 and results["meta_ms_per_frame"] > 0

@@ -25,7 +25,7 @@ def script(truths):
 
 
 def run_ours(model, images, actions):
-    tracker = StreamingTracker(model)
+    tracker = StreamingTracker(model, batch_objects=False)  # Meta's loop: the reference path
     masks = {}
     for t, image in enumerate(images):
         for kind, arg in actions.get(t, []):
@@ -249,3 +249,83 @@ def test_without_sams_cuda_extension_hole_filling_is_skipped_quietly_as_meta_ski
         tracker.add_prompt(Prompt(object_id=1, box=object_box(truths[0])))
         tracker.track(images[1])
     assert not [w for w in caught if "cannot import name '_C'" in str(w.message)]
+
+
+def batched_and_reference(model, images, actions) -> list[tuple[dict, dict]]:
+    """Both paths on the same encoded frames; per frame: {object id: (mask, score, presence)} each."""
+    from sam2_ros.core.encoding import encode
+    trackers = [StreamingTracker(model, batch_objects=True), StreamingTracker(model, batch_objects=False)]
+    frames = []
+    for t, image in enumerate(images):
+        encoded = encode(model, image)
+        seen = []
+        for tracker in trackers:
+            for kind, arg in actions.get(t, []):
+                if kind == "remove":
+                    tracker.remove(arg)
+            result = tracker.track(image, encoded)
+            for kind, arg in actions.get(t, []):
+                if kind == "prompt":
+                    _, result = tracker.add_prompt(arg)
+            seen.append({o.object_id: (o.mask, o.score, o.presence) for o in result.objects})
+        frames.append(tuple(seen))
+    return frames
+
+
+def worst_agreement(frames) -> tuple[float, float, list[float]]:
+    """Lowest share of equal pixels over every frame and object, largest score gap, per-frame lowest share."""
+    per_frame, gap = [], 0.0
+    for batched, reference in frames:
+        assert batched.keys() == reference.keys()
+        shares = [1.0]
+        for object_id, (mask, score, presence) in batched.items():
+            ref_mask, ref_score, ref_presence = reference[object_id]
+            shares.append(float(np.mean(mask == ref_mask)))
+            gap = max(gap, abs(score - ref_score), abs(presence - ref_presence))
+        per_frame.append(min(shares))
+    return min(per_frame), gap, per_frame
+
+
+def test_batched_tracking_equals_the_per_object_reference_with_late_corrected_and_removed_objects(small_model):
+    """Batched kernels may round apart: masks within 0.01 % of pixels, scores within 1e-4, no drift."""
+    images, truths = pan_clip(FRAMES)
+    h, w = truths[0].shape
+    click = lambda x, y, i: Prompt(object_id=i, points=np.array([[w * x, h * y]]), point_labels=np.array([1]))  # noqa: E731
+    actions = {0: [("prompt", Prompt(object_id=1, box=object_box(truths[0]))), ("prompt", click(0.8, 0.25, 2)),
+                   ("prompt", click(0.5, 0.8, 3))],  # three objects of one memory layout: one batch
+               8: [("prompt", click(0.2, 0.2, 4))],  # added late: a layout of its own
+               15: [("prompt", click(0.82, 0.3, 2))],  # corrected: leaves the batch
+               20: [("remove", 3)]}
+    frames = batched_and_reference(small_model, images, actions)
+    worst, gap, per_frame = worst_agreement(frames)
+    assert worst >= 0.9999 and gap <= 1e-4, (worst, gap)
+    assert min(per_frame[-5:]) >= 0.9999, "no drift: the last frames are as close as the first"
+    assert frames[12][0].keys() == {1, 2, 3, 4} and frames[25][0].keys() == {1, 2, 4}
+
+
+def test_on_a_longer_clip_two_objects_batched_never_drift_from_the_reference(small_model):
+    images, truths = pan_clip(48, zoom=0.3)
+    h, w = truths[0].shape
+    actions = {0: [("prompt", Prompt(object_id=1, box=object_box(truths[0]))),
+                   ("prompt", Prompt(object_id=2, points=np.array([[w * 0.7, h * 0.3]]), point_labels=np.array([1])))]}
+    worst, gap, per_frame = worst_agreement(batched_and_reference(small_model, images, actions))
+    assert worst >= 0.9999 and gap <= 1e-4, (worst, gap)
+    assert min(per_frame[-8:]) >= 0.9999
+
+
+def test_a_batched_frame_that_fails_leaves_every_object_as_before(small_model, monkeypatch):
+    images, truths = pan_clip(5)
+    reference, tracker = (two_objects(small_model, images, truths) for _ in range(2))
+    assert len(tracker._groups()) == 1, "both objects were prompted on frame 0: one batch"
+    real = tracker.model.sam._track_step
+
+    def out_of_memory(*args, **kwargs):
+        raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB")
+    monkeypatch.setattr(tracker.model.sam, "_track_step", out_of_memory)
+    with pytest.raises(RuntimeError, match="out of memory"):
+        tracker.track(images[2])
+    monkeypatch.setattr(tracker.model.sam, "_track_step", real)
+    assert tracker.frame_index == 1
+    for image in (images[3], images[4]):
+        for mine, expected in zip(tracker.track(image).objects, reference.track(image).objects, strict=True):
+            np.testing.assert_array_equal(mine.mask, expected.mask)

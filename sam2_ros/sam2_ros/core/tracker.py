@@ -99,7 +99,7 @@ class StreamingTracker:
     """Track prompted objects frame by frame; prompts apply to the newest frame."""
 
     def __init__(self, model: LoadedModel, max_objects: int = 16, max_cond_frames: int = 8,
-                 fill_hole_area: int = 8, corrections_as_conditioning: bool = True):
+                 fill_hole_area: int = 8, corrections_as_conditioning: bool = True, batch_objects: bool = True):
         if max_objects < 1 or max_cond_frames < 1:
             raise ValueError("max_objects and max_cond_frames must be at least 1")
         self.model = model
@@ -107,6 +107,7 @@ class StreamingTracker:
         self.max_cond_frames = max_cond_frames
         self.fill_hole_area = fill_hole_area
         self.corrections_as_conditioning = corrections_as_conditioning
+        self.batch_objects = batch_objects  # False: Meta's object-by-object loop (the reference)
         self.objects: dict[int, TrackedObject] = {}
         self.frame_index = -1
         self._frame: EncodedFrame | None = None
@@ -132,17 +133,92 @@ class StreamingTracker:
             self._features = (feats, pos, sizes)
             start = time.perf_counter()
             self._last = {}
-            for obj in self.objects.values():
-                out, result, high_res = self._step(obj, point_inputs=None, mask_inputs=None, init=False)
-                self._last[obj.object_id] = result
-                if on_object is not None:  # the mask is final: its memory is for later frames
-                    on_object(result)
-                with self.model.autocast():
-                    self._encode_memory(out, high_res, is_mask_from_pts=False)
-                obj.non_cond[self.frame_index] = out
-                self._forget(obj)
+            groups = self._groups() if self.batch_objects else [[obj] for obj in self.objects.values()]
+            for group in groups:
+                self._track_group(group, on_object)
         return FrameResult(self.frame_index, self.current(), frame.encode_ms,
                            (time.perf_counter() - start) * 1e3, dropped)
+
+    def _groups(self) -> list[list[TrackedObject]]:
+        """Objects whose memories have the same layout, so one batched SAM 2 step serves them all.
+
+        SAM 2 reads, per object, the conditioning frames (chosen by frame index), the memory of
+        given earlier frames and the object pointers of a window of them: objects prompted on the
+        same frames and tracked since share all three. Others (added late, corrected) get a
+        group of their own: grouping keeps every object's attention exactly its own, where
+        padding would need an attention mask that SAM 2's memory attention does not take.
+        """
+        groups: dict[tuple, list[TrackedObject]] = {}
+        for obj in self.objects.values():
+            layout = (tuple(sorted(obj.cond)), tuple(sorted(obj.non_cond)),
+                      tuple(sorted(t for t, out in obj.non_cond.items() if out.get("maskmem_features") is not None)))
+            groups.setdefault(layout, []).append(obj)
+        return list(groups.values())
+
+    def _track_group(self, group: list[TrackedObject], on_object) -> None:
+        """One SAM 2 step (memory attention, mask decoder, memory encoder) for objects of one layout."""
+        if len(group) == 1:
+            obj = group[0]
+            out, result, high_res = self._step(obj, point_inputs=None, mask_inputs=None, init=False)
+            self._last[obj.object_id] = result
+            if on_object is not None:  # the mask is final: its memory is for later frames
+                on_object(result)
+            with self.model.autocast():
+                self._encode_memory(out, high_res, is_mask_from_pts=False)
+            obj.non_cond[self.frame_index] = out
+            self._forget(obj)
+            return
+        sam, size = self.model.sam, len(group)
+        feats, pos, sizes = (list(x) for x in self._features)
+        feats = [torch.cat([x] * size, dim=1) for x in feats]  # (HW, 1, C) -> (HW, B, C): the frame, once per object
+        pos = [torch.cat([x] * size, dim=1) for x in pos]
+        bank = {key: {t: self._stacked([getattr(o, attr)[t] for o in group], size) for t in getattr(group[0], attr)}
+                for key, attr in (("cond_frame_outputs", "cond"), ("non_cond_frame_outputs", "non_cond"))}
+        with self.model.autocast():
+            _, sam_outputs, _, _ = sam._track_step(self.frame_index, False, feats, pos, sizes, None, None, bank,
+                                                   _ENDLESS, False, None)
+            _, _, ious, low_res, high_res, obj_ptr, object_logits = sam_outputs
+        if self.fill_hole_area > 0 and HOLE_FILLING:
+            low_res = fill_holes_in_mask_scores(low_res, self.fill_hole_area)
+        results = self._results(group, low_res, ious, object_logits)
+        for obj, result in zip(group, results):
+            self._last[obj.object_id] = result
+            if on_object is not None:
+                on_object(result)
+        with self.model.autocast():
+            memory, memory_pos = sam._encode_new_memory(current_vision_feats=feats, feat_sizes=sizes,
+                                                pred_masks_high_res=high_res, object_score_logits=object_logits,
+                                                is_mask_from_pts=False)
+        if self._maskmem_pos_enc is None:
+            self._maskmem_pos_enc = [x[0:1].clone() for x in memory_pos]
+        memory = memory.to(torch.bfloat16)
+        for i, obj in enumerate(group):  # clones: each object's memory lives and dies with it
+            obj.non_cond[self.frame_index] = {
+                "pred_masks": low_res[i:i + 1].clone(), "obj_ptr": obj_ptr[i:i + 1].clone(),
+                "object_score_logits": object_logits[i:i + 1].clone(),
+                "maskmem_features": memory[i:i + 1].clone(), "maskmem_pos_enc": self._maskmem_pos_enc}
+            self._forget(obj)
+
+    @staticmethod
+    def _stacked(outputs: list[dict], size: int) -> dict:
+        """One bank entry for a batch: each object's memory and pointer along the batch dimension."""
+        stacked = {"obj_ptr": torch.cat([out["obj_ptr"] for out in outputs])}
+        features = [out.get("maskmem_features") for out in outputs]
+        stacked["maskmem_features"] = None if features[0] is None else torch.cat(features)
+        if features[0] is not None:
+            stacked["maskmem_pos_enc"] = [x.expand(size, *x.shape[1:]) for x in outputs[0]["maskmem_pos_enc"]]
+        return stacked
+
+    def _results(self, group: list[TrackedObject], low_res: torch.Tensor, ious: torch.Tensor,
+                 object_logits: torch.Tensor) -> list[TrackedMask]:
+        """Masks of a batch at the frame's size, moved to the CPU once for the whole batch."""
+        logits = low_res.float()
+        masks = (F.interpolate(logits, size=self._frame.image_hw, mode="bilinear", align_corners=False) > 0)
+        masks, logits = masks[:, 0].cpu().numpy(), logits.cpu().numpy()
+        scores = ious.float().max(dim=1).values.cpu().numpy()
+        presence = torch.sigmoid(object_logits.float()).reshape(-1).cpu().numpy()
+        return [TrackedMask(obj.object_id, obj.label, masks[i], float(scores[i]), float(presence[i]), logits[i])
+                for i, obj in enumerate(group)]
 
     @contextmanager
     def transaction(self) -> Iterator[None]:

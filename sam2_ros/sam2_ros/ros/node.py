@@ -190,6 +190,7 @@ class Sam2SegmenterNode(LifecycleNode):
                     self._config = config
                     if self._tracker is not None:
                         self._tracker.max_objects = config.values["max_objects"]
+                        self._tracker.batch_objects = config.values["batch_objects"]
                 self._queue.max_jobs = config.values["max_queued_requests"]
                 self._queue.jobs_per_frame = config.values["requests_per_frame"]
         except ValueError as error:
@@ -209,7 +210,7 @@ class Sam2SegmenterNode(LifecycleNode):
             return TransitionCallbackReturn.FAILURE
         v = self._config.values
         self._tracker = StreamingTracker(self.model, max_objects=v["max_objects"],
-                                         max_cond_frames=v["max_cond_frames"])
+                                         max_cond_frames=v["max_cond_frames"], batch_objects=v["batch_objects"])
         self._segmenter = Segmenter(self.model, cache_size=1)  # one-off images only: frames live in _ring
         self._ring = FrameRing(v["recent_frames"])
         self._queue.max_jobs, self._queue.jobs_per_frame = v["max_queued_requests"], v["requests_per_frame"]

@@ -41,6 +41,8 @@ PARAMS = (
           int_range=(128, 2048)),
     Param("mode", "track", "track: SAM 2 memory across frames; image: each frame on its own"),
     Param("max_objects", 16, "most objects tracked at once", int_range=(1, 255)),
+    Param("batch_objects", True, "track objects with the same memory layout in one batched SAM 2 step "
+          "(false: Meta's object-by-object loop, the reference)"),
     Param("max_cond_frames", 8, "prompted frames kept per tracked object", read_only=True,
           int_range=(1, 64)),
     Param("compressed", False, "subscribe to image/compressed (jpeg/png) instead of image",

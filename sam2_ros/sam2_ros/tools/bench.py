@@ -18,6 +18,7 @@ import torch
 from tqdm import tqdm
 
 from sam2_ros.core.contours import describe
+from sam2_ros.core.encoding import encode
 from sam2_ros.core.model import LoadedModel, ModelSpec, load_model, write_random_checkpoint
 from sam2_ros.core.prompts import Prompt
 from sam2_ros.core.segmenter import Segmenter
@@ -113,31 +114,54 @@ def polygons_per_object(result) -> float:
 
 
 def bench_gpu(frames: int) -> dict:
-    """Frames per second of encode + track (1 object, 1024 input) per model size, precision, compile."""
+    """On CUDA: encode and track 1 and 8 objects, tiny and large, float32 and bfloat16, compiled or not; the node.
+
+    The node runs end to end at 1024 with a 30 Hz camera. Random weights take the time real ones do.
+    """
     if not torch.cuda.is_available():
         return {"gpu": "skipped: CUDA not available"}
-    image, truths = pan_clip(frames)
-    fps = {}
-    for size in ("tiny", "small", "base_plus", "large"):
+    with tempfile.TemporaryDirectory() as scratch:
+        return _bench_gpu(frames, Path(scratch))
+
+
+def _bench_gpu(frames: int, checkpoint_dir: Path) -> dict:
+    images, _ = pan_clip(frames)
+    height, width = images[0].shape[:2]
+    results: dict = {"gpu": torch.cuda.get_device_name()}
+    for size in ("tiny", "large"):
+        name = f"sam2.1_hiera_{size}"
+        checkpoint = str(write_random_checkpoint(checkpoint_dir / f"{name}.pt", name))
         for precision in ("float32", "bfloat16"):
             for compiled in (False, True):
-                model = load_model(ModelSpec(name=f"sam2.1_hiera_{size}", checkpoint=None, device="cuda",
-                                             precision=precision, compile=compiled))
-                tracker = StreamingTracker(model)
-                tracker.track(image[0])
-                tracker.add_prompt(Prompt(object_id=1, box=object_box(truths[0])))
-                for warm in image[1:4]:  # compilation and cuDNN autotuning happen here
-                    tracker.track(warm)
-                torch.cuda.synchronize()
-                start = time.perf_counter()
-                for frame in image[4:]:
-                    tracker.track(frame)
-                torch.cuda.synchronize()
-                key = f"fps_{size}_{precision}{'_compiled' if compiled else ''}"
-                fps[key] = (len(image) - 4) / (time.perf_counter() - start)
-                del tracker, model
+                model = load_model(ModelSpec(name=name, checkpoint=checkpoint, device="cuda", precision=precision,
+                                             compile=compiled))
+                tag = f"{size}_{precision}{'_compiled' if compiled else ''}"
+                sync = lambda: torch.cuda.synchronize()  # noqa: E731
+                results[f"encode_ms_{tag}"] = median_ms(lambda m=model: encode(m, images[0]), 5, sync)
+                for count in (1, 8):
+                    tracker, times = StreamingTracker(model, max_objects=count), []
+                    for t, image in enumerate(images):
+                        start = time.perf_counter()
+                        tracker.track(image)
+                        sync()
+                        times.append((time.perf_counter() - start) * 1e3)
+                        if t == 0:
+                            for prompt in spread_clicks(count, width, height):
+                                tracker.add_prompt(prompt)
+                    results[f"track_ms_{count}obj_{tag}"] = statistics.median(times[4:])  # after compile warm-up
+                del model, tracker
                 torch.cuda.empty_cache()
-    return {"gpu": torch.cuda.get_device_name(), **fps}
+    from sam2_ros.tools.node_probe import NodeProbe
+    overrides = {"checkpoint": str(checkpoint_dir / "sam2.1_hiera_tiny.pt"), "device": "cuda", "image_size": 1024}
+    image = camera_frame()
+    with NodeProbe(overrides) as probe:
+        probe.settle(image, [np.array(p.box) for p in eight_boxes(640, 480)[:3]])
+        latencies = [probe.round_trip(image) for _ in range(20)]
+        ages, period_ms, skipped, _ = probe.stream(image, rate_hz=30.0, seconds=10.0)
+    results.update({"gpu_node_latency_ms_p50_1024": statistics.median(latencies),
+                    "gpu_stream_result_age_ms_p50_1024": statistics.median(ages),
+                    "gpu_stream_model_period_ms_1024": period_ms, "gpu_stream_frames_skipped_1024": skipped})
+    return results
 
 
 def depth_scene(height: int = 480, width: int = 640) -> np.ndarray:
@@ -186,6 +210,9 @@ def bench_node(checkpoint: str, args: argparse.Namespace, frames: int) -> dict:
         model_ms_3d = list(probe.node.stats.model_ms)[-frames:]
         postprocess_3d = [r.postprocess_ms for _, r in probe.results[-frames:]]
         with_3d = sum(o.has_3d for _, r in probe.results[-frames:] for o in r.objects)
+        probe.settle(image, [np.array(p.box) for p in eight_boxes(640, 480)[3:]])  # 8 objects, 3D on
+        latencies_8 = [probe.round_trip(image) for _ in range(frames)]
+        model_ms_8 = list(probe.node.stats.model_ms)[-frames:]
         seconds = max(5.0, frames * 0.5, 8 * statistics.median(model_ms) / 1e3)  # at least 8 model periods
         ages, period_ms, skipped, intervals = probe.stream(image, rate_hz=30.0, seconds=seconds)
     # Overhead frame by frame (round trip minus that frame's model time): the model's own
@@ -203,6 +230,9 @@ def bench_node(checkpoint: str, args: argparse.Namespace, frames: int) -> dict:
         # the 3D work still left when the model is done: postprocessing with depth minus without
         "node_3d_ms_p50": statistics.median(postprocess_3d) - statistics.median(postprocess_ms),
         "node_objects_with_3d_per_frame": with_3d / frames,
+        "node_latency_ms_p50_8obj": statistics.median(latencies_8),
+        "model_ms_p50_8obj": statistics.median(model_ms_8),
+        "node_overhead_ms_p50_8obj": statistics.median(np.subtract(latencies_8, model_ms_8)),
         "stream_rate_hz": 30.0,
         "stream_result_age_ms_max": max(ages),
         "stream_model_period_ms": period_ms,
@@ -273,6 +303,54 @@ def bench_tracker(model: LoadedModel, checkpoint: str, frames: int, sync: Callab
     }
 
 
+def spread_clicks(count: int, width: int, height: int) -> list[Prompt]:
+    """One foreground click per object, spread over the frame (all on frame 0: one memory layout)."""
+    return [Prompt(object_id=i + 1, points=np.array([[width * (i % 4 + 0.5) / 4, height * (i // 4 + 0.5) / 2]]),
+                   point_labels=np.array([1])) for i in range(count)]
+
+
+def bench_objects(model: LoadedModel, checkpoint: str, frames: int, sync: Callable[[], None],
+                  counts: tuple[int, ...] = (1, 2, 4, 8)) -> dict:
+    """Per-frame time (encode included) for n objects: ours batched, ours object by object, Meta's."""
+    images, _ = pan_clip(frames)
+    height, width = images[0].shape[:2]
+    results = {}
+    for count in counts:
+        prompts = spread_clicks(count, width, height)
+        for key, batch in (("tracker", True), ("reference", False)):
+            tracker, times = StreamingTracker(model, max_objects=count, batch_objects=batch), []
+            for t, image in enumerate(tqdm(images, desc=f"{key} {count} obj", leave=False)):
+                start = time.perf_counter()
+                tracker.track(image)
+                sync()
+                times.append((time.perf_counter() - start) * 1e3)
+                if t == 0:
+                    for prompt in prompts:
+                        tracker.add_prompt(prompt)
+            results[f"{key}_ms_per_frame_{count}obj"] = statistics.median(times[2:])
+            del tracker
+        meta, times = MetaLiveStream(checkpoint, images, model.image_size, model.spec.name, str(model.device)), []
+        for t in tqdm(range(frames), desc=f"Meta {count} obj", leave=False):
+            start = time.perf_counter()
+            meta.track(t)
+            sync()
+            times.append((time.perf_counter() - start) * 1e3)
+            if t == 0:
+                for prompt in prompts:
+                    meta.add_prompt(0, prompt)
+        results[f"meta_ms_per_frame_{count}obj"] = statistics.median(times[2:])
+        del meta
+        gc.collect()
+    last, first = counts[-1], counts[0]
+    results[f"tracker_{last}obj_over_{first}obj"] = (results[f"tracker_ms_per_frame_{last}obj"]
+                                                     / results[f"tracker_ms_per_frame_{first}obj"])
+    results[f"tracker_over_meta_{last}obj"] = (results[f"tracker_ms_per_frame_{last}obj"]
+                                               / results[f"meta_ms_per_frame_{last}obj"])
+    results[f"tracker_over_reference_{last}obj"] = (results[f"tracker_ms_per_frame_{last}obj"]
+                                                    / results[f"reference_ms_per_frame_{last}obj"])
+    return results
+
+
 def markdown(results: dict) -> str:
     """Format the results as a two-column markdown table for notes and READMEs."""
     rows = [f"| {key} | {value:.3f} |" if isinstance(value, float) else f"| {key} | {value} |"
@@ -292,6 +370,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--image-size", type=int, default=1024)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--frames", type=int, default=60, help="tracker suite: frames per run")
+    parser.add_argument("--object-frames", type=int, default=12,
+                        help="tracker suite: frames per run of 1, 2, 4 and 8 objects (the first two not timed)")
     parser.add_argument("--node-frames", type=int, default=20, help="node suite: frames timed one by one")
     parser.add_argument("--gpu-frames", type=int, default=54, help="gpu suite: frames per configuration")
     return parser.parse_args(argv)
@@ -328,6 +408,7 @@ def run_suites(args: argparse.Namespace, checkpoint: str) -> dict:
         results.update(bench_core(model, args.repeats, sync))
     if "tracker" in suites:
         results.update(bench_tracker(model, checkpoint, args.frames, sync))
+        results.update(bench_objects(model, checkpoint, args.object_frames, sync))
     if "node" in suites:
         results.update(bench_node(checkpoint, args, args.node_frames))
     if "gpu" in suites:

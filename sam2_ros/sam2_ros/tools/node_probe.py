@@ -101,11 +101,12 @@ class NodeProbe:
         return (arrived - published) * 1e3
 
     def settle(self, image: np.ndarray, boxes: list[np.ndarray]) -> None:
-        """One frame, then one box prompt per object, then one warm-up frame with them all."""
+        """One frame, then one box prompt per new object, then one warm-up frame with them all."""
         self.round_trip(image)
+        before = len(self.node._tracker.objects)
         for box in boxes:
             self.prompts.publish(Prompt(object_id=-1, box=[float(v) for v in box]))
-        self._wait(lambda: len(self.node._tracker.objects) == len(boxes), 120)
+        self._wait(lambda: len(self.node._tracker.objects) == before + len(boxes), 120)
         self.round_trip(image)
 
     def stream(self, image: np.ndarray, rate_hz: float, seconds: float) -> tuple[list[float], float, int, list[float]]:

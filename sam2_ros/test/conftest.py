@@ -49,14 +49,15 @@ def fail_on_step(monkeypatch, tracker, call: int) -> None:
     On the reference path (one step per object), so that "the second object" means one.
     """
     monkeypatch.setattr(tracker, "batch_objects", False)
-    real, calls = tracker._step, []
+    sam = tracker.model.sam
+    real, calls = sam._track_step, []
 
     def step(*args, **kwargs):
         calls.append(1)
         if len(calls) == call:
             raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB")
         return real(*args, **kwargs)
-    monkeypatch.setattr(tracker, "_step", step)
+    monkeypatch.setattr(sam, "_track_step", step)
 
 
 def slow_frames(monkeypatch, tracker, seconds: float) -> threading.Event:

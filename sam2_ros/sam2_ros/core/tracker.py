@@ -134,8 +134,13 @@ class StreamingTracker:
             start = time.perf_counter()
             self._last = {}
             groups = self._groups() if self.batch_objects else [[obj] for obj in self.objects.values()]
+            # On CUDA masks leave the device once per frame (one synchronisation); on the CPU each
+            # batch's masks go out at once, so the caller's post-processing overlaps the next batch.
+            deferred: list | None = [] if self.model.device.type == "cuda" else None
             for group in groups:
-                self._track_group(group, on_object)
+                self._track_group(group, on_object, deferred)
+            if deferred:
+                self._hand_over(deferred, on_object)
         return FrameResult(self.frame_index, self.current(), frame.encode_ms,
                            (time.perf_counter() - start) * 1e3, dropped)
 
@@ -155,19 +160,11 @@ class StreamingTracker:
             groups.setdefault(layout, []).append(obj)
         return list(groups.values())
 
-    def _track_group(self, group: list[TrackedObject], on_object) -> None:
-        """One SAM 2 step (memory attention, mask decoder, memory encoder) for objects of one layout."""
-        if len(group) == 1:
-            obj = group[0]
-            out, result, high_res = self._step(obj, point_inputs=None, mask_inputs=None, init=False)
-            self._last[obj.object_id] = result
-            if on_object is not None:  # the mask is final: its memory is for later frames
-                on_object(result)
-            with self.model.autocast():
-                self._encode_memory(out, high_res, is_mask_from_pts=False)
-            obj.non_cond[self.frame_index] = out
-            self._forget(obj)
-            return
+    def _track_group(self, group: list[TrackedObject], on_object, deferred: list | None) -> None:
+        """One SAM 2 step (memory attention, mask decoder, memory encoder) for objects of one layout.
+
+        A group of one is exactly Meta's per-object step (the reference path is groups of one).
+        """
         sam, size = self.model.sam, len(group)
         feats, pos, sizes = (list(x) for x in self._features)
         feats = [torch.cat([x] * size, dim=1) for x in feats]  # (HW, 1, C) -> (HW, B, C): the frame, once per object
@@ -180,11 +177,11 @@ class StreamingTracker:
             _, _, ious, low_res, high_res, obj_ptr, object_logits = sam_outputs
         if self.fill_hole_area > 0 and HOLE_FILLING:
             low_res = fill_holes_in_mask_scores(low_res, self.fill_hole_area)
-        results = self._results(group, low_res, ious, object_logits)
-        for obj, result in zip(group, results):
-            self._last[obj.object_id] = result
-            if on_object is not None:
-                on_object(result)
+        batch = (group, low_res, ious, object_logits)
+        if deferred is None:  # the masks are final: their memory is for later frames
+            self._hand_over([batch], on_object)
+        else:
+            deferred.append(batch)
         with self.model.autocast():
             memory, memory_pos = sam._encode_new_memory(current_vision_feats=feats, feat_sizes=sizes,
                                                 pred_masks_high_res=high_res, object_score_logits=object_logits,
@@ -208,6 +205,15 @@ class StreamingTracker:
         if features[0] is not None:
             stacked["maskmem_pos_enc"] = [x.expand(size, *x.shape[1:]) for x in outputs[0]["maskmem_pos_enc"]]
         return stacked
+
+    def _hand_over(self, batches: list[tuple], on_object) -> None:
+        """Make the masks of these batches final (one device-to-host copy) and give them to the caller."""
+        group = [obj for batch in batches for obj in batch[0]]
+        low_res, ious, object_logits = (torch.cat([batch[k] for batch in batches]) for k in (1, 2, 3))
+        for obj, result in zip(group, self._results(group, low_res, ious, object_logits)):
+            self._last[obj.object_id] = result
+            if on_object is not None:
+                on_object(result)
 
     def _results(self, group: list[TrackedObject], low_res: torch.Tensor, ious: torch.Tensor,
                  object_logits: torch.Tensor) -> list[TrackedMask]:

@@ -136,20 +136,16 @@ def _bench_gpu(frames: int, checkpoint_dir: Path) -> dict:
                 model = load_model(ModelSpec(name=name, checkpoint=checkpoint, device="cuda", precision=precision,
                                              compile=compiled))
                 tag = f"{size}_{precision}{'_compiled' if compiled else ''}"
-                sync = lambda: torch.cuda.synchronize()  # noqa: E731
+                sync = torch.cuda.synchronize
                 results[f"encode_ms_{tag}"] = median_ms(lambda m=model: encode(m, images[0]), 5, sync)
                 for count in (1, 8):
-                    tracker, times = StreamingTracker(model, max_objects=count), []
-                    for t, image in enumerate(images):
-                        start = time.perf_counter()
-                        tracker.track(image)
-                        sync()
-                        times.append((time.perf_counter() - start) * 1e3)
-                        if t == 0:
-                            for prompt in spread_clicks(count, width, height):
-                                tracker.add_prompt(prompt)
-                    results[f"track_ms_{count}obj_{tag}"] = statistics.median(times[4:])  # after compile warm-up
-                del model, tracker
+                    tracker = StreamingTracker(model, max_objects=count)
+                    results[f"track_ms_{count}obj_{tag}"] = per_frame_ms(  # after compilation's warm-up
+                        frames, lambda t: tracker.track(images[t]),
+                        lambda: [tracker.add_prompt(p) for p in spread_clicks(count, width, height)],
+                        sync, f"{tag} {count} obj", warm_up=4)
+                tracker = model = None  # both hold the model's CUDA memory
+                gc.collect()
                 torch.cuda.empty_cache()
     from sam2_ros.tools.node_probe import NodeProbe
     overrides = {"checkpoint": str(checkpoint_dir / "sam2.1_hiera_tiny.pt"), "device": "cuda", "image_size": 1024}
@@ -309,6 +305,20 @@ def spread_clicks(count: int, width: int, height: int) -> list[Prompt]:
                    point_labels=np.array([1])) for i in range(count)]
 
 
+def per_frame_ms(frames: int, track: Callable[[int], object], prompt: Callable[[], object],
+                 sync: Callable[[], None], label: str, warm_up: int = 2) -> float:
+    """Median time of track(t) per frame after `warm_up` frames; the prompts go in after frame 0."""
+    times = []
+    for t in tqdm(range(frames), desc=label, leave=False):
+        start = time.perf_counter()
+        track(t)
+        sync()
+        times.append((time.perf_counter() - start) * 1e3)
+        if t == 0:
+            prompt()
+    return statistics.median(times[warm_up:])
+
+
 def bench_objects(model: LoadedModel, checkpoint: str, frames: int, sync: Callable[[], None],
                   counts: tuple[int, ...] = (1, 2, 4, 8)) -> dict:
     """Per-frame time (encode included) for n objects: ours batched, ours object by object, Meta's."""
@@ -318,28 +328,13 @@ def bench_objects(model: LoadedModel, checkpoint: str, frames: int, sync: Callab
     for count in counts:
         prompts = spread_clicks(count, width, height)
         for key, batch in (("tracker", True), ("reference", False)):
-            tracker, times = StreamingTracker(model, max_objects=count, batch_objects=batch), []
-            for t, image in enumerate(tqdm(images, desc=f"{key} {count} obj", leave=False)):
-                start = time.perf_counter()
-                tracker.track(image)
-                sync()
-                times.append((time.perf_counter() - start) * 1e3)
-                if t == 0:
-                    for prompt in prompts:
-                        tracker.add_prompt(prompt)
-            results[f"{key}_ms_per_frame_{count}obj"] = statistics.median(times[2:])
-            del tracker
-        meta, times = MetaLiveStream(checkpoint, images, model.image_size, model.spec.name, str(model.device)), []
-        for t in tqdm(range(frames), desc=f"Meta {count} obj", leave=False):
-            start = time.perf_counter()
-            meta.track(t)
-            sync()
-            times.append((time.perf_counter() - start) * 1e3)
-            if t == 0:
-                for prompt in prompts:
-                    meta.add_prompt(0, prompt)
-        results[f"meta_ms_per_frame_{count}obj"] = statistics.median(times[2:])
-        del meta
+            tracker = StreamingTracker(model, max_objects=count, batch_objects=batch)
+            results[f"{key}_ms_per_frame_{count}obj"] = per_frame_ms(
+                frames, lambda t: tracker.track(images[t]), lambda: [tracker.add_prompt(p) for p in prompts],
+                sync, f"{key} {count} obj")
+        meta = MetaLiveStream(checkpoint, images, model.image_size, model.spec.name, str(model.device))
+        results[f"meta_ms_per_frame_{count}obj"] = per_frame_ms(
+            frames, meta.track, lambda: [meta.add_prompt(0, p) for p in prompts], sync, f"Meta {count} obj")
         gc.collect()
     last, first = counts[-1], counts[0]
     results[f"tracker_{last}obj_over_{first}obj"] = (results[f"tracker_ms_per_frame_{last}obj"]

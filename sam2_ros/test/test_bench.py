@@ -6,7 +6,8 @@ from sam2_ros.tools.bench import main
 CORE_KEYS = {"device", "model", "image_size", "encode_ms", "decode_ms_1obj", "decode_ms_8obj_batched",
              "decode_ms_8obj_sequential", "cached_prompt_ratio", "contours_ms_1080p", "first_prompt_ms",
              "cached_prompt_ms", "result_message_ms", "serialize_ms", "result_polygons_per_object",
-             "batched_over_sequential_8obj", "geometry_ms_3obj"}
+             "batched_over_sequential_8obj", "geometry_ms_3obj", "everything_ms", "meta_everything_ms",
+             "everything_over_meta", "everything_points_per_side"}
 
 TRACKER_KEYS = {"tracker_ms_per_frame", "meta_ms_per_frame", "tracker_rss_growth_mb_per_frame",
                 "meta_rss_growth_mb_per_frame", "frames", "meta_init_ms_per_frame", "tracker_retained_state_mb",
@@ -26,7 +27,7 @@ NODE_KEYS = {"node_latency_ms_p50", "node_latency_ms_p95", "model_ms_p50", "node
 def test_core_suite_writes_every_documented_key(tmp_path, checkpoint):
     out = tmp_path / "bench.json"
     assert main(["--suite", "core", "--checkpoint", checkpoint, "--device", "cpu",
-                 "--image-size", "256", "--repeats", "1", "--json", str(out)]) == 0
+                 "--image-size", "256", "--repeats", "1", "--everything-points", "4", "--json", str(out)]) == 0
     results = json.loads(out.read_text())
     assert CORE_KEYS <= results.keys(), CORE_KEYS - results.keys()
     assert results["device"] == "cpu" and results["image_size"] == 256

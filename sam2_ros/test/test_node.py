@@ -441,3 +441,76 @@ def test_the_label_image_gives_overlapping_pixels_to_the_higher_scoring_object(c
         assert (labels[~(masks[300] | masks[7])] == 0).all()
     finally:
         running.close()
+
+
+def test_segment_everything_answers_metas_generator_masks_and_keeps_the_tracked_objects(running, small_model):
+    from test_everything import meta_generate
+
+    from sam2_ros.core.everything import EverythingSettings
+    from sam2_ros_interfaces.srv import SegmentEverything
+    image = photo("coffee")
+    running.peer.publish_rgb(image, header(120))
+    running.peer.result_for(header(120))
+    assert add(running, box_prompt([100, 50, 400, 400], header(120), label="mug")).success
+    request = SegmentEverything.Request(points_per_side=8, pred_iou_thresh=0.0, stability_score_thresh=0.0)
+    answer = running.peer.call(SegmentEverything, f"{NODE}/segment_everything", request)
+    assert answer.success, answer.message
+    expected = meta_generate(small_model, image, EverythingSettings(points_per_side=8, pred_iou_thresh=0.0,
+                                                                    stability_score_thresh=0.0))
+    objects = answer.result.objects
+    assert answer.result.header == header(120) and answer.message == f"found {len(expected)} object(s)"
+    assert [o.object_id for o in objects] == list(range(1, len(expected) + 1)) and {o.label for o in objects} == {
+        "unknown"}
+    for obj, record in zip(objects, expected, strict=True):
+        np.testing.assert_array_equal(full_mask(obj, image.shape[:2]), record["segmentation"])
+        assert obj.score == pytest.approx(record["predicted_iou"], abs=1e-6)
+    running.peer.publish_rgb(image, header(121))
+    assert [(o.object_id, o.label) for o in running.peer.result_for(header(121)).objects] == [(1, "mug")]
+
+    refused = running.peer.call(SegmentEverything, f"{NODE}/segment_everything",
+                                SegmentEverything.Request(pred_iou_thresh=1.5))
+    assert not refused.success and refused.message == "pred_iou_thresh must be within 0..1, got 1.5"
+    given = SegmentEverything.Request(image=array_to_image(photo("chelsea"), "rgb8", header(5)), points_per_side=4,
+                                      pred_iou_thresh=0.0, stability_score_thresh=0.0)
+    other = running.peer.call(SegmentEverything, f"{NODE}/segment_everything", given)
+    assert other.success and other.result.header == header(5) and other.result.encode_ms > 0
+
+
+def test_discovery_tracks_what_segment_everything_finds_once_and_says_so_in_diagnostics(checkpoint, small_model):
+    from sam2_ros.core.encoding import encode
+    from sam2_ros.core.everything import Everything, EverythingSettings
+    settings = EverythingSettings(points_per_side=8, points_per_batch=32, pred_iou_thresh=0.0,
+                                  stability_score_thresh=0.0)
+    image = photo("coffee")
+    proposals, _ = Everything(small_model, settings).propose(encode(small_model, image))
+    expected = []  # the rule, as a plain loop: big enough, at most half on an earlier one, at most 5
+    for proposal in proposals:
+        area = proposal.mask.sum()
+        if area >= 50 and len(expected) < 5 and all((proposal.mask & e).sum() <= 0.5 * area for e in expected):
+            expected.append(proposal.mask)
+    assert expected, "the scene must offer something to discover"
+    running = Running(checkpoint, discover_period_s=0.01, discover_batches_per_frame=1, discover_min_area=50,
+                      everything_points_per_side=8, everything_points_per_batch=32, everything_pred_iou_thresh=0.0,
+                      everything_stability_score_thresh=0.0, max_objects=5)
+    try:
+        node = running.node
+        for t in (1, 2):  # 64 points in batches of 32: the run ends after the second frame
+            running.peer.publish_rgb(image, header(130 + t))
+            running.peer.result_for(header(130 + t))
+        wait_until(lambda: node.stats.discovery_passes == 1, 30, "one discovery run")
+        tracked = node._tracker.current()
+        assert len(tracked) == len(expected) == node.stats.discovered
+        assert {o.label for o in tracked} == {"unknown"}
+        for obj, mask in zip(tracked, expected):
+            assert np.count_nonzero(obj.mask & mask) / np.count_nonzero(obj.mask | mask) > 0.9
+        for t in (3, 4, 5):  # the next run finds the same objects: all covered, nothing added
+            running.peer.publish_rgb(image, header(130 + t))
+            running.peer.result_for(header(130 + t))
+        wait_until(lambda: node.stats.discovery_passes >= 2, 30, "a second discovery run")
+        assert len(node._tracker.objects) == len(expected) and node.stats.discovered == len(expected)
+        seen = []
+        running.peer.node.create_subscription(DiagnosticArray, "/diagnostics", seen.append, 10)
+        values = wait_until(lambda: seen and {kv.key: kv.value for kv in seen[-1].status[0].values}, 30, "diagnostics")
+        assert int(values["objects discovered"]) == len(expected) and int(values["discovery passes"]) >= 2
+    finally:
+        running.close()

@@ -44,6 +44,7 @@ from std_srvs.srv import Trigger
 from visualization_msgs.msg import MarkerArray
 
 from sam2_ros.core.encoding import encode, for_prompts
+from sam2_ros.core.everything import UNKNOWN, Everything, EverythingPass, EverythingSettings, novel
 from sam2_ros.core.frames import FrameNotKept, FrameRing, RecentFrame, stamp_text
 from sam2_ros.core.model import CheckpointError, load_model
 from sam2_ros.core.prompts import ASSIGN_NEW_ID, Prompt, PromptError, rescale, validate
@@ -68,7 +69,7 @@ from sam2_ros.ros.spatial import cloud_message, marker_array
 from sam2_ros.ros.work_queue import Job, Refused, WorkQueue
 from sam2_ros_interfaces.msg import Prompt as PromptMsg
 from sam2_ros_interfaces.msg import SegmentationResult
-from sam2_ros_interfaces.srv import AddObjects, RemoveObject, Segment
+from sam2_ros_interfaces.srv import AddObjects, RemoveObject, Segment, SegmentEverything
 
 try:  # vision_msgs is optional: detector boxes become prompts where it is installed
     from vision_msgs.msg import Detection2DArray
@@ -114,6 +115,8 @@ class Stats:
         self.received = self.processed = self.skipped = self.rejected = self.failed = 0
         self.refused: Counter[str] = Counter()
         self.with_3d = 0
+        self.discovery_passes = self.discovered = 0
+        self.discovery_ms: deque[float] = deque(maxlen=20)
         self.no_depth: Counter[str] = Counter()
         self.latency_ms: deque[float] = deque(maxlen=200)
         self.model_ms: deque[float] = deque(maxlen=200)
@@ -153,6 +156,9 @@ class Sam2SegmenterNode(LifecycleNode):
         self._camera_info: CameraInfo | None = None
         self._depth = DepthInput()
         self._labels_sent = None  # the label map last sent on ~/label_info
+        self._discovery: EverythingPass | None = None  # a segment-everything run spread over frames
+        self._discovery_source: RecentFrame | None = None  # the frame it runs on
+        self._discovered_at = 0.0
         self._tf_buffer = self._tf_listener = None  # tf2, where installed
         defaults = P.DEFAULTS
         self._queue = WorkQueue(defaults["max_queued_requests"], defaults["requests_per_frame"])
@@ -243,6 +249,8 @@ class Sam2SegmenterNode(LifecycleNode):
             self.create_service(RemoveObject, "~/remove_object", self._remove_object_srv,
                                 callback_group=services),
             self.create_service(Trigger, "~/reset", self._reset_srv, callback_group=services),
+            self.create_service(SegmentEverything, "~/segment_everything", self._segment_everything_srv,
+                                callback_group=services),
         ]
         if tf2_ros is not None and self._tf_buffer is None:
             self._tf_buffer = tf2_ros.Buffer()
@@ -341,6 +349,7 @@ class Sam2SegmenterNode(LifecycleNode):
             self._pool.shutdown(wait=True)
             self._pool = None
         self.model = self._tracker = self._segmenter = self._ring = None
+        self._discovery = self._discovery_source = None
         self._in_force.clear()
         if self._tuning is not None:
             self._tuning.model_released()
@@ -492,6 +501,26 @@ class Sam2SegmenterNode(LifecycleNode):
             return f"segmented {len(result.objects)} object(s)"
         return self._call(lambda: self._segment_once(prompts, key, image), response, done)
 
+    def _segment_everything_srv(self, request, response):
+        defaults = self._everything_settings()
+        settings = replace(
+            defaults, points_per_side=request.points_per_side or defaults.points_per_side,
+            pred_iou_thresh=request.pred_iou_thresh if request.pred_iou_thresh >= 0 else defaults.pred_iou_thresh,
+            stability_score_thresh=(request.stability_score_thresh if request.stability_score_thresh >= 0
+                                    else defaults.stability_score_thresh))
+        try:
+            settings.check()
+        except ValueError as error:
+            self._reject(f"segment_everything refused: {error}", "bad request")
+            response.success, response.message = False, str(error)
+            return response
+        image = request.image if (request.image.width or request.image.height) else None
+
+        def done(result: SegmentationResult) -> str:
+            response.result = result
+            return f"found {len(result.objects)} object(s)"
+        return self._call(lambda: self._everything(settings, stamp_ns(request.header), image), response, done)
+
     def _add_objects_srv(self, request, response):
         try:
             prompts = self._prompts(request.prompts)
@@ -561,6 +590,12 @@ class Sam2SegmenterNode(LifecycleNode):
             self.stats.processed += 1
             self.stats.model_ms.append(model_ms)
         self._publish(frame, objects, builder, encode_ms=encoded.encode_ms, decode_ms=decode_ms)
+        if v["mode"] == "track" and v["discover_period_s"] > 0:
+            try:
+                self._discover(frame)
+            except Exception as error:  # discovery is extra: the stream goes on without it
+                self._discovery = None
+                self._fail(f"discovery failed: {type(error).__name__}: {error}")
 
     def _in_force_on(self, image_hw: tuple[int, int], entries) -> list[Prompt]:
         """Image mode: the prompts in force, moved to this frame's size; any outside it is skipped."""
@@ -770,6 +805,57 @@ class Sam2SegmenterNode(LifecycleNode):
         return result_message(segmentation.objects, frame.header, frame.image_hw, self._config.output,
                               pool=self._pool, decode_ms=segmentation.decode_ms)
 
+    def _everything(self, settings: EverythingSettings, key: int, image: Image | None) -> SegmentationResult:
+        """Every mask SAM 2 finds on a kept frame (its one encoding reused) or on a given image."""
+        if image is not None:
+            rgb = image_to_rgb(image, self._config.values["max_image_pixels"])
+            encoded, header = encode(self.model, rgb), image.header
+        else:
+            frame = self._find(key)
+            encoded, header = frame.encoded, frame.header
+        proposals, decode_ms = Everything(self.model, settings).propose(encoded)
+        return result_message(proposals, header, encoded.image_hw, self._config.output, pool=self._pool,
+                              encode_ms=encoded.encode_ms if image is not None else 0.0, decode_ms=decode_ms)
+
+    def _everything_settings(self) -> EverythingSettings:
+        v = self._config.values
+        return EverythingSettings(points_per_side=v["everything_points_per_side"],
+                                  points_per_batch=v["everything_points_per_batch"],
+                                  pred_iou_thresh=v["everything_pred_iou_thresh"],
+                                  stability_score_thresh=v["everything_stability_score_thresh"],
+                                  box_nms_thresh=v["everything_box_nms_thresh"],
+                                  min_mask_region_area=v["everything_min_region_area"])
+
+    def _discover(self, frame: RecentFrame) -> None:
+        """Track mode: after a frame, a few point batches of segment everything; when done, track what is new.
+
+        A run starts on a processed frame every discover_period_s while there is room for objects,
+        decodes discover_batches_per_frame batches after each frame, and its proposals become
+        objects labelled "unknown" on the newest frame (scaled, if the size changed).
+        """
+        v = self._config.values
+        if self._discovery is None:
+            room = v["max_objects"] - len(self._tracker.objects)
+            if room <= 0 or time.monotonic() - self._discovered_at < v["discover_period_s"]:
+                return
+            self._discovery = Everything(self.model, self._everything_settings()).start(frame.encoded)
+            self._discovery_source = frame
+        proposals = self._discovery.step(v["discover_batches_per_frame"])
+        if proposals is None:
+            return
+        run, source, self._discovery = self._discovery, self._discovery_source, None
+        self._discovered_at = time.monotonic()
+        with self._objects_lock:
+            taken = [obj.mask for obj in self._tracker.current() if obj.mask.any()]
+            new = novel(proposals, taken, v["discover_min_area"], v["discover_max_overlap"],
+                        v["max_objects"] - len(self._tracker.objects))
+            if new:
+                self._apply_tracked([Prompt(object_id=ASSIGN_NEW_ID, label=UNKNOWN, mask=p.mask) for p in new], source)
+        with self.stats.lock:
+            self.stats.discovery_passes += 1
+            self.stats.discovered += len(new)
+            self.stats.discovery_ms.append(run.ms)
+
     def _remove(self, object_id: int) -> None:
         with self._objects_lock:
             if self._config.values["mode"] == "track":
@@ -809,6 +895,9 @@ class Sam2SegmenterNode(LifecycleNode):
                 "latency p95 ms": s.percentile(s.latency_ms, 95),
                 "model p50 ms": s.percentile(s.model_ms, 50), "device": self.model.device if self.model else "",
                 "objects": len(self._object_ids()),
+                **({"discovery passes": s.discovery_passes, "objects discovered": s.discovered,
+                    "discovery ms p50": s.percentile(s.discovery_ms, 50)}
+                   if self._config and self._config.values["discover_period_s"] > 0 else {}),
                 "last error": s.last_error,
             }
         level = DiagnosticStatus.WARN if s.failed else DiagnosticStatus.OK

@@ -81,6 +81,24 @@ PARAMS = (
     Param("cloud_voxel_size", 0.01, "~/points keeps one averaged point per object per voxel of this "
           "side, metres (0: every point)", float_range=(0.0, 10.0)),
     Param("cloud_rgb", True, "~/points carries each point's colour (rgb field)"),
+    Param("everything_points_per_side", 32, "~/segment_everything: a grid of N x N point prompts",
+          int_range=(1, 256)),
+    Param("everything_points_per_batch", 64, "~/segment_everything: points decoded per batch", int_range=(1, 4096)),
+    Param("everything_pred_iou_thresh", 0.8, "~/segment_everything: keep masks SAM 2 scores at least this",
+          float_range=(0.0, 1.0)),
+    Param("everything_stability_score_thresh", 0.95, "~/segment_everything: keep masks at least this stable",
+          float_range=(0.0, 1.0)),
+    Param("everything_box_nms_thresh", 0.7, "~/segment_everything: box IoU above which the lower-scoring "
+          "mask is a duplicate", float_range=(0.0, 1.0)),
+    Param("everything_min_region_area", 0, "~/segment_everything: islands and holes smaller than this "
+          "(pixels) are removed from masks", int_range=(0, 1_000_000)),
+    Param("discover_period_s", 0.0, "track mode: every this many seconds, segment everything on the newest "
+          "frame and track what no object covers, labelled unknown (0: off)", float_range=(0.0, 3600.0)),
+    Param("discover_batches_per_frame", 1, "discovery decodes this many point batches after each frame, so it "
+          "never holds the camera up for long", int_range=(1, 4096)),
+    Param("discover_min_area", 400, "discovery: smaller proposals are not tracked, pixels", int_range=(0, 100_000_000)),
+    Param("discover_max_overlap", 0.5, "discovery: a proposal with more than this share of its pixels on a "
+          "tracked (or just accepted) object is not new", float_range=(0.0, 1.0)),
     Param("detections_timeout_s", 0.0, "image mode: detector boxes are dropped when no detection "
           "array came for this long (0: keep them)", float_range=(0.0, 3600.0)),
 )

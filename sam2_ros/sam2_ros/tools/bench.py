@@ -55,7 +55,25 @@ def eight_boxes(width: int, height: int) -> list[Prompt]:
     return [Prompt(object_id=i + 1, box=np.array(box, np.float32)) for i, box in enumerate(boxes)]
 
 
-def bench_core(model: LoadedModel, repeats: int, sync: Callable[[], None]) -> dict:
+def bench_everything(model: LoadedModel, image: np.ndarray, frame, points_per_side: int, repeats: int,
+                     sync: Callable[[], None]) -> dict:
+    """Segment everything: ours on the cached frame against Meta's generator, which encodes the image again."""
+    from sam2.automatic_mask_generator import SAM2AutomaticMaskGenerator
+
+    from sam2_ros.core.everything import Everything, EverythingSettings
+    settings = EverythingSettings(points_per_side=points_per_side)
+    ours = Everything(model, settings)
+    meta = SAM2AutomaticMaskGenerator(model.sam, points_per_side=points_per_side)
+    side = model.image_size // 16  # Meta hard-codes feature sizes for 1024 inputs
+    meta.predictor._bb_feat_sizes = [(4 * side, 4 * side), (2 * side, 2 * side), (side, side)]
+    results = {"everything_points_per_side": points_per_side,
+               "everything_ms": median_ms(lambda: ours.propose(frame), repeats, sync),
+               "meta_everything_ms": median_ms(lambda: meta.generate(image), repeats, sync)}
+    results["everything_over_meta"] = results["everything_ms"] / results["meta_everything_ms"]
+    return results
+
+
+def bench_core(model: LoadedModel, repeats: int, sync: Callable[[], None], everything_points: int = 16) -> dict:
     """Encode, decode (1 and 8 objects, batched and one by one), cache reuse, contours."""
     image = camera_frame()
     height, width = image.shape[:2]
@@ -87,6 +105,7 @@ def bench_core(model: LoadedModel, repeats: int, sync: Callable[[], None]) -> di
     three = segmenter.predict(boxes[:3], frame).objects
     results.update(bench_messages(three, repeats))
     results.update(bench_geometry(three, repeats))
+    results.update(bench_everything(model, image, frame, everything_points, min(repeats, 3), sync))
     results["cached_prompt_ratio"] = results["cached_prompt_ms"] / results["first_prompt_ms"]
     results["batched_over_sequential_8obj"] = (results["decode_ms_8obj_batched"]
                                                / results["decode_ms_8obj_sequential"])
@@ -367,6 +386,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--frames", type=int, default=60, help="tracker suite: frames per run")
     parser.add_argument("--object-frames", type=int, default=12,
                         help="tracker suite: frames per run of 1, 2, 4 and 8 objects (the first two not timed)")
+    parser.add_argument("--everything-points", type=int, default=16,
+                        help="core suite: points per side of segment everything (Meta's default is 32)")
     parser.add_argument("--node-frames", type=int, default=20, help="node suite: frames timed one by one")
     parser.add_argument("--gpu-frames", type=int, default=54, help="gpu suite: frames per configuration")
     return parser.parse_args(argv)
@@ -400,7 +421,7 @@ def run_suites(args: argparse.Namespace, checkpoint: str) -> dict:
                      "torch_threads": torch.get_num_threads()}
     suites = SUITES if args.suite == "all" else (args.suite,)
     if "core" in suites:
-        results.update(bench_core(model, args.repeats, sync))
+        results.update(bench_core(model, args.repeats, sync, args.everything_points))
     if "tracker" in suites:
         results.update(bench_tracker(model, checkpoint, args.frames, sync))
         results.update(bench_objects(model, checkpoint, args.object_frames, sync))

@@ -1,0 +1,196 @@
+"""Segment everything: every object SAM 2 finds on a frame by itself, from the frame's one encoding.
+
+Meta's SAM2AutomaticMaskGenerator prompts a grid of points, keeps masks by predicted IoU and
+stability, and removes duplicates with box NMS; it encodes the image itself first. Here its own
+grid, transforms and filters (sam2.utils.amg) and torchvision's NMS run on an already encoded
+frame (the node's), a few point batches at a time if need be (`EverythingPass`), so the masks
+are Meta's and the encoder's work is not done twice. One more saving, exact too: a mask whose
+predicted IoU fails the threshold is never upsampled to the image's size (Meta's generator
+upsamples all three masks of every point first, and filters after).
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+from sam2.automatic_mask_generator import SAM2AutomaticMaskGenerator
+from sam2.utils.amg import (
+    MaskData,
+    batch_iterator,
+    batched_mask_to_box,
+    box_xyxy_to_xywh,
+    calculate_stability_score,
+    mask_to_rle_pytorch,
+    rle_to_mask,
+)
+from torchvision.ops.boxes import batched_nms
+
+from sam2_ros.core.encoding import EncodedFrame, decoder_inputs
+from sam2_ros.core.model import LoadedModel
+
+UNKNOWN = "unknown"  # the label of what nobody named
+
+
+@dataclass(frozen=True)
+class EverythingSettings:
+    """Meta's generator parameters (its defaults); crop layers are not supported."""
+
+    points_per_side: int = 32
+    points_per_batch: int = 64
+    pred_iou_thresh: float = 0.8
+    stability_score_thresh: float = 0.95
+    stability_score_offset: float = 1.0
+    box_nms_thresh: float = 0.7
+    min_mask_region_area: int = 0
+
+    def check(self) -> None:
+        """Refuse values Meta's generator would fail on, with a message that says which."""
+        if not 1 <= self.points_per_side <= 256:
+            raise ValueError(f"points_per_side must be 1..256, got {self.points_per_side}")
+        if self.points_per_batch < 1:
+            raise ValueError(f"points_per_batch must be at least 1, got {self.points_per_batch}")
+        for name in ("pred_iou_thresh", "stability_score_thresh", "box_nms_thresh"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"{name} must be within 0..1, got {getattr(self, name)}")
+        if self.min_mask_region_area < 0:
+            raise ValueError(f"min_mask_region_area must be >= 0, got {self.min_mask_region_area}")
+
+
+@dataclass
+class Proposal:
+    """One mask the generator found (the node's ObjectResult: presence is not predicted, so 1)."""
+
+    object_id: int
+    mask: np.ndarray  # (H, W) bool
+    score: float  # SAM 2's predicted IoU
+    stability: float  # IoU of the mask thresholded at +offset and -offset
+    box: tuple[float, float, float, float]  # x, y, width, height (Meta's XYWH)
+    point: tuple[float, float]  # the grid point that prompted it
+    label: str = UNKNOWN
+    presence: float = 1.0
+
+
+def novel(proposals: list[Proposal], taken: list[np.ndarray], min_area: int, max_overlap: float,
+          room: int) -> list[Proposal]:
+    """Proposals no taken mask (tracked, or accepted just before) covers: best first, at most `room`.
+
+    A proposal is covered when more than `max_overlap` of its pixels lie on one taken mask; one
+    smaller than `min_area` pixels is left out.
+    """
+    taken, new = list(taken), []
+    for proposal in proposals:  # Meta's order: best predicted IoU first
+        area = np.count_nonzero(proposal.mask)
+        if len(new) == room or area < max(min_area, 1):
+            continue
+        if any(other.shape == proposal.mask.shape and np.count_nonzero(proposal.mask & other) > max_overlap * area
+               for other in taken):
+            continue
+        new.append(proposal)
+        taken.append(proposal.mask)
+    return new
+
+
+class Everything:
+    """Meta's generator bound to one model, run on frames that are already encoded."""
+
+    def __init__(self, model: LoadedModel, settings: EverythingSettings = EverythingSettings(),
+                 crop_n_layers: int = 0):
+        if crop_n_layers:
+            raise ValueError(f"crop_n_layers {crop_n_layers}: crops re-encode every crop, which is what this "
+                             "module avoids; use Meta's SAM2AutomaticMaskGenerator for them")
+        settings.check()
+        self.model, self.settings = model, settings
+        # Meta's generator, never run: its point grid, coordinate transforms and mask post-processing
+        self._generator = SAM2AutomaticMaskGenerator(model.sam, **asdict(settings))
+
+    def start(self, frame: EncodedFrame) -> EverythingPass:
+        """Begin a run over the frame, to be stepped a few point batches at a time."""
+        return EverythingPass(self, frame)
+
+    def propose(self, frame: EncodedFrame) -> tuple[list[Proposal], float]:
+        """Return every mask found on the frame in Meta's order (ids 1..N), and the time it took in ms."""
+        run = self.start(frame)
+        proposals = run.step(len(run.batches))
+        return proposals, run.ms
+
+
+class EverythingPass:
+    """One run of the generator over one frame; each step decodes some point batches.
+
+    The last step removes duplicates (box NMS over every batch's masks) and returns the proposals,
+    so a caller can spread the decoder's work over several camera frames.
+    """
+
+    def __init__(self, everything: Everything, frame: EncodedFrame):
+        self._everything, self.frame = everything, frame
+        height, width = frame.image_hw
+        generator = everything._generator
+        grid = generator.point_grids[0] * np.array([[width, height]])
+        self.batches = [points for (points,) in batch_iterator(generator.points_per_batch, grid)]
+        self._data, self._done, self.ms = MaskData(), 0, 0.0
+
+    @property
+    def remaining(self) -> int:
+        return len(self.batches) - self._done
+
+    @torch.inference_mode()
+    def step(self, batches: int) -> list[Proposal] | None:
+        """Decode up to `batches` more point batches; after the last one, the proposals (else None)."""
+        start = time.perf_counter()
+        everything = self._everything
+        image_embed, high_res = decoder_inputs(everything.model, self.frame)
+        with everything.model.autocast():
+            for points in self.batches[self._done:self._done + batches]:
+                self._data.cat(self._decode(points, image_embed, high_res))
+                self._done += 1
+        proposals = self._finish() if self.remaining == 0 else None
+        self.ms += (time.perf_counter() - start) * 1e3
+        return proposals
+
+    def _decode(self, points: np.ndarray, image_embed: torch.Tensor, high_res: list[torch.Tensor]) -> MaskData:
+        """One point batch: SAM 2's three masks per point, filtered as Meta's generator filters them."""
+        everything = self._everything
+        settings, sam = everything.settings, everything.model.sam
+        generator = everything._generator
+        transforms = generator.predictor._transforms
+        height, width = self.frame.image_hw
+        pixels = torch.as_tensor(points, dtype=torch.float32, device=everything.model.device)
+        coords = transforms.transform_coords(pixels, normalize=True, orig_hw=(height, width))
+        labels = torch.ones(len(coords), dtype=torch.int, device=coords.device)
+        sparse, dense = sam.sam_prompt_encoder(points=(coords[:, None, :], labels[:, None]), boxes=None, masks=None)
+        low_res, iou, _, _ = sam.sam_mask_decoder(
+            image_embeddings=image_embed, image_pe=sam.sam_prompt_encoder.get_dense_pe(),
+            sparse_prompt_embeddings=sparse, dense_prompt_embeddings=dense,
+            multimask_output=generator.multimask_output, repeat_image=len(coords) > 1, high_res_features=high_res)
+        per_point = low_res.shape[1]
+        iou, low_res = iou.flatten(0, 1), low_res.flatten(0, 1)[:, None]
+        keep = (iou > settings.pred_iou_thresh if settings.pred_iou_thresh > 0
+                else torch.ones_like(iou, dtype=torch.bool))
+        logits = transforms.postprocess_masks(low_res[keep], (height, width))[:, 0]  # only the masks kept
+        data = MaskData(masks=logits, iou_preds=iou[keep], points=pixels.repeat_interleave(per_point, dim=0)[keep])
+        data["stability_score"] = calculate_stability_score(data["masks"], generator.mask_threshold,
+                                                            settings.stability_score_offset)
+        if settings.stability_score_thresh > 0:
+            data.filter(data["stability_score"] >= settings.stability_score_thresh)
+        data["masks"] = data["masks"] > generator.mask_threshold
+        data["boxes"] = batched_mask_to_box(data["masks"])  # one crop, the whole image: no crop edge to drop
+        data["rles"] = mask_to_rle_pytorch(data["masks"])
+        del data["masks"]
+        return data
+
+    def _finish(self) -> list[Proposal]:
+        """Drop duplicates (box NMS by predicted IoU, as Meta's generator) and number what is left."""
+        data = self._data
+        if data["boxes"] is None or not len(data["boxes"]):
+            return []
+        keep = batched_nms(data["boxes"].float(), data["iou_preds"], torch.zeros_like(data["boxes"][:, 0]),
+                           iou_threshold=self._everything.settings.box_nms_thresh)
+        data.filter(keep)
+        data.to_numpy()
+        return [Proposal(object_id=i + 1, mask=rle_to_mask(rle).astype(bool), score=float(data["iou_preds"][i]),
+                         stability=float(data["stability_score"][i]),
+                         box=tuple(float(v) for v in box_xyxy_to_xywh(data["boxes"][i]).tolist()),
+                         point=tuple(float(v) for v in data["points"][i].tolist()))
+                for i, rle in enumerate(data["rles"])]

@@ -1,0 +1,100 @@
+"""Segment everything on an encoded frame equals Meta's SAM2AutomaticMaskGenerator.generate on the image."""
+from dataclasses import asdict
+
+import numpy as np
+import pytest
+from sam2.automatic_mask_generator import SAM2AutomaticMaskGenerator
+
+from conftest import photo
+from sam2_ros.core.encoding import encode
+from sam2_ros.core.everything import Everything, EverythingSettings
+
+LOOSE = EverythingSettings(points_per_side=8, points_per_batch=16, pred_iou_thresh=0.0, stability_score_thresh=0.0)
+
+
+def meta_generate(model, image, settings: EverythingSettings) -> list[dict]:
+    """Meta's generator as users call it: it encodes the image itself."""
+    generator = SAM2AutomaticMaskGenerator(model.sam, **asdict(settings))
+    side = model.image_size // 16  # Meta hard-codes feature sizes for 1024 inputs
+    generator.predictor._bb_feat_sizes = [(4 * side, 4 * side), (2 * side, 2 * side), (side, side)]
+    return generator.generate(image)
+
+
+def assert_same(ours, theirs):
+    assert len(ours) == len(theirs) > 0
+    for mine, record in zip(ours, theirs):  # same order: Meta's NMS order
+        np.testing.assert_array_equal(mine.mask, record["segmentation"])
+        assert mine.box == tuple(record["bbox"]) and mine.point == tuple(record["point_coords"][0])
+        assert mine.score == record["predicted_iou"] and mine.stability == record["stability_score"]
+
+
+@pytest.mark.parametrize("name", ["astronaut", "coffee", "chelsea"])
+def test_masks_boxes_and_scores_equal_metas_generator_in_its_order(small_model, name):
+    image = photo(name)
+    ours, _ = Everything(small_model, LOOSE).propose(encode(small_model, image))
+    assert_same(ours, meta_generate(small_model, image, LOOSE))
+    assert [p.object_id for p in ours] == list(range(1, len(ours) + 1)) and ours[0].label == "unknown"
+
+
+def test_metas_default_thresholds_and_a_minimum_region_area_too(small_model):
+    image = photo("rocket")
+    settings = EverythingSettings(points_per_side=16, pred_iou_thresh=0.0, stability_score_thresh=0.0,
+                                  min_mask_region_area=100)
+    ours, _ = Everything(small_model, settings).propose(encode(small_model, image))
+    assert_same(ours, meta_generate(small_model, image, settings))
+    strict = EverythingSettings(points_per_side=8)  # 0.8 / 0.95: random weights pass few or none
+    found, _ = Everything(small_model, strict).propose(encode(small_model, image))
+    expected = meta_generate(small_model, image, strict)
+    assert len(found) == len(expected)
+    if expected:
+        assert_same(found, expected)
+
+
+def test_at_full_input_size_too(full_model):
+    image = photo("coffee")
+    settings = EverythingSettings(points_per_side=4, pred_iou_thresh=0.0, stability_score_thresh=0.0)
+    ours, _ = Everything(full_model, settings).propose(encode(full_model, image))
+    assert_same(ours, meta_generate(full_model, image, settings))
+
+
+def test_one_encoding_serves_several_runs_and_bad_settings_are_refused(small_model):
+    image = photo("chelsea")
+    frame = encode(small_model, image)
+    everything = Everything(small_model, LOOSE)
+    first, _ = everything.propose(frame)
+    again, _ = everything.propose(frame)
+    assert [p.box for p in first] == [p.box for p in again]
+    with pytest.raises(ValueError, match="pred_iou_thresh must be within 0..1, got 1.5"):
+        Everything(small_model, EverythingSettings(pred_iou_thresh=1.5))
+    with pytest.raises(ValueError, match="crop_n_layers 1: crops re-encode every crop"):
+        Everything(small_model, LOOSE, crop_n_layers=1)
+
+
+def test_a_pass_spread_over_several_steps_finds_what_one_call_finds(small_model):
+    image = photo("astronaut")
+    frame = encode(small_model, image)
+    everything = Everything(small_model, LOOSE)  # 64 points in batches of 16: 4 steps
+    run = everything.start(frame)
+    assert run.remaining == 4
+    steps = [run.step(1) for _ in range(4)]
+    assert steps[:3] == [None, None, None] and run.remaining == 0
+    assert_same(steps[3], meta_generate(small_model, image, LOOSE))
+
+
+def test_a_proposal_is_new_unless_mostly_on_a_taken_mask_and_big_enough_best_first():
+    from sam2_ros.core.everything import Proposal, novel
+
+    def square(x0, y0, x1, y1):
+        mask = np.zeros((100, 100), bool)
+        mask[y0:y1, x0:x1] = True
+        return Proposal(object_id=0, mask=mask, score=0.9, stability=0.9, box=(x0, y0, x1 - x0, y1 - y0),
+                        point=(x0, y0))
+    tracked = square(0, 0, 40, 40).mask
+    on_tracked = square(10, 10, 30, 30)  # 400 px, all on the tracked object
+    half_on = square(20, 0, 60, 40)  # 1600 px, 800 (exactly half) on it: not more than half, so new
+    on_half = square(30, 0, 70, 40)  # 1600 px, 1200 on half_on (accepted just before): covered
+    speck = square(90, 90, 95, 95)  # 25 px: below min_area
+    far = square(60, 60, 90, 90)  # 900 px, nothing under it
+    found = novel([on_tracked, half_on, on_half, speck, far], [tracked], min_area=100, max_overlap=0.5, room=5)
+    assert found == [half_on, far]
+    assert novel([on_tracked, half_on, on_half, speck, far], [tracked], 100, 0.5, room=1) == [half_on]

@@ -477,17 +477,18 @@ def test_segment_everything_answers_metas_generator_masks_and_keeps_the_tracked_
 
 
 def test_discovery_tracks_what_segment_everything_finds_once_and_says_so_in_diagnostics(checkpoint, small_model):
-    from sam2_ros.core.encoding import encode
-    from sam2_ros.core.everything import Everything, EverythingSettings
+    from test_everything import meta_generate
+
+    from sam2_ros.core.everything import EverythingSettings
     settings = EverythingSettings(points_per_side=8, points_per_batch=32, pred_iou_thresh=0.0,
                                   stability_score_thresh=0.0)
     image = photo("coffee")
-    proposals, _ = Everything(small_model, settings).propose(encode(small_model, image))
-    expected = []  # the rule, as a plain loop: big enough, at most half on an earlier one, at most 5
-    for proposal in proposals:
-        area = proposal.mask.sum()
-        if area >= 50 and len(expected) < 5 and all((proposal.mask & e).sum() <= 0.5 * area for e in expected):
-            expected.append(proposal.mask)
+    expected = []  # Meta's generator, then the rule as a plain loop: big enough, at most half on an earlier one
+    for record in meta_generate(small_model, image, settings):
+        mask = record["segmentation"]
+        area = mask.sum()
+        if area >= 50 and len(expected) < 5 and all((mask & e).sum() <= 0.5 * area for e in expected):
+            expected.append(mask)
     assert expected, "the scene must offer something to discover"
     running = Running(checkpoint, discover_period_s=0.01, discover_batches_per_frame=1, discover_min_area=50,
                       everything_points_per_side=8, everything_points_per_batch=32, everything_pred_iou_thresh=0.0,

@@ -63,6 +63,7 @@ class Registration:
 
     rows: np.ndarray  # (depth height,) colour row of each depth row
     cols: np.ndarray  # (depth width,) colour column of each depth column
+    identity: bool  # the same grid: each depth pixel is the colour pixel of its index
 
 
 def register(colour: Intrinsics, depth: Intrinsics) -> Registration:
@@ -71,8 +72,11 @@ def register(colour: Intrinsics, depth: Intrinsics) -> Registration:
         index = np.rint(c_colour + (np.arange(n_depth) - c_depth) * (f_colour / f_depth)).astype(np.int64)
         index[(index < 0) | (index >= n_colour)] = -1
         return index
-    return Registration(rows=axis(depth.height, depth.cy, depth.fy, colour.cy, colour.fy, colour.height),
-                        cols=axis(depth.width, depth.cx, depth.fx, colour.cx, colour.fx, colour.width))
+    rows = axis(depth.height, depth.cy, depth.fy, colour.cy, colour.fy, colour.height)
+    cols = axis(depth.width, depth.cx, depth.fx, colour.cx, colour.fx, colour.width)
+    same = (depth.height, depth.width) == (colour.height, colour.width) \
+        and np.array_equal(rows, np.arange(len(rows))) and np.array_equal(cols, np.arange(len(cols)))
+    return Registration(rows=rows, cols=cols, identity=same)
 
 
 def _box(mask: np.ndarray) -> tuple[int, int, int, int]:
@@ -92,10 +96,9 @@ def mask_on_depth(mask: np.ndarray, registration: Registration) -> np.ndarray:
 
     Only the depth block under the mask's box is looked up: the cost follows the object's size.
     """
+    if registration.identity:
+        return mask
     rows, cols = registration.rows, registration.cols
-    if (len(rows), len(cols)) == mask.shape and np.array_equal(rows, np.arange(len(rows))) \
-            and np.array_equal(cols, np.arange(len(cols))):
-        return mask  # registered at the same size and centre: the same grid
     x0, y0, x1, y1 = _box(mask)
     (r0, r1), (c0, c1) = _span(rows, y0, y1), _span(cols, x0, x1)
     on_depth = np.zeros((len(rows), len(cols)), bool)

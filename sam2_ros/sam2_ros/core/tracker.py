@@ -166,11 +166,14 @@ class StreamingTracker:
         A group of one is exactly Meta's per-object step (the reference path is groups of one).
         """
         sam, size = self.model.sam, len(group)
-        feats, pos, sizes = (list(x) for x in self._features)
-        feats = [torch.cat([x] * size, dim=1) for x in feats]  # (HW, 1, C) -> (HW, B, C): the frame, once per object
-        pos = [torch.cat([x] * size, dim=1) for x in pos]
-        bank = {key: {t: self._stacked([getattr(o, attr)[t] for o in group], size) for t in getattr(group[0], attr)}
-                for key, attr in (("cond_frame_outputs", "cond"), ("non_cond_frame_outputs", "non_cond"))}
+        feats, pos, sizes = self._features
+        if size == 1:  # the object's own bank and the frame's features as they are: nothing copied
+            bank = {"cond_frame_outputs": group[0].cond, "non_cond_frame_outputs": group[0].non_cond}
+        else:
+            feats = [torch.cat([x] * size, dim=1) for x in feats]  # (HW, 1, C) -> (HW, B, C)
+            pos = [torch.cat([x] * size, dim=1) for x in pos]
+            bank = {key: {t: self._stacked([getattr(o, attr)[t] for o in group], size) for t in getattr(group[0], attr)}
+                    for key, attr in (("cond_frame_outputs", "cond"), ("non_cond_frame_outputs", "non_cond"))}
         with self.model.autocast():
             _, sam_outputs, _, _ = sam._track_step(self.frame_index, False, feats, pos, sizes, None, None, bank,
                                                    _ENDLESS, False, None)
@@ -189,11 +192,13 @@ class StreamingTracker:
         if self._maskmem_pos_enc is None:
             self._maskmem_pos_enc = [x[0:1].clone() for x in memory_pos]
         memory = memory.to(torch.bfloat16)
-        for i, obj in enumerate(group):  # clones: each object's memory lives and dies with it
+        # A batch's slices are cloned, so each object's memory lives and dies with it; one object owns its tensors.
+        own = (lambda x: x) if size == 1 else torch.clone
+        for i, obj in enumerate(group):
             obj.non_cond[self.frame_index] = {
-                "pred_masks": low_res[i:i + 1].clone(), "obj_ptr": obj_ptr[i:i + 1].clone(),
-                "object_score_logits": object_logits[i:i + 1].clone(),
-                "maskmem_features": memory[i:i + 1].clone(), "maskmem_pos_enc": self._maskmem_pos_enc}
+                "pred_masks": own(low_res[i:i + 1]), "obj_ptr": own(obj_ptr[i:i + 1]),
+                "object_score_logits": own(object_logits[i:i + 1]),
+                "maskmem_features": own(memory[i:i + 1]), "maskmem_pos_enc": self._maskmem_pos_enc}
             self._forget(obj)
 
     @staticmethod

@@ -671,10 +671,11 @@ class Sam2SegmenterNode(LifecycleNode):
                                                      frame.rgb if v["cloud_rgb"] else None))
             if pubs["markers"].get_subscription_count():
                 pubs["markers"].publish(marker_array(result))
-            if "detections_3d" in pubs:
+            if "detections_3d" in pubs and pubs["detections_3d"].get_subscription_count():
                 pubs["detections_3d"].publish(vision.detection_3d_array(result))
         if "detections" in pubs:
-            pubs["detections"].publish(vision.detection_2d_array(result))
+            if pubs["detections"].get_subscription_count():
+                pubs["detections"].publish(vision.detection_2d_array(result))
             labels = vision.label_map(result)
             if labels != self._labels_sent:
                 pubs["label_info"].publish(vision.label_info(result.header, labels, v["score_threshold"]))

@@ -1,6 +1,7 @@
 """Tests that can fail: break the code one small way at a time and check that its test fails.
 
-Run after `make build`: `python3 scripts/mutation_check.py`. Each mutation is applied to the
+Run after `make build`: `python3 scripts/mutation_check.py` (or name files or words of the
+descriptions to run some: `python3 scripts/mutation_check.py tracker.py CPU`). Each mutation is applied to the
 source (colcon's --symlink-install makes the tests import it), the test guarding it runs, and
 the source is restored whatever happens. Exit code 1 when a mutation goes unnoticed.
 """
@@ -78,8 +79,19 @@ MUTATIONS = [
      "a proposal exactly half on a tracked object counted as covered"),
     ("sam2_ros/core/everything.py", "iou_threshold=self._everything.settings.box_nms_thresh)",
      "iou_threshold=1.0)", "test/test_everything.py -k chelsea", "no duplicate removal after the last batch"),
-    ("sam2_ros/core/tracker.py", "memory[i:i + 1].clone()", "memory[0:1].clone()",
+    ("sam2_ros/core/tracker.py", '"maskmem_features": own(memory[i:i + 1])', '"maskmem_features": own(memory[0:1])',
      "test/test_tracker.py -k late_corrected", "every object of a batch remembers the first one's mask"),
+    ("sam2_ros/core/tracker.py", "for first in range(0, len(group), size)]",
+     "for first in range(0, len(group), size) if first == 0]", "test/test_tracker.py -k 4096",
+     "objects beyond the first step's batch are not tracked"),
+    ("sam2_ros/core/model.py", "return max(1, min(wanted, tokens // side**2))", "return max(1, tokens // side**2)",
+     "test/test_model.py -k tokens", "a CPU call takes more prompts than there are"),
+    ("sam2_ros/core/everything.py", "self._decode(points[first:first + chunk], image_embed, high_res)",
+     "self._decode(points[first:first + 1], image_embed, high_res)", "test/test_everything.py -k few_points",
+     "each decoder call on the CPU keeps only its first point"),
+    ("sam2_ros/core/segmenter.py", "for first in range(0, len(alike), size)):",
+     "for first in range(0, len(alike), size + 1)):",
+     "test/test_segmenter.py -k full_size", "a prompt between two CPU calls is never decoded"),
     ("sam2_ros/tools/make_sample_bag.py", 'cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))',
      'cv2.imencode(".png", rgb)', "test/test_bag_tools.py -k png_compressed",
      "the compressed sample bag stores red as blue"),
@@ -97,9 +109,11 @@ def run_test(arguments: str) -> tuple[bool, str]:
     return done.returncode != 0, summary
 
 
-def main() -> int:
+def main(words: list[str]) -> int:
+    """Apply each mutation (those whose file or description names one of `words`, if any) and run its test."""
+    chosen = [m for m in MUTATIONS if not words or any(word in m[0] or word in m[4] for word in words)]
     caught = 0
-    for path, original, broken, arguments, what in MUTATIONS:
+    for path, original, broken, arguments, what in chosen:
         file = PACKAGE / path
         source = file.read_text()
         if source.count(original) != 1:
@@ -112,9 +126,9 @@ def main() -> int:
             file.write_text(source)
         caught += failed
         print(f"{'CAUGHT' if failed else 'MISSED'} {what} | {arguments} | {summary}", flush=True)
-    print(f"{caught} of {len(MUTATIONS)} mutations caught")
-    return 0 if caught == len(MUTATIONS) else 1
+    print(f"{caught} of {len(chosen)} mutations caught")
+    return 0 if caught == len(chosen) else 1
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(sys.argv[1:]))

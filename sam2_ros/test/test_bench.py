@@ -7,7 +7,8 @@ CORE_KEYS = {"device", "model", "image_size", "encode_ms", "decode_ms_1obj", "de
              "decode_ms_8obj_sequential", "cached_prompt_ratio", "contours_ms_1080p", "first_prompt_ms",
              "cached_prompt_ms", "result_message_ms", "serialize_ms", "result_polygons_per_object",
              "batched_over_sequential_8obj", "geometry_ms_3obj", "everything_ms", "meta_everything_ms",
-             "everything_over_meta", "everything_points_per_side"}
+             "everything_over_meta", "everything_points_per_side", "everything_points_per_call",
+             "meta_everything_ms_same_calls", "everything_over_meta_same_calls"}
 
 TRACKER_KEYS = {"tracker_ms_per_frame", "meta_ms_per_frame", "tracker_rss_growth_mb_per_frame",
                 "meta_rss_growth_mb_per_frame", "frames", "meta_init_ms_per_frame", "tracker_retained_state_mb",

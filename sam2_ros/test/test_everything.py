@@ -1,5 +1,5 @@
 """Segment everything on an encoded frame equals Meta's SAM2AutomaticMaskGenerator.generate on the image."""
-from dataclasses import asdict
+from dataclasses import asdict, replace
 
 import numpy as np
 import pytest
@@ -12,8 +12,14 @@ from sam2_ros.core.everything import Everything, EverythingSettings
 LOOSE = EverythingSettings(points_per_side=8, points_per_batch=16, pred_iou_thresh=0.0, stability_score_thresh=0.0)
 
 
-def meta_generate(model, image, settings: EverythingSettings) -> list[dict]:
-    """Meta's generator as users call it: it encodes the image itself."""
+def meta_generate(model, image, settings: EverythingSettings, points_per_call: int | None = None) -> list[dict]:
+    """Meta's generator as users call it: it encodes the image itself, and decodes points_per_batch at a time.
+
+    Its output depends on that number by float rounding (small matrix products round differently), so
+    where ours decodes fewer points per call (`points_per_call`), Meta's is asked to do the same.
+    """
+    if points_per_call is not None:
+        settings = replace(settings, points_per_batch=points_per_call)
     generator = SAM2AutomaticMaskGenerator(model.sam, **asdict(settings))
     side = model.image_size // 16  # Meta hard-codes feature sizes for 1024 inputs
     generator.predictor._bb_feat_sizes = [(4 * side, 4 * side), (2 * side, 2 * side), (side, side)]
@@ -36,6 +42,22 @@ def test_masks_boxes_and_scores_equal_metas_generator_in_its_order(small_model, 
     assert [p.object_id for p in ours] == list(range(1, len(ours) + 1)) and ours[0].label == "unknown"
 
 
+@pytest.mark.parametrize("chunk", [1, 4])
+def test_a_few_points_per_decoder_call_equal_meta_decoding_as_many(small_model, chunk):
+    image = photo("astronaut")  # 4 batches of 16 points (4 steps), each decoded 1 or 4 points at a time
+    ours, _ = Everything(small_model, LOOSE, decode_chunk=chunk).propose(encode(small_model, image))
+    assert_same(ours, meta_generate(small_model, image, LOOSE, points_per_call=chunk))
+
+
+def test_on_the_cpu_a_chunk_holds_about_8192_image_tokens(small_model, full_model):
+    assert Everything(small_model, EverythingSettings()).chunk() == 32  # 256: 16 x 16 tokens per point
+    assert Everything(small_model, LOOSE).chunk() == 16  # never more than a batch
+    assert Everything(full_model, LOOSE).chunk() == 2  # 1024: 64 x 64
+    assert Everything(full_model, LOOSE, decode_chunk=7).chunk() == 7
+    with pytest.raises(ValueError, match="decode_chunk must be at least 1 point, got 0"):
+        Everything(small_model, LOOSE, decode_chunk=0)
+
+
 def test_metas_default_thresholds_and_a_minimum_region_area_too(small_model):
     image = photo("rocket")
     settings = EverythingSettings(points_per_side=16, pred_iou_thresh=0.0, stability_score_thresh=0.0,
@@ -53,8 +75,8 @@ def test_metas_default_thresholds_and_a_minimum_region_area_too(small_model):
 def test_at_full_input_size_too(full_model):
     image = photo("coffee")
     settings = EverythingSettings(points_per_side=4, pred_iou_thresh=0.0, stability_score_thresh=0.0)
-    ours, _ = Everything(full_model, settings).propose(encode(full_model, image))
-    assert_same(ours, meta_generate(full_model, image, settings))
+    ours, _ = Everything(full_model, settings).propose(encode(full_model, image))  # on the CPU 2 points per call
+    assert_same(ours, meta_generate(full_model, image, settings, points_per_call=2))
 
 
 def test_one_encoding_serves_several_runs_and_bad_settings_are_refused(small_model):

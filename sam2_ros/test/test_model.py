@@ -112,3 +112,8 @@ def test_device_and_precision_errors_say_what_to_use(checkpoint):
         load_model(spec(checkpoint, precision="float8"))
     with pytest.raises(ValueError, match="image_size must be a multiple of 32"):
         load_model(ModelSpec(checkpoint=checkpoint, device="cpu", image_size=300))
+
+
+def test_a_decoder_call_on_the_cpu_takes_about_8192_image_tokens_of_prompts(small_model, full_model):
+    assert small_model.per_call(40) == 32 and small_model.per_call(8) == 8  # 256: 16 x 16 tokens each
+    assert full_model.per_call(8) == 2 and full_model.per_call(8, tokens=4096) == 1  # 1024: 64 x 64

@@ -4,9 +4,15 @@ Meta's SAM2AutomaticMaskGenerator prompts a grid of points, keeps masks by predi
 stability, and removes duplicates with box NMS; it encodes the image itself first. Here its own
 grid, transforms and filters (sam2.utils.amg) and torchvision's NMS run on an already encoded
 frame (the node's), a few point batches at a time if need be (`EverythingPass`), so the masks
-are Meta's and the encoder's work is not done twice. One more saving, exact too: a mask whose
+are Meta's and the encoder's work is not done twice. Two more savings, exact too: a mask whose
 predicted IoU fails the threshold is never upsampled to the image's size (Meta's generator
-upsamples all three masks of every point first, and filters after).
+upsamples all three masks of every point first, and filters after), and on the CPU a batch is
+decoded a few points at a time. SAM 2's decoder copies the image embedding for every point and
+runs elementwise work over each copy, so a batch of 64 points at input size 1024 streams
+gigabytes through memory; chunks of a few points (`LoadedModel.per_call`) stay in cache and
+halve the time there. Meta's output itself depends on how many points it decodes per call (small
+matrix products round differently), by a pixel here and there: ours equals Meta's decoding as
+many points per call as ours does.
 """
 from __future__ import annotations
 
@@ -96,14 +102,22 @@ class Everything:
     """Meta's generator bound to one model, run on frames that are already encoded."""
 
     def __init__(self, model: LoadedModel, settings: EverythingSettings = EverythingSettings(),
-                 crop_n_layers: int = 0):
+                 crop_n_layers: int = 0, decode_chunk: int | None = None):
         if crop_n_layers:
             raise ValueError(f"crop_n_layers {crop_n_layers}: crops re-encode every crop, which is what this "
                              "module avoids; use Meta's SAM2AutomaticMaskGenerator for them")
         settings.check()
-        self.model, self.settings = model, settings
+        if decode_chunk is not None and decode_chunk < 1:
+            raise ValueError(f"decode_chunk must be at least 1 point, got {decode_chunk}")
+        self.model, self.settings, self.decode_chunk = model, settings, decode_chunk
         # Meta's generator, never run: its point grid, coordinate transforms and mask post-processing
         self._generator = SAM2AutomaticMaskGenerator(model.sam, **asdict(settings))
+
+    def chunk(self) -> int:
+        """Points per decoder call: the given number, else a whole batch on a GPU and a few on the CPU."""
+        if self.decode_chunk is not None:
+            return self.decode_chunk
+        return self.model.per_call(self.settings.points_per_batch)
 
     def start(self, frame: EncodedFrame) -> EverythingPass:
         """Begin a run over the frame, to be stepped a few point batches at a time."""
@@ -141,16 +155,18 @@ class EverythingPass:
         start = time.perf_counter()
         everything = self._everything
         image_embed, high_res = decoder_inputs(everything.model, self.frame)
+        chunk = everything.chunk()
         with everything.model.autocast():
             for points in self.batches[self._done:self._done + batches]:
-                self._data.cat(self._decode(points, image_embed, high_res))
+                for first in range(0, len(points), chunk):
+                    self._data.cat(self._decode(points[first:first + chunk], image_embed, high_res))
                 self._done += 1
         proposals = self._finish() if self.remaining == 0 else None
         self.ms += (time.perf_counter() - start) * 1e3
         return proposals
 
     def _decode(self, points: np.ndarray, image_embed: torch.Tensor, high_res: list[torch.Tensor]) -> MaskData:
-        """One point batch: SAM 2's three masks per point, filtered as Meta's generator filters them."""
+        """Decode some points: SAM 2's three masks per point, filtered as Meta's generator filters them."""
         everything = self._everything
         settings, sam = everything.settings, everything.model.sam
         generator = everything._generator

@@ -104,7 +104,7 @@ class Segmenter:
     @torch.inference_mode()
     def predict(self, prompts: Sequence[Prompt],
                 frame: EncodedFrame | Hashable | None = None) -> Segmentation:
-        """Segment prompts on a cached frame: objects with alike prompts share one decoder call."""
+        """Segment prompts on a cached frame: objects with alike prompts share decoder calls."""
         if not isinstance(frame, EncodedFrame):
             frame = self.frame(frame)
         start = time.perf_counter()
@@ -113,10 +113,11 @@ class Segmenter:
         groups: dict[tuple, list[int]] = {}
         for index, prompt in enumerate(prompts):
             groups.setdefault(_batch_signature(prompt), []).append(index)
-        for indices in groups.values():
-            batch = [prompts[i] for i in indices]
-            for index, result in zip(indices, self._decode(frame, batch)):
-                objects[index] = result
+        for alike in groups.values():
+            size = self.model.per_call(len(alike))  # on the CPU, calls small enough to stay in cache
+            for indices in (alike[first:first + size] for first in range(0, len(alike), size)):
+                for index, result in zip(indices, self._decode(frame, [prompts[i] for i in indices])):
+                    objects[index] = result
         if self.model.device.type == "cuda":
             torch.cuda.synchronize(self.model.device)
         return Segmentation(image_hw=frame.image_hw, objects=objects, encode_ms=0.0,

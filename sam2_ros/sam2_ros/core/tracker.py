@@ -32,6 +32,11 @@ HOLE_FILLING_NOTE = ("sam2 was installed without its CUDA extension (sam2._C): S
                      "holes in masks is skipped, as Meta's predictor skips it on such an install; "
                      "masks are otherwise identical")
 
+# Image tokens per tracking step on the CPU: 16 objects at input size 256, 1 at 1024. Memory
+# attention widens every token eightfold in its MLP, so a step outgrows the caches sooner than a
+# decoder call: at 1024, objects batched in twos were still slower than one by one.
+CPU_STEP_TOKENS = 4096
+
 # A live stream has no length; SAM 2 only uses it to cap object pointers at
 # min(num_frames, max_obj_ptrs_in_encoder), which any stream longer than that cap reaches.
 _ENDLESS = sys.maxsize
@@ -158,7 +163,8 @@ class StreamingTracker:
             layout = (tuple(sorted(obj.cond)), tuple(sorted(obj.non_cond)),
                       tuple(sorted(t for t, out in obj.non_cond.items() if out.get("maskmem_features") is not None)))
             groups.setdefault(layout, []).append(obj)
-        return list(groups.values())
+        size = self.model.per_call(self.max_objects, CPU_STEP_TOKENS)  # on the CPU, what stays in cache
+        return [group[first:first + size] for group in groups.values() for first in range(0, len(group), size)]
 
     def _track_group(self, group: list[TrackedObject], on_object, deferred: list | None) -> None:
         """One SAM 2 step (memory attention, mask decoder, memory encoder) for objects of one layout.

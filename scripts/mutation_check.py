@@ -82,7 +82,7 @@ MUTATIONS = [
     ("sam2_ros/core/tracker.py", '"maskmem_features": own(memory[i:i + 1])', '"maskmem_features": own(memory[0:1])',
      "test/test_tracker.py -k late_corrected", "every object of a batch remembers the first one's mask"),
     ("sam2_ros/core/tracker.py", "for first in range(0, len(group), size)]",
-     "for first in range(0, len(group), size) if first == 0]", "test/test_tracker.py -k 4096",
+     "for first in range(0, len(group), size) if first == 0]", "test/test_tracker.py -k 1024_image_tokens",
      "objects beyond the first step's batch are not tracked"),
     ("sam2_ros/core/model.py", "return max(1, min(wanted, tokens // side**2))", "return max(1, tokens // side**2)",
      "test/test_model.py -k tokens", "a CPU call takes more prompts than there are"),

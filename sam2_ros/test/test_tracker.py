@@ -313,13 +313,13 @@ def test_on_a_longer_clip_two_objects_batched_never_drift_from_the_reference(sma
     assert min(per_frame[-8:]) >= 0.9999
 
 
-def test_on_the_cpu_one_step_batches_about_4096_image_tokens_of_objects_of_one_layout(small_model, full_model):
+def test_on_the_cpu_one_step_batches_about_1024_image_tokens_of_objects_of_one_layout(small_model, full_model):
     from sam2_ros.core.tracker import TrackedObject
-    tracker = StreamingTracker(small_model, max_objects=40)  # 256: 16 x 16 tokens per object, 16 per step
-    tracker.objects = {i: TrackedObject(i, "", cond={0: {}}) for i in range(1, 36)}  # prompted on frame 0
-    tracker.objects[36] = TrackedObject(36, "", cond={3: {}})  # prompted on frame 3: a layout of its own
-    assert [len(group) for group in tracker._groups()] == [16, 16, 3, 1]
-    assert [obj.object_id for obj in tracker._groups()[2]] == [33, 34, 35]
+    tracker = StreamingTracker(small_model, max_objects=16)  # 256: 16 x 16 tokens per object, 4 per step
+    tracker.objects = {i: TrackedObject(i, "", cond={0: {}}) for i in range(1, 11)}  # prompted on frame 0
+    tracker.objects[11] = TrackedObject(11, "", cond={3: {}})  # prompted on frame 3: a layout of its own
+    assert [len(group) for group in tracker._groups()] == [4, 4, 2, 1]
+    assert [obj.object_id for obj in tracker._groups()[2]] == [9, 10]
     tracker = StreamingTracker(full_model, max_objects=8)  # 1024: 64 x 64 tokens, one object per step
     tracker.objects = {i: TrackedObject(i, "", cond={0: {}}) for i in range(1, 4)}
     assert [[obj.object_id for obj in group] for group in tracker._groups()] == [[1], [2], [3]]

@@ -32,10 +32,12 @@ HOLE_FILLING_NOTE = ("sam2 was installed without its CUDA extension (sam2._C): S
                      "holes in masks is skipped, as Meta's predictor skips it on such an install; "
                      "masks are otherwise identical")
 
-# Image tokens per tracking step on the CPU: 16 objects at input size 256, 1 at 1024. Memory
+# Image tokens per tracking step on the CPU: 4 objects at input size 256, 1 from 512 up. Memory
 # attention widens every token eightfold in its MLP, so a step outgrows the caches sooner than a
-# decoder call: at 1024, objects batched in twos were still slower than one by one.
-CPU_STEP_TOKENS = 4096
+# decoder call. Measured at 256 with 8 objects (tracking only, frames alternated): 8 per step
+# 567 ms, 4 per step 491 ms, 2 per step 553 ms, one by one 665 ms; at 1024 twos were still slower
+# than one by one.
+CPU_STEP_TOKENS = 1024
 
 # A live stream has no length; SAM 2 only uses it to cap object pointers at
 # min(num_frames, max_obj_ptrs_in_encoder), which any stream longer than that cap reaches.
@@ -177,7 +179,9 @@ class StreamingTracker:
             bank = {"cond_frame_outputs": group[0].cond, "non_cond_frame_outputs": group[0].non_cond}
         else:
             feats = [torch.cat([x] * size, dim=1) for x in feats]  # (HW, 1, C) -> (HW, B, C)
-            pos = [torch.cat([x] * size, dim=1) for x in pos]
+            # SAM 2 reads only the last level's positions (memory attention); the high-res levels'
+            # would be megabytes of copies per frame, so they are views
+            pos = [x.expand(-1, size, -1) for x in pos[:-1]] + [torch.cat([pos[-1]] * size, dim=1)]
             bank = {key: {t: self._stacked([getattr(o, attr)[t] for o in group], size) for t in getattr(group[0], attr)}
                     for key, attr in (("cond_frame_outputs", "cond"), ("non_cond_frame_outputs", "non_cond"))}
         with self.model.autocast():

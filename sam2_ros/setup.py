@@ -23,7 +23,7 @@ setup(
     license='Apache-2.0',
     entry_points={
         'console_scripts': [
-            'sam2_segmenter_node = sam2_ros.ros.node:main',
+            'sam2_segmenter_node = sam2_ros.ros.main:main',
             'sam2_bench = sam2_ros.tools.bench:main',
             'sam2_make_sample_bag = sam2_ros.tools.make_sample_bag:main',
             'sam2_replay = sam2_ros.tools.replay:main',

@@ -49,7 +49,12 @@ def fail_on_step(monkeypatch, tracker, call: int) -> None:
     On the reference path (one step per object), so that "the second object" means one.
     """
     monkeypatch.setattr(tracker, "batch_objects", False)
-    sam = tracker.model.sam
+    fail_model_step(monkeypatch, tracker.model, call)
+
+
+def fail_model_step(monkeypatch, model, call: int) -> None:
+    """Fault injection: the model's `call`-th SAM 2 tracking step from now raises."""
+    sam = model.sam
     real, calls = sam._track_step, []
 
     def step(*args, **kwargs):
@@ -60,13 +65,14 @@ def fail_on_step(monkeypatch, tracker, call: int) -> None:
     monkeypatch.setattr(sam, "_track_step", step)
 
 
-def slow_frames(monkeypatch, tracker, seconds: float) -> threading.Event:
+def slow_frames(monkeypatch, seconds: float) -> threading.Event:
     """Fault injection: tracking a frame takes `seconds` longer; the event says a frame is in flight."""
-    started, real = threading.Event(), tracker.track
+    from sam2_ros.core.tracker import StreamingTracker
+    started, real = threading.Event(), StreamingTracker.track
 
     def track(*args, **kwargs):
         started.set()
         time.sleep(seconds)
         return real(*args, **kwargs)
-    monkeypatch.setattr(tracker, "track", track)
+    monkeypatch.setattr(StreamingTracker, "track", track)
     return started

@@ -15,7 +15,8 @@ from sensor_msgs.msg import Image
 from std_msgs.msg import Header
 
 from sam2_ros.ros.conversions import array_to_image, image_to_array
-from sam2_ros.ros.node import Sam2SegmenterNode, spin
+from sam2_ros.ros.main import spin
+from sam2_ros.ros.node import Sam2SegmenterNode
 from sam2_ros_interfaces.msg import Prompt as PromptMsg
 from sam2_ros_interfaces.msg import SegmentationResult
 from sam2_ros_interfaces.srv import AddObjects

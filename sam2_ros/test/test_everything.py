@@ -103,6 +103,26 @@ def test_a_pass_spread_over_several_steps_finds_what_one_call_finds(small_model)
     assert_same(steps[3], meta_generate(small_model, image, LOOSE))
 
 
+def test_a_pass_in_time_slices_yields_after_every_decoder_call_and_finds_what_one_call_finds(small_model):
+    """A slice of 0 s still decodes one call: the camera gets a turn after each, and the pass ends."""
+    image = photo("astronaut")
+    run = Everything(small_model, LOOSE).start(encode(small_model, image))  # 64 points, 4 batches
+    slices = 1
+    while (proposals := run.step_for(0.0)) is None:
+        slices += 1
+    assert slices >= 4 and run.remaining == 0
+    assert_same(proposals, meta_generate(small_model, image, LOOSE))
+
+
+def test_a_limited_pass_keeps_metas_best_proposals_only(small_model):
+    image = photo("astronaut")
+    overlapping = replace(LOOSE, box_nms_thresh=1.0)  # random weights' masks overlap: keep them all
+    everything = meta_generate(small_model, image, overlapping)
+    assert len(everything) > 2
+    run = Everything(small_model, overlapping).start(encode(small_model, image), limit=2)
+    assert_same(run.step(len(run.batches)), everything[:2])
+
+
 def test_a_proposal_is_new_unless_mostly_on_a_taken_mask_and_big_enough_best_first():
     from sam2_ros.core.everything import Proposal, novel
 

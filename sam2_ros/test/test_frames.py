@@ -48,3 +48,14 @@ def test_no_frame_yet_and_out_of_order_commits_are_refused():
     with pytest.raises(ValueError, match="frame 5 is not newer than frame 5"):
         ring.commit(frame(5, 2))
     assert len(ring) == 1
+
+
+def test_prompt_max_age_refuses_an_old_prompt_even_when_its_stamp_is_a_kept_frame_exactly():
+    """Newest frame at 4.0 s, limit 1.5 s: a prompt for the kept frame at 1.0 s is as old as one at 1.1 s."""
+    ring = FrameRing(4)
+    for seq, seconds in enumerate([1.0, 2.0, 3.0, 4.0]):
+        ring.commit(frame(seq, int(seconds * 1e9)))
+    for stamp in (1_000_000_000, 1_100_000_000):
+        with pytest.raises(FrameNotKept, match="more than prompt_max_age_s 1.5 s"):
+            ring.find(stamp, max_age_ns=1_500_000_000)
+    assert ring.find(3_000_000_000, max_age_ns=1_500_000_000).seq == 2

@@ -28,21 +28,33 @@ def test_bfloat16_autocast_masks_agree_with_float32(checkpoint):
 
 
 def test_compiled_image_encoder_gives_the_uncompiled_masks(checkpoint):
+    """Inductor fuses and reorders float sums: logits within rounding of 0 may flip (59 of 262,144
+    pixels on an H100 with random weights), so the masks agree on 99.9 % of pixels, not all.
+    """
     image = photo("astronaut")
     masks = [Segmenter(load_model(ModelSpec(checkpoint=checkpoint, device="cuda", image_size=1024,
                                             compile=compiled))).segment(image, [BOX]).objects[0].mask
              for compiled in (False, True)]
-    np.testing.assert_array_equal(*masks)
+    assert np.mean(masks[0] == masks[1]) >= 0.999
 
 
-def test_deactivate_hands_cached_cuda_memory_back(checkpoint):
+def test_deactivate_and_cleanup_hand_cuda_memory_back(checkpoint):
+    """Deactivate keeps the model and the objects (activate resumes them) but empties the cache:
+    a further empty_cache finds nothing to free. Cleanup drops the model: allocations go back.
+    """
+    torch.cuda.empty_cache()
+    allocated_before = torch.cuda.memory_allocated()
     running = Running(checkpoint, device="cuda", image_size=1024)
     try:
         running.peer.publish_rgb(photo("coffee"), header(1))
         running.peer.result_for(header(1))
         running.node.trigger_deactivate()
-        cached = torch.cuda.memory_reserved() - torch.cuda.memory_allocated()
-        assert cached < 2 * 2**20, f"{cached / 2**20:.1f} MB still cached after deactivate"
+        reserved = torch.cuda.memory_reserved()
+        torch.cuda.empty_cache()
+        assert torch.cuda.memory_reserved() == reserved, "deactivate left freeable CUDA cache behind"
+        running.node.trigger_cleanup()
+        left = torch.cuda.memory_allocated() - allocated_before
+        assert left < 2 * 2**20, f"{left / 2**20:.1f} MB still allocated after cleanup"
     finally:
         running.close()
 

@@ -94,8 +94,9 @@ def test_the_parameter_file_applies_under_a_namespace(checkpoint, tmp_path):
 
 
 def readme_commands() -> list[str]:
-    """Each command of README.md's shell blocks that runs one of our tools, by tool name."""
-    blocks = re.findall(r"```bash\n(.*?)```", (ROOT / "README.md").read_text(), re.S)
+    """Each command of the shell blocks of README.md and docs/ that runs one of our tools, by tool name."""
+    pages = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+    blocks = [b for page in pages for b in re.findall(r"```bash\n(.*?)```", page.read_text(), re.S)]
     lines = [line.strip() for block in blocks for line in block.replace("\\\n", " ").splitlines()]
     tools = {}
     for line in lines:

@@ -69,7 +69,7 @@ def test_an_object_added_mid_stream_by_topic_is_followed_and_removal_and_reset_a
         running.peer.publish_rgb(images[t], stamps[t])
         assert running.peer.result_for(stamps[t]).objects == []
     prompts.publish(box_prompt(object_box(truths[2]), stamps[2], object_id=4))
-    wait_until(lambda: running.node._tracker.objects, 30, "the prompt to be applied")
+    wait_until(lambda: running.node.session.object_labels(), 30, "the prompt to be applied")
     for t in (3, 4):
         running.peer.publish_rgb(images[t], stamps[t])
         assert [o.object_id for o in running.peer.result_for(stamps[t]).objects] == [4]
@@ -91,7 +91,7 @@ def test_an_rqt_image_view_click_starts_a_new_object_on_the_newest_frame(running
     running.peer.publish_rgb(image, header(7))
     running.peer.result_for(header(7))
     clicks.publish(Point(x=300.0, y=200.0, z=0.0))  # what rqt_image_view publishes: no header
-    wait_until(lambda: running.node._tracker.objects, 30, "the click to start an object")
+    wait_until(lambda: running.node.session.object_labels(), 30, "the click to start an object")
     core = StreamingTracker(small_model)
     core.track(image)
     core.add_prompt(Prompt(object_id=1, points=np.array([[300.0, 200.0]]), point_labels=np.array([1])))
@@ -116,11 +116,15 @@ def test_segment_service_answers_with_masks_equal_to_the_core_and_changes_no_tra
     assert newest.success and newest.result.header == stamp
     np.testing.assert_array_equal(full_mask(newest.result.objects[0], image.shape[:2]), expected.mask)
     assert add(running, box_prompt([50, 50, 200, 300], stamp, object_id=5, label="tracked")).success
-    before = running.node._tracker.current()[0].mask.copy()
     again = running.peer.call(Segment, f"{NODE}/segment", Segment.Request(prompts=[box_prompt(box, object_id=5)]))
     assert again.success and [o.object_id for o in again.result.objects] == [5]
-    assert list(running.node._tracker.objects) == [5] and running.node._tracker.objects[5].label == "tracked"
-    np.testing.assert_array_equal(running.node._tracker.current()[0].mask, before)
+    assert running.node.session.object_labels() == {5: "tracked"}
+    core = StreamingTracker(small_model)  # the same frames and prompt, never the one-off answer
+    core.track(image)
+    core.add_prompt(Prompt(object_id=5, box=np.array([50, 50, 200, 300], np.float32)))
+    running.peer.publish_rgb(image, header(5))
+    tracked = running.peer.result_for(header(5)).objects[0]
+    np.testing.assert_array_equal(full_mask(tracked, image.shape[:2]), core.track(image).objects[0].mask)
 
 
 @pytest.mark.parametrize("bad, reason", [
@@ -131,7 +135,7 @@ def test_segment_service_answers_with_masks_equal_to_the_core_and_changes_no_tra
 def test_a_bad_image_is_logged_and_the_next_good_frame_is_processed(running, bad, reason):
     bad.header = header(9)
     running.peer.camera.publish(bad)
-    wait_until(lambda: reason in running.node.stats.last_error, 30, f"'{reason}' to be reported")
+    wait_until(lambda: reason in running.node.counts().last_error, 30, f"'{reason}' to be reported")
     good = header(10)
     running.peer.publish_rgb(photo("chelsea"), good)
     running.peer.result_for(good)
@@ -172,8 +176,7 @@ def test_unknown_ids_and_too_many_objects_are_refused(checkpoint):
 
 
 def test_a_model_failure_drops_that_frame_only(running, monkeypatch):
-    tracker = running.node._tracker
-    real_track = tracker.track
+    real_track = StreamingTracker.track
     calls = []
 
     def fail_once(*args, **kwargs):  # fault injection: the first frame's tracking raises
@@ -182,10 +185,10 @@ def test_a_model_failure_drops_that_frame_only(running, monkeypatch):
             raise RuntimeError("CUDA error: an illegal memory access was encountered")
         return real_track(*args, **kwargs)
 
-    monkeypatch.setattr(tracker, "track", fail_once)
+    monkeypatch.setattr(StreamingTracker, "track", fail_once)
     running.peer.publish_rgb(photo("coffee"), header(40))
-    wait_until(lambda: running.node.stats.failed == 1, 30, "the failure to be counted")
-    assert "model failed on frame" in running.node.stats.last_error
+    wait_until(lambda: running.node.counts().failed == 1, 30, "the failure to be counted")
+    assert "model failed on frame" in running.node.counts().last_error
     running.peer.publish_rgb(photo("coffee"), header(41))
     running.peer.result_for(header(41))
 
@@ -199,11 +202,11 @@ def test_a_corrupt_jpeg_and_a_png_bomb_are_refused_on_the_compressed_topic(check
         wait_until(lambda: publisher.get_subscription_count() > 0, 30, "the compressed subscription")
         ok, jpeg = cv2.imencode(".jpg", photo("chelsea")[..., ::-1])
         publisher.publish(CompressedImage(header=header(60), format="jpeg", data=jpeg.tobytes()[:500]))
-        wait_until(lambda: "cannot decode compressed image" in running.node.stats.last_error, 30, "the refusal")
+        wait_until(lambda: "cannot decode compressed image" in running.node.counts().last_error, 30, "the refusal")
         publisher.publish(CompressedImage(header=header(62), format="png", data=one_bit_png(6000, 3000)))
-        wait_until(lambda: running.node.stats.refused["image too large"] == 1, 30, "the bomb's refusal")
+        wait_until(lambda: running.node.counts().refused["image too large"] == 1, 30, "the bomb's refusal")
         publisher.publish(CompressedImage(header=header(61), format="jpeg", data=jpeg.tobytes()))
-        assert running.peer.result_for(header(61)).width == 451 and running.node.stats.failed == 0
+        assert running.peer.result_for(header(61)).width == 451 and running.node.counts().failed == 0
     finally:
         running.close()
 
@@ -251,10 +254,10 @@ def test_lifecycle_configure_fails_on_a_bad_checkpoint_and_deactivate_stops_proc
         assert not any(r.header == header(80) for r in running.peer.results)
         assert node.trigger_deactivate() == TransitionCallbackReturn.SUCCESS
         assert node.trigger_cleanup() == TransitionCallbackReturn.SUCCESS
-        assert node.model is None and node._state_machine.current_state[0] == State.PRIMARY_STATE_UNCONFIGURED
+        assert node.model is None and node.lifecycle_state() == State.PRIMARY_STATE_UNCONFIGURED
         assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS and node.model is not None
         assert node.trigger_shutdown() == TransitionCallbackReturn.SUCCESS
-        assert node.model is None and node._state_machine.current_state[0] == State.PRIMARY_STATE_FINALIZED
+        assert node.model is None and node.lifecycle_state() == State.PRIMARY_STATE_FINALIZED
     finally:
         running.close()
 
@@ -265,7 +268,7 @@ def test_parameters_are_validated_at_run_time(running):
     assert not refused.successful
     assert not node.set_parameters([Parameter("mask_encoding", value="rgb8")])[0].successful
     assert node.set_parameters([Parameter("score_threshold", value=0.5)])[0].successful
-    assert node._config.output.score_threshold == 0.5
+    assert node.config().output.score_threshold == 0.5
     stamp = header(90)
     running.peer.publish_rgb(photo("coffee"), stamp)
     running.peer.result_for(stamp)
@@ -299,7 +302,7 @@ def test_run_time_parameter_changes_show_in_what_the_node_publishes(running):
     running.peer.publish_rgb(image, header(100))
     running.peer.result_for(header(100))
     assert add(running, box_prompt([100, 50, 400, 480], header(100))).success
-    wait_until(lambda: running.node._pubs["overlay"].get_subscription_count(), 30, "the overlay subscription")
+    wait_until(lambda: running.node.outputs.subscribers("overlay"), 30, "the overlay subscription")
 
     def frame(t):
         running.peer.publish_rgb(image, header(t))
@@ -330,7 +333,7 @@ def test_run_time_parameter_changes_show_in_what_the_node_publishes(running):
 def test_the_overlay_is_drawn_only_while_someone_subscribes(running, monkeypatch):
     from rclpy.qos import QoSProfile, ReliabilityPolicy
 
-    import sam2_ros.ros.node as node_module
+    import sam2_ros.ros.outputs as node_module
     drawn = []
 
     def counted(rgb, objects, header, *args, **kwargs):  # the real drawing, noted by frame
@@ -339,7 +342,7 @@ def test_the_overlay_is_drawn_only_while_someone_subscribes(running, monkeypatch
     real = node_module.overlay_image
     monkeypatch.setattr(node_module, "overlay_image", counted)
     # an earlier test's subscriber may still be known to the middleware for a moment
-    wait_until(lambda: running.node._pubs["overlay"].get_subscription_count() == 0, 30, "no overlay subscriber")
+    wait_until(lambda: running.node.outputs.subscribers("overlay") == 0, 30, "no overlay subscriber")
     image = photo("astronaut")
     running.peer.publish_rgb(image, header(90))
     running.peer.result_for(header(90))
@@ -352,13 +355,13 @@ def test_the_overlay_is_drawn_only_while_someone_subscribes(running, monkeypatch
     overlays = []
     subscription = running.peer.node.create_subscription(
         Image, f"{NODE}/overlay", overlays.append, QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE))
-    wait_until(lambda: running.node._pubs["overlay"].get_subscription_count(), 30, "the overlay subscription")
+    wait_until(lambda: running.node.outputs.subscribers("overlay"), 30, "the overlay subscription")
     running.peer.publish_rgb(image, header(93))
     overlay = wait_until(lambda: next((o for o in overlays if o.header == header(93)), None), 30, "an overlay")
     assert 93 in drawn and (overlay.height, overlay.width) == image.shape[:2]
 
     running.peer.node.destroy_subscription(subscription)
-    wait_until(lambda: running.node._pubs["overlay"].get_subscription_count() == 0, 30, "the subscriber to leave")
+    wait_until(lambda: running.node.outputs.subscribers("overlay") == 0, 30, "the subscriber to leave")
     for t in (94, 95):
         running.peer.publish_rgb(image, header(t))
         running.peer.result_for(header(t))
@@ -369,14 +372,14 @@ def test_frames_the_model_cannot_keep_up_with_are_skipped_and_the_newest_wins(ru
     image = photo("coffee")
     running.peer.publish_rgb(image, header(110))
     running.peer.result_for(header(110))
-    busy = slow_frames(monkeypatch, running.node._tracker, 1.0)
+    busy = slow_frames(monkeypatch, 1.0)
     running.peer.publish_rgb(image, header(111))
     wait_until(busy.is_set, 30, "a frame in flight")
     for t in (112, 113, 114):
         running.peer.publish_rgb(image, header(t))
     running.peer.result_for(header(114))
     assert not any(r.header in (header(112), header(113)) for r in running.peer.results)
-    stats = running.node.stats  # with image_qos_depth 1 the middleware may drop them before the node sees them
+    stats = running.node.counts()  # with image_qos_depth 1 the middleware may drop them before the node sees them
     assert stats.processed == 3 and stats.received - stats.processed == stats.skipped
 
 
@@ -413,7 +416,7 @@ def test_bad_topic_prompts_are_counted_as_rejections_and_only_failures_warn(runn
     level, values = wait_until(lambda: status(lambda v: v["inputs rejected"] == "1"), 30, "the rejection")
     assert level.level == DiagnosticStatus.OK and values["refused: bad prompt"] == "1"
     assert values["model failures"] == "0"
-    monkeypatch.setattr(running.node._tracker, "track", lambda *a, **k: 1 / 0)
+    monkeypatch.setattr(StreamingTracker, "track", lambda *a, **k: 1 / 0)
     running.peer.publish_rgb(photo("coffee"), header(131))
     level, values = wait_until(lambda: status(lambda v: v["model failures"] == "1"), 30, "the failure")
     assert level.level == DiagnosticStatus.WARN
@@ -492,23 +495,24 @@ def test_discovery_tracks_what_segment_everything_finds_once_and_says_so_in_diag
     assert expected, "the scene must offer something to discover"
     running = Running(checkpoint, discover_period_s=0.01, discover_batches_per_frame=1, discover_min_area=50,
                       everything_points_per_side=8, everything_points_per_batch=32, everything_pred_iou_thresh=0.0,
-                      everything_stability_score_thresh=0.0, max_objects=5)
+                      everything_stability_score_thresh=0.0, max_objects=6, discover_max_objects=5)
     try:
         node = running.node
         for t in (1, 2):  # 64 points in batches of 32: the run ends after the second frame
             running.peer.publish_rgb(image, header(130 + t))
             running.peer.result_for(header(130 + t))
-        wait_until(lambda: node.stats.discovery_passes == 1, 30, "one discovery run")
-        tracked = node._tracker.current()
-        assert len(tracked) == len(expected) == node.stats.discovered
-        assert {o.label for o in tracked} == {"unknown"}
-        for obj, mask in zip(tracked, expected):
-            assert np.count_nonzero(obj.mask & mask) / np.count_nonzero(obj.mask | mask) > 0.9
+        wait_until(lambda: node.counts().discovery_passes == 1, 30, "one discovery run")
+        assert set(node.session.object_labels().values()) == {"unknown"}
+        published = wait_until(lambda: running.peer.results[-1].objects, 30, "the discovered objects")
+        assert len(published) == len(expected) == node.counts().discovered
+        for obj, mask in zip(published, expected):
+            found = full_mask(obj, image.shape[:2])
+            assert np.count_nonzero(found & mask) / np.count_nonzero(found | mask) > 0.9
         for t in (3, 4, 5):  # the next run finds the same objects: all covered, nothing added
             running.peer.publish_rgb(image, header(130 + t))
             running.peer.result_for(header(130 + t))
-        wait_until(lambda: node.stats.discovery_passes >= 2, 30, "a second discovery run")
-        assert len(node._tracker.objects) == len(expected) and node.stats.discovered == len(expected)
+        wait_until(lambda: node.counts().discovery_passes >= 2, 30, "a second discovery run")
+        assert len(node.session.object_labels()) == len(expected) and node.counts().discovered == len(expected)
         seen = []
         running.peer.node.create_subscription(DiagnosticArray, "/diagnostics", seen.append, 10)
         values = wait_until(lambda: seen and {kv.key: kv.value for kv in seen[-1].status[0].values}, 30, "diagnostics")

@@ -48,7 +48,7 @@ class Depth:
         topic, msg_type, store = {"cloud": ("points", PointCloud2, self.clouds),
                                   "markers": ("markers", MarkerArray, self.markers)}[kind]
         self.running.peer.node.create_subscription(msg_type, f"{NODE}/{topic}", store.append, RELIABLE)
-        wait_until(lambda: self.running.node._pubs[topic].get_subscription_count(), 30, f"the {topic} subscription")
+        wait_until(lambda: self.running.node.outputs.subscribers(topic), 30, f"the {topic} subscription")
 
     def frame(self, t: int, stamp, depths=((0, 1000, 2000),), scale: int = 1):
         """Publish depth frames (stamp offset ms, object mm, wall mm), then the colour frame; return its result."""
@@ -58,7 +58,7 @@ class Depth:
             ns = stamp.stamp.sec * 10**9 + stamp.stamp.nanosec + offset_ms * 10**6
             self.depth.publish(depth_image(self.truths[t], mm, header(ns // 10**9, ns % 10**9), scale, wall_mm))
             wanted.add(ns)
-        wait_until(lambda: wanted <= {s for s, _ in self.running.node._depth._frames}, 30, "the depth frames")
+        wait_until(lambda: wanted <= self.running.node.depth.stamps(), 30, "the depth frames")
         self.running.peer.publish_rgb(self.images[t], stamp)
         return self.running.peer.result_for(stamp)
 
@@ -112,12 +112,13 @@ def test_the_depth_frame_closest_in_stamp_is_used_and_an_old_one_never(depth):
     # everything at 1.2 m 40 ms before, at 0.8 m 10 ms after: the later one is closer
     (obj,) = depth.frame(1, header(21), depths=((-40, 1200, 1200), (10, 800, 800))).objects
     assert obj.has_3d and obj.centroid_3d.z == pytest.approx(0.8, abs=1e-6)
-    assert depth.running.node.stats.with_3d >= 2
+    counts = depth.running.node.counts()  # frames with 3D count camera frames, not the prompt's result
+    assert counts.with_3d == counts.processed == 2
 
     (obj,) = depth.frame(2, header(22), depths=((-80, 1000, 2000),)).objects  # older than depth_max_age_ms 50
     result = depth.running.peer.result_for(header(22))
     assert obj.visible and not obj.has_3d and obj.depth_pixels == 0 and result.depth_header.frame_id == ""
-    assert depth.running.node.stats.no_depth["none within depth_max_age_ms"] >= 1
+    assert depth.running.node.counts().no_depth["none within depth_max_age_ms"] >= 1
     seen = []
     depth.running.peer.node.create_subscription(DiagnosticArray, "/diagnostics", seen.append, 10)
     values = wait_until(lambda: seen and {kv.key: kv.value for kv in seen[-1].status[0].values}, 30, "diagnostics")
@@ -154,7 +155,7 @@ def test_markers_box_each_object_and_leave_no_ghost_after_remove_or_reset(depth)
 
 
 def test_the_cloud_is_not_built_without_a_subscriber(depth, monkeypatch):
-    import sam2_ros.ros.node as node_module
+    import sam2_ros.ros.outputs as node_module
     built = []
 
     def counted(*args, **kwargs):
@@ -181,10 +182,10 @@ def test_depth_of_half_the_size_needs_its_own_camera_info_and_is_then_registered
         assert add(harness.running, box_prompt(object_box(harness.truths[0]), header(50))).success
         (obj,) = harness.frame(1, header(51), scale=2).objects
         assert obj.visible and not obj.has_3d
-        assert harness.running.node.stats.no_depth[
+        assert harness.running.node.counts().no_depth[
             "depth of another size than the image and no depth/camera_info of its size"] >= 1
         harness.depth_info.publish(camera_info(half, header(52)))
-        wait_until(lambda: harness.running.node._depth._depth_info is not None, 30, "the depth camera_info")
+        wait_until(lambda: harness.running.node.depth.has_infos()[1], 30, "the depth camera_info")
         (obj,) = harness.frame(1, header(52), scale=2).objects
         core = expected_3d(full_mask(obj, (240, 320)), 1000, harness.truths[1], half, scale=2)
         assert obj.has_3d and obj.depth_pixels == core.count

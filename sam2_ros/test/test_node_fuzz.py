@@ -132,7 +132,8 @@ def run(live, action, rng) -> None:
         world.sent[frame_id] = (stamp, height, width)
         peer.camera.publish(raw_image(encoding, width, height, pad, header(stamp, frame_id=frame_id), broken, rng))
     elif kind == "prompt":
-        node._prompt_cb(prompt_msg(action[1], world))
+        if node.inputs is not None:  # the prompt topic is subscribed while active only
+            node.inputs.prompt_cb(prompt_msg(action[1], world))
     elif kind == "service":
         _, service, prompts, object_id = action
         messages = [prompt_msg(fields, world) for fields in prompts]
@@ -159,10 +160,10 @@ def run(live, action, rng) -> None:
         name, value = action[1]
         node.set_parameters([Parameter(name, value=value)])
     elif kind == "detections":
-        if node._state_machine.current_state[0] == State.PRIMARY_STATE_ACTIVE:
-            node._detections_cb(detection_array(action[1], action[2]))
+        if node.lifecycle_state() == State.PRIMARY_STATE_ACTIVE:
+            node.inputs.detections_cb(detection_array(action[1], action[2]))
     else:
-        active = node._state_machine.current_state[0] == State.PRIMARY_STATE_ACTIVE
+        active = node.lifecycle_state() == State.PRIMARY_STATE_ACTIVE
         if action[1] == "deactivate" and active:
             node.trigger_deactivate()
         elif action[1] == "activate" and not active:
@@ -172,9 +173,9 @@ def run(live, action, rng) -> None:
 def check(live) -> None:
     running, world = live
     node, peer = running.node, running.peer
-    state = node._state_machine.current_state[0]
+    state = node.lifecycle_state()
     assert state in (State.PRIMARY_STATE_ACTIVE, State.PRIMARY_STATE_INACTIVE), state
-    assert (node._worker is not None and node._worker.is_alive()) == (state == State.PRIMARY_STATE_ACTIVE)
+    assert node.worker_alive() == (state == State.PRIMARY_STATE_ACTIVE)
     assert running.thread.is_alive(), "the executor thread died"
     for result in peer.results[world.checked_results:]:
         assert result.header.frame_id in world.sent, f"result for a frame never sent: {result.header}"
@@ -187,7 +188,7 @@ def check(live) -> None:
         stamp, height, width = world.sent[mask.header.frame_id]
         assert (mask.header.stamp.sec, mask.height, mask.width) == (stamp, height, width), mask.header
     world.checked_masks = len(peer.masks)
-    assert node.stats.failed == 0, f"garbage counted as a model failure: {node.stats.last_error}"
+    assert node.counts().failed == 0, f"garbage counted as a model failure: {node.counts().last_error}"
 
 
 def answered(live) -> None:

@@ -15,7 +15,7 @@ from geometry_msgs.msg import Point32
 from rclpy.parameter import Parameter
 from sensor_msgs.msg import Image
 
-from conftest import fail_on_step, photo, slow_frames
+from conftest import fail_model_step, photo, slow_frames
 from rosharness import NODE, Running, add, box_prompt, full_mask, header, wait_until
 from sam2_ros.core.prompts import Prompt
 from sam2_ros.core.segmenter import Segmenter
@@ -75,18 +75,24 @@ def test_switching_to_mono8_while_an_id_over_255_is_tracked_is_refused(checkpoin
         assert [o.object_id for o in processed(running, camera(VGA), stamp).objects] == [300]
         label = running.peer.mask_for(stamp)
         assert label.encoding == "16UC1" and set(np.unique(image_to_array(label))) <= {0, 300}
-        assert running.node.stats.failed == 0
+        assert running.node.counts().failed == 0
     finally:
         running.close()
+
+
+def fail_on_node_step(monkeypatch, running, call: int) -> None:
+    """The node's `call`-th SAM 2 step from now raises, on the reference path (a step per object)."""
+    assert running.node.set_parameters([Parameter("batch_objects", value=False)])[0].successful
+    fail_model_step(monkeypatch, running.node.model, call)
 
 
 def test_a_request_that_fails_part_way_applies_none_of_it(running, monkeypatch):
     stamp = header(1)
     processed(running, camera(VGA), stamp)
-    fail_on_step(monkeypatch, running.node._tracker, 2)
+    fail_on_node_step(monkeypatch, running, 2)
     answer = add(running, box_prompt([10, 10, 200, 200], stamp), box_prompt([300, 100, 500, 400], stamp))
     assert not answer.success and "out of memory" in answer.message
-    assert running.node._tracker.objects == {} and running.node.stats.failed == 1
+    assert running.node.session.object_labels() == {} and running.node.counts().failed == 1
     assert processed(running, camera(VGA), header(2)).objects == []
 
 
@@ -94,9 +100,9 @@ def test_a_frame_that_fails_part_way_leaves_prompts_on_the_last_good_frame(runni
     good = header(1, frame_id="good")
     processed(running, camera(VGA), good)
     assert add(running, box_prompt([10, 10, 200, 200], good), box_prompt([300, 100, 500, 400], good)).success
-    fail_on_step(monkeypatch, running.node._tracker, 2)  # the second object of the next frame
+    fail_on_node_step(monkeypatch, running, 2)  # the second object of the next frame
     running.peer.publish_rgb(camera(HD), header(2, frame_id="failed"))
-    wait_until(lambda: running.node.stats.failed == 1, 60, "the failed frame")
+    wait_until(lambda: running.node.counts().failed == 1, 60, "the failed frame")
     monkeypatch.undo()
     answer = add(running, box_prompt([50, 50, 150, 150]))
     assert answer.success, answer.message
@@ -107,9 +113,9 @@ def test_a_frame_that_fails_part_way_leaves_prompts_on_the_last_good_frame(runni
 def test_an_image_over_the_pixel_limit_is_refused_counted_and_not_a_model_failure(running):
     huge = Image(header=header(3), height=30000, width=30000, encoding="rgb8", step=90000, data=b"")
     running.peer.camera.publish(huge)
-    wait_until(lambda: running.node.stats.refused["image too large"] == 1, 30, "the refusal")
-    assert "30000x30000 = 900.0 megapixels is over the limit of 16.0" in running.node.stats.last_error
-    assert processed(running, camera(VGA), header(4)).width == 640 and running.node.stats.failed == 0
+    wait_until(lambda: running.node.counts().refused["image too large"] == 1, 30, "the refusal")
+    assert "30000x30000 = 900.0 megapixels is over the limit of 16.0" in running.node.counts().last_error
+    assert processed(running, camera(VGA), header(4)).width == 640 and running.node.counts().failed == 0
 
 
 @pytest.mark.parametrize("bad, reason", [
@@ -119,8 +125,8 @@ def test_an_image_over_the_pixel_limit_is_refused_counted_and_not_a_model_failur
 def test_undecodable_images_are_rejections_never_model_failures(running, bad, reason):
     bad.header = header(5)
     running.peer.camera.publish(bad)
-    wait_until(lambda: reason in running.node.stats.last_error, 30, "the rejection")
-    assert running.node.stats.refused["bad image"] == 1 and running.node.stats.failed == 0
+    wait_until(lambda: reason in running.node.counts().last_error, 30, "the rejection")
+    assert running.node.counts().refused["bad image"] == 1 and running.node.counts().failed == 0
 
 
 def test_a_prompt_with_too_many_points_is_refused_at_once(running):
@@ -128,7 +134,7 @@ def test_a_prompt_with_too_many_points_is_refused_at_once(running):
     points = [Point32(x=float(i % 640), y=float(i % 480)) for i in range(48_000)]
     answer = add(running, PromptMsg(object_id=-1, points=points, point_labels=[1] * len(points)))
     assert not answer.success and "48000 points, over the limit of 64 (max_prompt_points)" in answer.message
-    assert running.node._tracker.objects == {}
+    assert running.node.session.object_labels() == {}
 
 
 def test_a_prompt_flood_is_refused_beyond_the_queue_and_the_camera_keeps_flowing(checkpoint):
@@ -138,14 +144,14 @@ def test_a_prompt_flood_is_refused_beyond_the_queue_and_the_camera_keeps_flowing
         assert add(running, box_prompt([100, 50, 400, 400], header(7), object_id=1)).success
         deepest = []
         for i in range(300):  # corrections delivered faster than DDS's queue depth would let through
-            running.node._prompt_cb(PromptMsg(object_id=1, points=[Point32(x=200.0 + i % 50, y=200.0)],
+            running.node.inputs.prompt_cb(PromptMsg(object_id=1, points=[Point32(x=200.0 + i % 50, y=200.0)],
                                               point_labels=[1]))
-            deepest.append(running.node._queue.pending())
+            deepest.append(running.node.queued_requests())
         last = header(8, frame_id="during the flood")
         running.peer.publish_rgb(camera(VGA), last)
         assert running.peer.result_for(last, timeout=60).objects[0].object_id == 1
-        wait_until(lambda: running.node.stats.refused["request not queued"] > 0, 30, "refusals")
-        assert max(deepest) <= 4 and running.node.stats.failed == 0
+        wait_until(lambda: running.node.counts().refused["request not queued"] > 0, 30, "refusals")
+        assert max(deepest) <= 4 and running.node.counts().failed == 0
     finally:
         running.close()
 
@@ -155,7 +161,7 @@ def test_a_request_not_started_in_time_is_cancelled_and_never_applied(checkpoint
     running = Running(checkpoint, request_timeout_s=0.5)
     try:
         processed(running, camera(VGA), header(9))
-        busy = slow_frames(monkeypatch, running.node._tracker, 3.0)
+        busy = slow_frames(monkeypatch, 3.0)
         running.peer.publish_rgb(camera(VGA), header(10))
         wait_until(busy.is_set, 30, "a frame in flight")
         answer = add(running, box_prompt([100, 50, 400, 400]))
@@ -163,23 +169,23 @@ def test_a_request_not_started_in_time_is_cancelled_and_never_applied(checkpoint
         running.peer.result_for(header(10))
         monkeypatch.undo()
         assert processed(running, camera(VGA), header(11)).objects == []
-        assert running.node._tracker.objects == {} and running.node.stats.refused["request cancelled"] == 1
+        assert running.node.session.object_labels() == {} and running.node.counts().refused["request cancelled"] == 1
     finally:
         running.close()
 
 
 def test_deactivate_answers_every_queued_request(running, monkeypatch):
     processed(running, camera(VGA), header(12))
-    busy = slow_frames(monkeypatch, running.node._tracker, 2.0)
+    busy = slow_frames(monkeypatch, 2.0)
     running.peer.publish_rgb(camera(VGA), header(13))
     wait_until(busy.is_set, 30, "a frame in flight")
     client = running.peer.node.create_client(AddObjects, f"{NODE}/add_objects")
     futures = [client.call_async(AddObjects.Request(prompts=[box_prompt([10, 10, 90, 90])])) for _ in range(3)]
-    wait_until(lambda: running.node._queue.pending() == 3, 30, "three queued requests")
+    wait_until(lambda: running.node.queued_requests() == 3, 30, "three queued requests")
     running.node.trigger_deactivate()
     wait_until(lambda: all(f.done() for f in futures), 30, "every answer")
     assert [(f.result().success, f.result().message) for f in futures] == [(False, "node deactivated")] * 3
-    assert running.node._tracker.objects == {}
+    assert running.node.session.object_labels() == {}
 
 
 def test_a_batch_with_a_prompt_the_tracker_cannot_take_applies_none(running):
@@ -191,7 +197,7 @@ def test_a_batch_with_a_prompt_the_tracker_cannot_take_applies_none(running):
                       mask=array_to_image(mask, "mono8", stamp))
     answer = add(running, box_prompt([300, 100, 500, 400], stamp), mixed)
     assert not answer.success and "a binary mask alone" in answer.message
-    assert running.node._tracker.objects == {}
+    assert running.node.session.object_labels() == {}
 
 
 def test_segment_service_numbers_new_prompts_around_the_ids_given(running):
@@ -200,7 +206,7 @@ def test_segment_service_numbers_new_prompts_around_the_ids_given(running):
     request = Segment.Request(prompts=[box_prompt([10, 10, 200, 200], stamp),
                                        box_prompt([300, 100, 500, 400], stamp, object_id=1)])
     answer = running.peer.call(Segment, f"{NODE}/segment", request)
-    assert answer.success and [o.object_id for o in answer.result.objects] == [2, 1]
+    assert answer.success and [o.object_id for o in answer.result.objects] == [1, 2]  # ascending ids
     twice = Segment.Request(prompts=[box_prompt([10, 10, 200, 200], stamp, object_id=3)] * 2)
     refused = running.peer.call(Segment, f"{NODE}/segment", twice)
     assert not refused.success and "object ids [3] appear more than once" in refused.message
@@ -248,7 +254,7 @@ def test_image_mode_resizes_a_mask_prompt_for_frames_of_another_size(checkpoint,
         big[180:540, 320:960] = True  # the same region, worked out by hand at 2x / 1.5x
         expected = Segmenter(small_model).segment(camera(HD), [Prompt(object_id=1, mask=big)]).objects[0].mask
         np.testing.assert_array_equal(full_mask(result.objects[0], (720, 1280)), expected)
-        assert running.node.stats.rejected == 0
+        assert running.node.counts().rejected == 0
     finally:
         running.close()
 
@@ -265,19 +271,20 @@ def test_a_3d_click_in_the_optical_frame_stamped_for_a_skipped_frame_lands_on_it
     image = camera(VGA)
     processed(running, image, header(40, frame_id="camera_optical"))
     infos.publish(info)
-    wait_until(lambda: running.node._camera_info is not None, 30, "the camera info")
+    wait_until(lambda: running.node.inputs.camera_info() is not None, 30, "the camera info")
     click = PointStamped()
     click.header = header(40, 500_000_000, frame_id="camera_optical")  # a frame the node skipped
     click.point.x, click.point.y, click.point.z = 0.2, 0.1, 2.0  # u = 1000*0.1 + 640 = 740, v = 530 at 1280x960
     clicks.publish(click)
-    wait_until(lambda: running.node._tracker.objects, 30, "the click to start an object")
+    wait_until(lambda: running.node.session.object_labels(), 30, "the click to start an object")
     core = StreamingTracker(small_model)
     core.track(image)
     _, expected = core.add_prompt(Prompt(object_id=1, points=np.array([[370.0, 265.0]]), point_labels=np.array([1])))
-    np.testing.assert_array_equal(running.node._tracker.current()[0].mask, expected.objects[0].mask)
+    published = wait_until(lambda: running.peer.results[-1].objects, 30, "the click's result")[0]
+    np.testing.assert_array_equal(full_mask(published, image.shape[:2]), expected.objects[0].mask)
     click.header.frame_id = "map"
     clicks.publish(click)
-    wait_until(lambda: "frame 'map', not the camera's optical frame" in running.node.stats.last_error, 30, "refusal")
+    wait_until(lambda: "frame 'map', not the camera's optical frame" in running.node.counts().last_error, 30, "refusal")
 
 
 # ----- detector boxes -----
@@ -298,7 +305,7 @@ def test_image_mode_detector_boxes_keep_the_best_drop_bad_ones_alone_and_clear_w
         stamp = header(20)
         processed(running, camera(VGA), stamp)
         assert add(running, box_prompt([10, 10, 100, 100], stamp, label="user")).success
-        running.node._detections_cb(detections(stamp, detection(300, 300, 80, 80, "a", 0.9),
+        running.node.inputs.detections_cb(detections(stamp, detection(300, 300, 80, 80, "a", 0.9),
                                                 detection(200, 200, 0, 50, "flat", 1.0),
                                                 detection(400, 100, 60, 60, "b", 0.5),
                                                 detection(500, 300, 60, 60, "c", 0.7),
@@ -306,11 +313,11 @@ def test_image_mode_detector_boxes_keep_the_best_drop_bad_ones_alone_and_clear_w
         quiet(running)
         labels = sorted(o.label for o in processed(running, camera(VGA), header(21)).objects)
         assert labels == ["a", "c", "user"]
-        assert running.node.stats.refused["bad detection"] == 3  # flat, far, and b over max_objects
-        running.node._detections_cb(detections(header(21)))
+        assert running.node.counts().refused["bad detection"] == 3  # flat, far, and b over max_objects
+        running.node.inputs.detections_cb(detections(header(21)))
         quiet(running)
         assert [o.label for o in processed(running, camera(VGA), header(22)).objects] == ["user"]
-        assert running.node.stats.failed == 0
+        assert running.node.counts().failed == 0
     finally:
         running.close()
 
@@ -324,10 +331,10 @@ def test_image_mode_detector_boxes_expire_when_detections_stop(checkpoint):
     try:
         stamp = header(28)
         processed(running, camera(VGA), stamp)
-        running.node._detections_cb(detections(stamp, detection(300, 300, 80, 80, "a", 0.9)))
+        running.node.inputs.detections_cb(detections(stamp, detection(300, 300, 80, 80, "a", 0.9)))
         quiet(running)
         assert [o.label for o in processed(running, camera(VGA), header(29)).objects] == ["a"]
-        wait_until(lambda: not running.node._in_force, 10, "the detector's boxes to expire")
+        wait_until(lambda: not running.node.session.object_labels(), 10, "the detector's boxes to expire")
         assert processed(running, camera(VGA), header(30)).objects == []
     finally:
         running.close()
@@ -342,9 +349,9 @@ def test_track_mode_detections_that_add_nothing_publish_nothing(running):
     before = len(running.peer.results)
     covered = detection(obj.box.x_offset + obj.box.width / 2, obj.box.y_offset + obj.box.height / 2,
                         obj.box.width / 2, obj.box.height / 2, "person", 0.9)
-    running.node._detections_cb(detections(header(24), covered))
+    running.node.inputs.detections_cb(detections(header(24), covered))
     quiet(running)
-    assert len(running.peer.results) == before and sorted(running.node._tracker.objects) == [1]
+    assert len(running.peer.results) == before and sorted(running.node.session.object_labels()) == [1]
 
 
 # ----- the process -----

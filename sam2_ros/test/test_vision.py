@@ -61,7 +61,7 @@ def test_the_node_publishes_detections_and_a_latched_label_info(checkpoint):
     try:
         detections = []
         running.peer.node.create_subscription(Detection2DArray, f"{NODE}/detections", detections.append, 10)
-        wait_until(lambda: running.node._pubs["detections"].get_subscription_count(), 30, "the subscription")
+        wait_until(lambda: running.node.outputs.subscribers("detections"), 30, "the subscription")
         image = photo("astronaut")
         running.peer.publish_rgb(image, header(1))
         running.peer.result_for(header(1))

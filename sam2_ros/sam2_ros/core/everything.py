@@ -119,9 +119,13 @@ class Everything:
             return self.decode_chunk
         return self.model.per_call(self.settings.points_per_batch)
 
-    def start(self, frame: EncodedFrame) -> EverythingPass:
-        """Begin a run over the frame, to be stepped a few point batches at a time."""
-        return EverythingPass(self, frame)
+    def start(self, frame: EncodedFrame, limit: int | None = None) -> EverythingPass:
+        """Begin a run over the frame, to be stepped a few point batches at a time.
+
+        `limit`: keep only the best this many proposals (Meta's order), so the masks made at the
+        end stay bounded whatever the thresholds let through.
+        """
+        return EverythingPass(self, frame, limit)
 
     def propose(self, frame: EncodedFrame) -> tuple[list[Proposal], float]:
         """Return every mask found on the frame in Meta's order (ids 1..N), and the time it took in ms."""
@@ -137,31 +141,44 @@ class EverythingPass:
     so a caller can spread the decoder's work over several camera frames.
     """
 
-    def __init__(self, everything: Everything, frame: EncodedFrame):
-        self._everything, self.frame = everything, frame
+    def __init__(self, everything: Everything, frame: EncodedFrame, limit: int | None = None):
+        self._everything, self.frame, self._limit = everything, frame, limit
         height, width = frame.image_hw
         generator = everything._generator
         grid = generator.point_grids[0] * np.array([[width, height]])
         self.batches = [points for (points,) in batch_iterator(generator.points_per_batch, grid)]
-        self._data, self._done, self.ms = MaskData(), 0, 0.0
+        chunk = everything.chunk()
+        self._chunks = [(index, points[first:first + chunk]) for index, points in enumerate(self.batches)
+                        for first in range(0, len(points), chunk)]  # each call to SAM 2's decoder
+        self._data, self._next, self.ms = MaskData(), 0, 0.0
 
     @property
     def remaining(self) -> int:
-        return len(self.batches) - self._done
+        """Point batches not yet decoded (a batch is decoded in chunks of a few points on the CPU)."""
+        done = self._chunks[self._next][0] if self._next < len(self._chunks) else len(self.batches)
+        return len(self.batches) - done
 
-    @torch.inference_mode()
     def step(self, batches: int) -> list[Proposal] | None:
         """Decode up to `batches` more point batches; after the last one, the proposals (else None)."""
+        last = len(self.batches) - self.remaining + batches
+        return self._run(lambda index, _: index < last)
+
+    def step_for(self, seconds: float) -> list[Proposal] | None:
+        """Decode calls until `seconds` have passed (at least one call): a slice between camera frames."""
+        deadline = time.perf_counter() + seconds
+        return self._run(lambda _, calls: calls == 0 or time.perf_counter() < deadline)
+
+    @torch.inference_mode()
+    def _run(self, more) -> list[Proposal] | None:
         start = time.perf_counter()
         everything = self._everything
         image_embed, high_res = decoder_inputs(everything.model, self.frame)
-        chunk = everything.chunk()
+        calls = 0
         with everything.model.autocast():
-            for points in self.batches[self._done:self._done + batches]:
-                for first in range(0, len(points), chunk):
-                    self._data.cat(self._decode(points[first:first + chunk], image_embed, high_res))
-                self._done += 1
-        proposals = self._finish() if self.remaining == 0 else None
+            while self._next < len(self._chunks) and more(self._chunks[self._next][0], calls):
+                self._data.cat(self._decode(self._chunks[self._next][1], image_embed, high_res))
+                self._next, calls = self._next + 1, calls + 1
+        proposals = self._finish() if self._next == len(self._chunks) else None
         self.ms += (time.perf_counter() - start) * 1e3
         return proposals
 
@@ -203,7 +220,7 @@ class EverythingPass:
             return []
         keep = batched_nms(data["boxes"].float(), data["iou_preds"], torch.zeros_like(data["boxes"][:, 0]),
                            iou_threshold=self._everything.settings.box_nms_thresh)
-        data.filter(keep)
+        data.filter(keep[:self._limit])  # NMS keeps the best first
         data.to_numpy()
         return [Proposal(object_id=i + 1, mask=rle_to_mask(rle).astype(bool), score=float(data["iou_preds"][i]),
                          stability=float(data["stability_score"][i]),

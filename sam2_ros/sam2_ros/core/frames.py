@@ -30,7 +30,7 @@ class RecentFrame:
     header: object  # the source header, unchanged (a std_msgs/Header in the node)
     rgb: np.ndarray  # H x W x 3 uint8, as given to SAM 2
     encoded: EncodedFrame  # decoder inputs only (see encoding.for_prompts)
-    tracker_index: int  # the tracker's frame index for this frame
+    tracker_index: int | None  # the tracker's frame index for this frame (None: not tracked, image mode)
 
     @property
     def image_hw(self) -> tuple[int, int]:
@@ -76,6 +76,9 @@ class FrameRing:
         newest = self.newest()
         if stamp_ns == 0:
             return newest
+        if max_age_ns and newest.stamp_ns - stamp_ns > max_age_ns:  # a kept frame's exact stamp too
+            raise FrameNotKept(f"prompt is stamped {stamp_text(newest.stamp_ns - stamp_ns)} before the newest "
+                               f"frame, more than prompt_max_age_s {max_age_ns / 1e9:g} s")
         frames = list(reversed(self._frames.values()))
         exact = next((frame for frame in frames if frame.stamp_ns == stamp_ns), None)
         if exact is not None:
@@ -84,9 +87,6 @@ class FrameRing:
         if stamp_ns < oldest:
             raise FrameNotKept(f"prompt is stamped for frame {stamp_text(stamp_ns)}, older than every frame this "
                                f"node keeps (from {stamp_text(oldest)}; recent_frames {self.capacity})")
-        if max_age_ns and newest.stamp_ns - stamp_ns > max_age_ns:
-            raise FrameNotKept(f"prompt is stamped {stamp_text(newest.stamp_ns - stamp_ns)} before the newest "
-                               f"frame, more than prompt_max_age_s {max_age_ns / 1e9:g} s")
         return min(frames, key=lambda frame: abs(frame.stamp_ns - stamp_ns))
 
     def clear(self) -> None:

@@ -64,6 +64,16 @@ class DepthInput:
         with self._lock:
             self._depth_info = msg
 
+    def stamps(self) -> set[int]:
+        """Stamps of the depth frames kept now (what a frame can be paired with)."""
+        with self._lock:
+            return {stamp for stamp, _ in self._frames}
+
+    def has_infos(self) -> tuple[bool, bool]:
+        """Whether the colour and the depth camera_info have arrived."""
+        with self._lock:
+            return self._colour_info is not None, self._depth_info is not None
+
     def pair(self, stamp: int, colour_hw: tuple[int, int], max_age_ns: int,
              max_pixels: int = DEFAULT_MAX_PIXELS) -> DepthScene:
         """Return the depth frame closest in time to the colour frame `stamp`; NoDepth says why not."""

@@ -82,7 +82,7 @@ PARAMS = (
           "side, metres (0: every point)", float_range=(0.0, 10.0)),
     Param("cloud_rgb", True, "~/points carries each point's colour (rgb field)"),
     Param("everything_points_per_side", 32, "~/segment_everything: a grid of N x N point prompts",
-          int_range=(1, 256)),
+          int_range=(1, 64)),
     Param("everything_points_per_batch", 64, "~/segment_everything: points per batch (one discovery step)",
           int_range=(1, 4096)),
     Param("everything_pred_iou_thresh", 0.8, "~/segment_everything: keep masks SAM 2 scores at least this",
@@ -97,6 +97,8 @@ PARAMS = (
           "frame and track what no object covers, labelled unknown (0: off)", float_range=(0.0, 3600.0)),
     Param("discover_batches_per_frame", 1, "discovery decodes this many point batches after each frame, so it "
           "never holds the camera up for long", int_range=(1, 4096)),
+    Param("discover_max_objects", 4, "discovery: most objects labelled unknown tracked at once; discovery "
+          "also always leaves one of max_objects free for a user's prompt", int_range=(0, 255)),
     Param("discover_min_area", 400, "discovery: smaller proposals are not tracked, pixels", int_range=(0, 100_000_000)),
     Param("discover_max_overlap", 0.5, "discovery: a proposal with more than this share of its pixels on a "
           "tracked (or just accepted) object is not new", float_range=(0.0, 1.0)),

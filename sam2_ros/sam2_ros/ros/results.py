@@ -151,7 +151,8 @@ class ResultBuilder:
         for obj in objects:
             if self._described.get(obj.object_id, (None,))[0] is not obj:
                 self.add(obj)
-        described = [self._described[obj.object_id][1].result() for obj in objects]
+        ordered = sorted(objects, key=lambda obj: obj.object_id)  # SegmentationResult.msg: ascending ids
+        described = [self._described[obj.object_id][1].result() for obj in ordered]
         self.solids = {d.msg.object_id: d.solid for d in described if d.solid is not None}
         result = SegmentationResult(header=self.header, height=self.image_hw[0], width=self.image_hw[1],
                                     objects=[d.msg for d in described], **timings)

@@ -4,14 +4,16 @@ Frames are never queued (a newer one replaces an older, which counts as skipped)
 requests are: a flood of prompts is refused once the queue is full, and the worker runs at
 most `jobs_per_frame` requests before a waiting frame, so the camera keeps flowing under any
 prompt rate. Each request is a `concurrent.futures.Future`: a caller that gives up cancels
-it, and a cancelled request is never run.
+it, a cancelled request is never run, and it gives its place in the queue back at once.
+Long work (segment everything) is a resumable job: each turn runs one slice, and an unfinished
+job goes back to the end of the queue, so camera frames and other requests take turns with it.
 """
 from __future__ import annotations
 
 import threading
 from collections import deque
 from concurrent.futures import Future
-from typing import Callable
+from typing import Callable, Iterator
 
 
 class Refused(Exception):
@@ -19,23 +21,51 @@ class Refused(Exception):
 
 
 class Job:
-    """One request: what to run, and the future its caller waits on."""
+    """One request: what to run, and the future its caller waits on.
+
+    `run` returns the outcome, or, for long work, a generator: each `next()` is one slice, and
+    the value it returns (StopIteration's) is the outcome.
+    """
 
     def __init__(self, run: Callable[[], object]):
         self.run = run
         self.future: Future = Future()
+        self.abandoned = threading.Event()  # the caller stopped waiting: a resumable job ends early
+        self._slices: Iterator | None = None
 
-    def execute(self, on_error: Callable[[Exception], None]) -> None:
-        """Run unless cancelled; the outcome (or the exception) goes to the future."""
-        if not self.future.set_running_or_notify_cancel():
-            return
+    def execute(self, on_error: Callable[[Exception], None]) -> bool:
+        """Run one turn unless cancelled; the outcome (or the exception) goes to the future.
+
+        Returns True when the job is resumable and not finished: queue it again.
+        """
+        if self._slices is None and not self.future.set_running_or_notify_cancel():
+            return False
         try:
-            result = self.run()
+            if self.abandoned.is_set():
+                raise Refused("abandoned: the caller stopped waiting (request_timeout_s)")
+            if self._slices is None:
+                outcome = self.run()
+                if not hasattr(outcome, "__next__"):
+                    self.future.set_result(outcome)
+                    return False
+                self._slices = outcome
+            next(self._slices)
+            return True
+        except StopIteration as done:
+            self.future.set_result(done.value)
         except Exception as error:
             on_error(error)
             self.future.set_exception(error)
-        else:
-            self.future.set_result(result)
+        return False
+
+    def fail(self, error: Exception) -> bool:
+        """Answer with `error` unless the job already has an outcome; True when it was answered."""
+        if self._slices is None and not self.future.set_running_or_notify_cancel():
+            return False
+        if self.future.done():
+            return False
+        self.future.set_exception(error)
+        return True
 
 
 class WorkQueue:
@@ -66,6 +96,10 @@ class WorkQueue:
 
     def submit(self, run: Callable[[], object]) -> Future:
         """Queue a request, or raise Refused at once when the queue is full or closed."""
+        return self.submit_job(run).future
+
+    def submit_job(self, run: Callable[[], object]) -> Job:
+        """As `submit`, returning the job itself (its caller may abandon a long one)."""
         with self._cond:
             if not self._open:
                 raise Refused("node is not active: request not applied")
@@ -75,7 +109,27 @@ class WorkQueue:
             job = Job(run)
             self._jobs.append(job)
             self._cond.notify()
-            return job.future
+        job.future.add_done_callback(lambda future: future.cancelled() and self._forget(job))
+        return job
+
+    def set_limits(self, max_jobs: int, jobs_per_frame: int) -> None:
+        """Take new limits (a run-time parameter change) under the queue's own lock."""
+        with self._cond:
+            self.max_jobs, self.jobs_per_frame = max_jobs, jobs_per_frame
+
+    def resume(self, job: Job) -> None:
+        """Queue an unfinished resumable job again, behind what waits now (it keeps its place)."""
+        with self._cond:
+            if self._open:
+                self._jobs.append(job)
+                self._cond.notify()
+                return
+        job.fail(Refused("node stopped before the request finished"))
+
+    def _forget(self, job: Job) -> None:
+        with self._cond:
+            if job in self._jobs:
+                self._jobs.remove(job)
 
     def take(self) -> Job | object | None:
         """Return the next job or frame (None once closed).
@@ -102,12 +156,7 @@ class WorkQueue:
             self._open = False
             jobs, self._jobs, self._frame = list(self._jobs), deque(), None
             self._cond.notify_all()
-        answered = 0
-        for job in jobs:
-            if job.future.set_running_or_notify_cancel():
-                job.future.set_exception(Refused(reason))
-                answered += 1
-        return answered
+        return sum(job.fail(Refused(reason)) for job in jobs)
 
     def pending(self) -> int:
         with self._cond:

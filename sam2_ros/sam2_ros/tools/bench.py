@@ -218,21 +218,21 @@ def bench_node(checkpoint: str, args: argparse.Namespace, frames: int) -> dict:
     with NodeProbe(overrides) as probe:
         probe.round_trip(image)
         bare = [probe.round_trip(image) for _ in range(frames)]  # transport and conversion alone
-        bare_model_ms = list(probe.node.stats.model_ms)[-frames:]
+        bare_model_ms = probe.node.counts().model_ms[-frames:]
         probe.settle(image, [np.array(p.box) for p in eight_boxes(640, 480)[:3]])
         latencies = [probe.round_trip(image) for _ in range(frames)]  # no depth sent yet: 2D only
-        model_ms = list(probe.node.stats.model_ms)[-frames:]
+        model_ms = probe.node.counts().model_ms[-frames:]
         postprocess_ms = [r.postprocess_ms for _, r in probe.results[-frames:]]
         polygons = polygons_per_object(probe.results[-1][1])
         probe.start_depth(depth_scene(), focal=500.0)
         probe.round_trip(image)
         latencies_3d = [probe.round_trip(image) for _ in range(frames)]
-        model_ms_3d = list(probe.node.stats.model_ms)[-frames:]
+        model_ms_3d = probe.node.counts().model_ms[-frames:]
         postprocess_3d = [r.postprocess_ms for _, r in probe.results[-frames:]]
         with_3d = sum(o.has_3d for _, r in probe.results[-frames:] for o in r.objects)
         probe.settle(image, [np.array(p.box) for p in eight_boxes(640, 480)[3:]])  # 8 objects, 3D on
         latencies_8 = [probe.round_trip(image) for _ in range(frames)]
-        model_ms_8 = list(probe.node.stats.model_ms)[-frames:]
+        model_ms_8 = probe.node.counts().model_ms[-frames:]
         seconds = max(5.0, frames * 0.5, 8 * statistics.median(model_ms) / 1e3)  # at least 8 model periods
         ages, period_ms, skipped, intervals = probe.stream(image, rate_hz=30.0, seconds=seconds)
     # Overhead frame by frame (round trip minus that frame's model time): the model's own

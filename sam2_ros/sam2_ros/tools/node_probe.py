@@ -14,7 +14,8 @@ from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import Header
 
 from sam2_ros.ros.conversions import array_to_image
-from sam2_ros.ros.node import Sam2SegmenterNode, spin
+from sam2_ros.ros.main import spin
+from sam2_ros.ros.node import Sam2SegmenterNode
 from sam2_ros.ros.process import ProcessTuning
 from sam2_ros.ros.prompt_msgs import stamp_ns
 from sam2_ros_interfaces.msg import Prompt, SegmentationResult
@@ -79,7 +80,7 @@ class NodeProbe:
         self.depth_image = depth_mm
         self._wait(lambda: self.depth.get_subscription_count() and self.camera_info.get_subscription_count(), 30)
         deadline = time.monotonic() + 30
-        while self.node._depth._colour_info is None and time.monotonic() < deadline:
+        while not self.node.depth.has_infos()[0] and time.monotonic() < deadline:
             self.camera_info.publish(info)
             time.sleep(0.05)
 
@@ -103,10 +104,10 @@ class NodeProbe:
     def settle(self, image: np.ndarray, boxes: list[np.ndarray]) -> None:
         """One frame, then one box prompt per new object, then one warm-up frame with them all."""
         self.round_trip(image)
-        before = len(self.node._tracker.objects)
+        before = len(self.node.session.object_labels())
         for box in boxes:
             self.prompts.publish(Prompt(object_id=-1, box=[float(v) for v in box]))
-        self._wait(lambda: len(self.node._tracker.objects) == before + len(boxes), 120)
+        self._wait(lambda: len(self.node.session.object_labels()) == before + len(boxes), 120)
         self.round_trip(image)
 
     def stream(self, image: np.ndarray, rate_hz: float, seconds: float) -> tuple[list[float], float, int, list[float]]:
@@ -115,7 +116,8 @@ class NodeProbe:
         Returns result ages, the model period, frames skipped and the intervals between results.
         """
         self.results.clear()
-        skipped_before, processed_before = self.node.stats.skipped, self.node.stats.processed
+        counts = self.node.counts()
+        skipped_before, processed_before = counts.skipped, counts.processed
         sent = {}
         period, deadline = 1.0 / rate_hz, time.monotonic() + seconds
         next_at = time.monotonic()
@@ -127,9 +129,10 @@ class NodeProbe:
         last = max(sent)
         # The newest frame is never replaced, so its result always comes: the run is drained.
         self._wait(lambda: any(stamp_ns(r.header) == last for _, r in self.results), 600)
-        processed = self.node.stats.processed - processed_before
-        time_model = float(np.median(list(self.node.stats.model_ms)[-processed:]))  # this run's frames only
+        counts = self.node.counts()
+        processed = counts.processed - processed_before
+        time_model = float(np.median(counts.model_ms[-processed:]))  # this run's frames only
         answered = [(arrived, r) for arrived, r in self.results if stamp_ns(r.header) in sent]
         ages = [(arrived - sent[stamp_ns(r.header)]) * 1e3 for arrived, r in answered]
         intervals = list(np.diff([arrived for arrived, _ in answered]) * 1e3)
-        return ages, time_model, self.node.stats.skipped - skipped_before, intervals
+        return ages, time_model, counts.skipped - skipped_before, intervals

@@ -113,13 +113,21 @@ class Replayer:
         self._publishers: dict[str, object] = {}
         self._executor = SingleThreadedExecutor()
         self._executor.add_node(self.node)
-        self._thread = threading.Thread(target=self._executor.spin, daemon=True)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._spin, daemon=True)
         self._thread.start()
+
+    def _spin(self) -> None:
+        # spin_once with a timeout, not spin(): an executor shut down before spin() begins makes
+        # spin() wait forever (seen under load), and close() would then never return
+        while not self._stop.is_set():
+            self._executor.spin_once(timeout_sec=0.05)
 
     def close(self) -> None:
         """Stop and join the spinning thread before the node and context go (no abort at exit)."""
-        self._executor.shutdown()
+        self._stop.set()
         self._thread.join()
+        self._executor.shutdown()
         self.node.destroy_node()
 
     def _result_cb(self, raw: bytes) -> None:

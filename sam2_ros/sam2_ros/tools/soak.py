@@ -164,7 +164,7 @@ class Soak:
         times, rss = (np.array(v) for v in zip(*self.rss))
         settled = times >= times[-1] * 0.25  # after start-up allocations
         slope = float(np.polyfit(times[settled] / 60, rss[settled], 1)[0]) if settled.sum() > 1 else 0.0
-        stats = self.probe.node.stats
+        stats = self.probe.node.counts()
         return {
             "soak_minutes": float(times[-1] / 60),
             "soak_frames": stats.processed,

@@ -1,0 +1,62 @@
+"""Discovery: segment-everything passes spread over camera frames, in track mode.
+
+It returns proposals only; the tracking session decides which become objects (`novel`, at the
+newest frame's size). A pass starts every discover_period_s while there is room, and decodes
+discover_batches_per_frame point batches after each frame, so the camera is never held up by
+more than that much decoder work.
+"""
+from __future__ import annotations
+
+import time
+
+import cv2
+import numpy as np
+
+from sam2_ros.core.everything import Everything, EverythingPass, EverythingSettings, Proposal
+from sam2_ros.core.frames import RecentFrame
+from sam2_ros.core.model import LoadedModel
+from sam2_ros.ros import params as P
+
+
+def everything_settings(v: dict) -> EverythingSettings:
+    """Segment everything's settings from the node's parameter values."""
+    return EverythingSettings(points_per_side=v["everything_points_per_side"],
+                              points_per_batch=v["everything_points_per_batch"],
+                              pred_iou_thresh=v["everything_pred_iou_thresh"],
+                              stability_score_thresh=v["everything_stability_score_thresh"],
+                              box_nms_thresh=v["everything_box_nms_thresh"],
+                              min_mask_region_area=v["everything_min_region_area"])
+
+
+def resized(mask: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
+    """Resize a binary mask to another frame size (nearest neighbour keeps it binary)."""
+    if mask.shape == tuple(hw):
+        return mask
+    return cv2.resize(mask.astype(np.uint8), (hw[1], hw[0]), interpolation=cv2.INTER_NEAREST).astype(bool)
+
+
+class Discovery:
+    """One pass at a time over the frame it started on; the worker's alone."""
+
+    def __init__(self, model: LoadedModel):
+        self._model = model
+        self._pass: EverythingPass | None = None
+        self._finished_at = 0.0
+
+    def step(self, frame: RecentFrame, config: P.NodeConfig, room: int) -> tuple[list[Proposal], float] | None:
+        """Advance the pass (starting one when due); when it ends, (its proposals, its ms), else None."""
+        v = config.values
+        if self._pass is None:
+            if room <= 0 or time.monotonic() - self._finished_at < v["discover_period_s"]:
+                return None
+            self._pass = Everything(self._model, everything_settings(v)).start(frame.encoded)
+        proposals = self._pass.step(v["discover_batches_per_frame"])
+        if proposals is None:
+            return None
+        run, self._pass = self._pass, None
+        self._finished_at = time.monotonic()
+        return proposals, run.ms
+
+    def forget(self) -> None:
+        """Drop the pass in flight (after a failure, or a reset)."""
+        self._pass = None

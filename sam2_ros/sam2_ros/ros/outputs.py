@@ -1,0 +1,119 @@
+"""Every publisher of the node, and a frame's outputs built from that frame's settings.
+
+Publishers are made on configure (lifecycle publishers: silent while inactive) and destroyed
+on cleanup. `publish` takes the settings snapshot the frame was processed with, so one frame
+is never published under two settings; what nobody subscribes to is not built.
+"""
+from __future__ import annotations
+
+import os
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Callable
+
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+from sensor_msgs.msg import Image, PointCloud2
+from visualization_msgs.msg import MarkerArray
+
+from sam2_ros.core.frames import RecentFrame
+from sam2_ros.ros import params as P
+from sam2_ros.ros import vision
+from sam2_ros.ros.depth import DepthScene
+from sam2_ros.ros.results import FrameMismatch, ResultBuilder, label_image, overlay_image
+from sam2_ros.ros.spatial import cloud_message, marker_array
+from sam2_ros_interfaces.msg import SegmentationResult
+
+RELIABLE = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+
+
+class Outputs:
+    """~/result, ~/mask, ~/overlay, 3D (~/points, ~/markers) and vision_msgs outputs of one node."""
+
+    def __init__(self, node, config: P.NodeConfig):
+        self._node = node
+        self._pool = ThreadPoolExecutor(max_workers=os.cpu_count() or 1, thread_name_prefix="sam2_describe")
+        make = node.create_publisher
+        self._pubs = {"result": make(SegmentationResult, "~/result", RELIABLE),
+                      "mask": make(Image, "~/mask", RELIABLE),
+                      "overlay": make(Image, "~/overlay", RELIABLE)}
+        if config.values["depth"]:
+            self._pubs["points"] = make(PointCloud2, "~/points", RELIABLE)
+            self._pubs["markers"] = make(MarkerArray, "~/markers", RELIABLE)
+        if vision.available():
+            latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
+                                 durability=DurabilityPolicy.TRANSIENT_LOCAL)
+            self._pubs["detections"] = make(vision.Detection2DArray, "~/detections", RELIABLE)
+            self._pubs["label_info"] = make(vision.LabelInfo, "~/label_info", latched)
+            if config.values["depth"]:
+                self._pubs["detections_3d"] = make(vision.Detection3DArray, "~/detections_3d", RELIABLE)
+        self._labels_sent = None  # the label map last sent on ~/label_info (the worker's alone)
+
+    def subscribers(self, output: str) -> int:
+        """How many subscribe to one output ('result', 'mask', 'overlay', 'points', ...); 0 if absent."""
+        publisher = self._pubs.get(output)
+        return publisher.get_subscription_count() if publisher is not None else 0
+
+    def builder(self, frame_header, image_hw: tuple[int, int], config: P.NodeConfig,
+                depth: Callable[[], DepthScene | None] | None = None) -> ResultBuilder:
+        """Start a result: objects are described on the pool as the tracker hands them over."""
+        return ResultBuilder(frame_header, image_hw, config.output, self._pool, depth)
+
+    def describe(self, objects, header, image_hw: tuple[int, int], config: P.NodeConfig,
+                 **timings: float) -> SegmentationResult:
+        """Build a result that is answered, not published (one-off segmentation)."""
+        return self.builder(header, image_hw, config).build(objects, **timings)
+
+    def publish(self, frame: RecentFrame, objects, config: P.NodeConfig, builder: ResultBuilder | None = None,
+                **timings: float) -> SegmentationResult:
+        """Publish the result first (what consumers wait for), then the label image, overlay and 3D.
+
+        Each is checked against the frame whose header it carries (every mask of its size).
+        """
+        start = time.perf_counter()
+        settings, hw = config.output, frame.image_hw
+        builder = builder or self.builder(frame.header, hw, config)
+        result = builder.build(objects, **timings)
+        if result.header is not frame.header or (result.height, result.width) != hw:
+            raise FrameMismatch(f"result for a {result.width}x{result.height} frame would carry the header "
+                                f"of a {hw[1]}x{hw[0]} frame: withheld")
+        result.postprocess_ms = (time.perf_counter() - start) * 1e3
+        if frame.stamp_ns:
+            result.latency_ms = (self._node.get_clock().now().nanoseconds - frame.stamp_ns) / 1e6
+        self._pubs["result"].publish(result)
+        self._pubs["mask"].publish(label_image(objects, frame.header, hw, settings))
+        if config.values["publish_overlay"] and self.subscribers("overlay"):
+            self._pubs["overlay"].publish(overlay_image(frame.rgb, objects, frame.header, settings))
+        self._publish_3d(result, builder, frame, config)
+        self._publish_vision(result, config)
+        return result
+
+    def _publish_3d(self, result: SegmentationResult, builder: ResultBuilder, frame: RecentFrame,
+                    config: P.NodeConfig) -> None:
+        v = config.values
+        if not v["depth"] or builder.scene is None:
+            return
+        if self.subscribers("points"):
+            self._pubs["points"].publish(cloud_message(builder.scene, builder.solids, v["cloud_voxel_size"],
+                                                       frame.rgb if v["cloud_rgb"] else None))
+        if self.subscribers("markers"):
+            self._pubs["markers"].publish(marker_array(result))
+        if self.subscribers("detections_3d"):
+            self._pubs["detections_3d"].publish(vision.detection_3d_array(result))
+
+    def _publish_vision(self, result: SegmentationResult, config: P.NodeConfig) -> None:
+        if "detections" not in self._pubs:
+            return
+        if self.subscribers("detections"):
+            self._pubs["detections"].publish(vision.detection_2d_array(result))
+        labels = vision.label_map(result)
+        if labels != self._labels_sent:
+            self._pubs["label_info"].publish(vision.label_info(result.header, labels,
+                                                               config.values["score_threshold"]))
+            self._labels_sent = labels
+
+    def close(self) -> None:
+        """Destroy every publisher and stop the describing threads."""
+        for publisher in self._pubs.values():
+            self._node.destroy_publisher(publisher)
+        self._pubs = {}
+        self._pool.shutdown(wait=True)

@@ -1,0 +1,359 @@
+"""The tracking session: the only state the worker changes, and locked snapshots for everyone else.
+
+It owns the tracker, the one-off segmenter, the ring of recent frames, image mode's prompts in
+force and the discovery pass. Only the worker thread calls the methods that change them; any
+thread may call the readers (`object_labels`, `has_detector_boxes`), which copy under the
+session's one lock. The lock is never held across SAM 2: the worker computes first and swaps
+the result in under the lock.
+
+The session neither publishes nor logs: each change returns the frame and the objects to
+publish, and what went wrong is raised (refusals) or handed to `report` (one line each).
+"""
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, replace
+from typing import Callable
+
+import numpy as np
+
+from sam2_ros.core.encoding import EncodedFrame, encode, for_prompts
+from sam2_ros.core.everything import UNKNOWN, Everything, EverythingSettings, novel
+from sam2_ros.core.frames import FrameNotKept, FrameRing, RecentFrame, stamp_text
+from sam2_ros.core.model import LoadedModel
+from sam2_ros.core.prompts import ASSIGN_NEW_ID, Prompt, PromptError, rescale, validate
+from sam2_ros.core.segmenter import Segmenter
+from sam2_ros.core.tracker import StreamingTracker, TrackerError, check_trackable, first_free_id
+from sam2_ros.ros import params as P
+from sam2_ros.ros.discovery import Discovery, resized
+from sam2_ros.ros.prompt_msgs import Detections
+from sam2_ros.ros.results import FrameMismatch
+
+
+@dataclass(frozen=True)
+class InForce:
+    """Image mode: a prompt applied to every frame, in the pixels of the frame it was given on."""
+
+    prompt: Prompt
+    image_hw: tuple[int, int]
+    from_detector: bool = False
+
+
+@dataclass
+class Processed:
+    """One camera frame after SAM 2: what to publish, and what it cost."""
+
+    frame: RecentFrame
+    objects: list
+    encode_ms: float
+    decode_ms: float
+    model_ms: float
+    dropped_cond_frames: dict[int, list[int]]
+
+
+# A service's segment-everything pass decodes about this many image tokens a call on the CPU
+# (8 points at input size 256, 1 at 1024): a call is what a stop waits for, so it stays well
+# under a second even when thresholds of 0 keep every mask.
+SLICE_CALL_TOKENS = 2048
+
+Change = tuple[list[int], RecentFrame, list]  # object ids touched, the frame to publish, its objects
+
+
+def number(prompts: list[Prompt]) -> list[Prompt]:
+    """Give prompts asking for a new id the smallest ids no other prompt names; refuse repeats."""
+    explicit = [p.object_id for p in prompts if p.object_id != ASSIGN_NEW_ID]
+    repeated = sorted({i for i in explicit if explicit.count(i) > 1})
+    if repeated:
+        raise PromptError(f"object ids {repeated} appear more than once in one request")
+    used, numbered = set(explicit), []
+    for prompt in prompts:
+        if prompt.object_id == ASSIGN_NEW_ID:
+            prompt = replace(prompt, object_id=first_free_id(used))
+            used.add(prompt.object_id)
+        numbered.append(prompt)
+    return numbered
+
+
+class TrackingSession:
+    """Tracker, segmenter, recent frames and prompts in force of one configured node."""
+
+    def __init__(self, model: LoadedModel, config: P.NodeConfig, report: Callable[[str, Exception | str | None], None]):
+        v = config.values
+        self.model = model
+        self._tracker = StreamingTracker(model, max_objects=v["max_objects"], max_cond_frames=v["max_cond_frames"],
+                                         batch_objects=v["batch_objects"])
+        self._segmenter = Segmenter(model, cache_size=1)  # one-off images only: frames live in the ring
+        self._ring = FrameRing(v["recent_frames"])
+        self._report = report
+        self._in_force: dict[int, InForce] = {}
+        self._discovery = Discovery(model)
+        self._lock = threading.Lock()
+        self._labels: dict[int, str] = {}  # id -> label of every object, as readers see it
+        self._detector_ids: frozenset[int] = frozenset()
+
+    # ----- readers (any thread) -----
+    def object_labels(self) -> dict[int, str]:
+        """Every object (tracked, or in force in image mode) and its label: a copy."""
+        with self._lock:
+            return dict(self._labels)
+
+    def has_detector_boxes(self) -> bool:
+        with self._lock:
+            return bool(self._detector_ids)
+
+    def _publish_state(self) -> None:
+        """Swap the readers' copy in (the worker calls this after every change)."""
+        labels = {i: o.label for i, o in self._tracker.objects.items()}
+        labels.update({i: e.prompt.label for i, e in self._in_force.items()})
+        detector = frozenset(i for i, e in self._in_force.items() if e.from_detector)
+        with self._lock:
+            self._labels, self._detector_ids = labels, detector
+
+    # ----- the worker's -----
+    def follow(self, config: P.NodeConfig) -> None:
+        """Take run-time settings the tracker keeps (called on the worker, before each item)."""
+        self._tracker.max_objects = config.values["max_objects"]
+        self._tracker.batch_objects = config.values["batch_objects"]
+
+    def process(self, seq: int, header, stamp_ns: int, rgb: np.ndarray, config: P.NodeConfig,
+                on_object: Callable | None = None) -> Processed:
+        """Encode once, track or segment, and commit the frame: all or nothing.
+
+        The tracker and the ring advance together: everything that can fail comes first,
+        track() is all or nothing by itself, and the commit cannot fail.
+        """
+        start = time.perf_counter()
+        encoded = encode(self.model, rgb)
+        kept = for_prompts(self.model, encoded)
+        if config.values["mode"] == "track":
+            result = self._tracker.track(rgb, encoded, on_object=on_object)
+            objects, decode_ms, dropped = result.objects, result.track_ms, result.dropped_cond_frames
+            index = self._tracker.frame_index
+        else:  # the tracker never sees image mode's frames
+            (objects, decode_ms), dropped = self._segment_in_force(encoded.image_hw, encoded, self._in_force), {}
+            index = None
+        frame = RecentFrame(seq, stamp_ns, header, rgb, kept, index)
+        self._ring.commit(frame)  # arrival numbers only grow
+        return Processed(frame, objects, encoded.encode_ms, decode_ms, (time.perf_counter() - start) * 1e3, dropped)
+
+    def find(self, key: int, config: P.NodeConfig) -> RecentFrame:
+        return self._ring.find(key, round(config.values["prompt_max_age_s"] * 1e9))
+
+    def apply(self, prompts: list[Prompt], key: int, config: P.NodeConfig,
+              prompts_hw: tuple[int, int] | None = None) -> Change:
+        """Add or correct objects, all or nothing.
+
+        `prompts_hw`: the size of the image the prompts' pixels belong to, when it is not the
+        frame's (a click projected with a camera info of another resolution).
+        """
+        source = self.find(key, config)
+        if prompts_hw is not None:
+            prompts = [rescale(p, prompts_hw, source.image_hw) for p in prompts]
+        if config.values["mode"] == "track":
+            return self._apply_tracked(prompts, source, config)
+        return self._apply_in_force(prompts, source, config)
+
+    def _newest_tracked(self) -> RecentFrame:
+        """Return the newest frame, which must be the tracker's current one."""
+        newest = self._ring.newest()
+        if newest.tracker_index is None:
+            raise FrameNotKept("the newest frame was processed in image mode: track mode takes prompts from "
+                               "its next frame on")
+        if newest.tracker_index != self._tracker.frame_index:
+            raise FrameMismatch(f"the tracker is on frame {self._tracker.frame_index} but the newest kept "
+                                f"frame is {newest.tracker_index}: prompt not applied")
+        return newest
+
+    def _check(self, prompts: list[Prompt], hw: tuple[int, int], tracked: set[int],
+               config: P.NodeConfig) -> list[Prompt]:
+        """Validate every prompt before any is applied: all or nothing."""
+        v = config.values
+        checked = [validate(prompt, hw) for prompt in prompts]
+        limit = 255 if v["mask_encoding"] == "mono8" else 65535
+        for prompt in checked:
+            if prompt.object_id > limit:
+                raise PromptError(f"object id {prompt.object_id} does not fit the "
+                                  f"{v['mask_encoding']} label image (max {limit})")
+            if v["mode"] == "track":
+                check_trackable(prompt)
+        new = {p.object_id for p in checked if p.object_id != ASSIGN_NEW_ID and p.object_id not in tracked}
+        new_count = len(new) + sum(1 for p in checked if p.object_id == ASSIGN_NEW_ID)
+        if len(tracked) + new_count > v["max_objects"]:
+            raise TrackerError(f"cannot add {new_count} object(s): {len(tracked)} tracked, max_objects "
+                               f"{v['max_objects']}")
+        return checked
+
+    def _apply_tracked(self, prompts: list[Prompt], source: RecentFrame, config: P.NodeConfig) -> Change:
+        newest = self._newest_tracked()
+        checked = self._check(prompts, source.image_hw, set(self._tracker.objects), config)
+        if source is not newest:
+            self._report(f"prompt for frame {stamp_text(source.stamp_ns)} applied to the newest frame "
+                         f"{stamp_text(newest.stamp_ns)}: tracking only moves forward", None)
+            checked = [rescale(p, source.image_hw, newest.image_hw) for p in checked]
+        ids = []
+        try:
+            with self._tracker.transaction():
+                for prompt in checked:
+                    ids.append(self._tracker.add_prompt(prompt)[0])
+        finally:
+            self._publish_state()
+        return ids, newest, self._tracker.current()
+
+    def _apply_in_force(self, prompts: list[Prompt], source: RecentFrame, config: P.NodeConfig,
+                        detector: bool = False, base: dict[int, InForce] | None = None) -> Change:
+        in_force = dict(self._in_force if base is None else base)
+        checked = self._check(prompts, source.image_hw, set(in_force), config)
+        ids = []
+        for prompt in checked:
+            object_id = prompt.object_id if prompt.object_id != ASSIGN_NEW_ID else first_free_id(in_force)
+            in_force[object_id] = InForce(replace(prompt, object_id=object_id), source.image_hw, detector)
+            ids.append(object_id)
+        objects, _ = self._segment_in_force(source.image_hw, source.encoded, in_force)
+        self._in_force = in_force  # only once SAM 2 took them all
+        self._publish_state()
+        return ids, source, objects
+
+    def apply_detections(self, detections: Detections, key: int, config: P.NodeConfig) -> Change | None:
+        """Detector boxes: bad ones dropped one by one, the best-scoring kept up to max_objects.
+
+        Track mode seeds objects only where no tracked mask already lies, and changes nothing
+        when nothing was added. Image mode replaces the detector's earlier boxes (an empty
+        array clears them) and keeps the user's prompts.
+        """
+        v = config.values
+        source = self.find(key, config)
+        track = v["mode"] == "track"
+        target = self._newest_tracked() if track else source
+        boxes = []
+        for prompt in detections.prompts:
+            try:
+                boxes.append(rescale(validate(prompt, source.image_hw), source.image_hw, target.image_hw))
+            except PromptError as error:
+                self._report(f"detection dropped: {error}", "bad detection")
+        if track:
+            boxes = [box for box in boxes if not self._covered(box)]
+            kept = set(self._tracker.objects)
+        else:
+            kept = {i for i, e in self._in_force.items() if not e.from_detector}
+            if not boxes and len(kept) == len(self._in_force):
+                return None  # no detector boxes before or now: nothing changes
+        room = v["max_objects"] - len(kept)
+        if len(boxes) > room:
+            self._report(f"{len(boxes) - room} detection(s) over max_objects {v['max_objects']} dropped, "
+                         "the best-scoring kept", "bad detection")
+            boxes = boxes[:max(room, 0)]
+        if track:
+            return self._apply_tracked(boxes, target, config) if boxes else None
+        base = {i: e for i, e in self._in_force.items() if i in kept}
+        return self._apply_in_force(boxes, target, config, detector=True, base=base)
+
+    def _covered(self, prompt: Prompt) -> bool:
+        """Whether a box lies mostly on an object already tracked on the newest frame."""
+        x0, y0, x1, y1 = (max(int(round(v)), 0) for v in prompt.box)
+        return any(obj.mask[y0:y1, x0:x1].size and obj.mask[y0:y1, x0:x1].mean() > 0.5
+                   for obj in self._tracker.current())
+
+    def _in_force_on(self, image_hw: tuple[int, int], entries) -> list[Prompt]:
+        """Image mode: the prompts in force, moved to this frame's size; any outside it is skipped."""
+        prompts = []
+        for entry in entries:
+            try:
+                prompts.append(validate(rescale(entry.prompt, entry.image_hw, image_hw), image_hw))
+            except PromptError as error:
+                self._report(f"object {entry.prompt.object_id} skipped on this frame: {error}", error)
+        return prompts
+
+    def _segment_in_force(self, image_hw, encoded: EncodedFrame, entries: dict[int, InForce]) -> tuple[list, float]:
+        prompts = self._in_force_on(image_hw, entries.values())
+        if not prompts:
+            return [], 0.0
+        segmentation = self._segmenter.predict(prompts, encoded)
+        return segmentation.objects, segmentation.decode_ms
+
+    def segment_once(self, prompts: list[Prompt], key: int, rgb: np.ndarray | None, config: P.NodeConfig):
+        """Segment now on a kept frame or a given image: a one-off answer that changes no object.
+
+        Returns (objects, image_hw, frame or None, encode_ms, decode_ms).
+        """
+        numbered = number(prompts)
+        if rgb is not None:
+            segmentation = self._segmenter.segment(rgb, numbered)
+            return segmentation.objects, rgb.shape[:2], None, segmentation.encode_ms, segmentation.decode_ms
+        frame = self.find(key, config)
+        segmentation = self._segmenter.predict(numbered, frame.encoded)
+        return segmentation.objects, frame.image_hw, frame, 0.0, segmentation.decode_ms
+
+    def everything(self, settings: EverythingSettings, key: int, rgb: np.ndarray | None, config: P.NodeConfig,
+                   slice_s: float, limit: int):
+        """Every mask SAM 2 finds, as a resumable pass: a generator that yields after each slice.
+
+        Its value (StopIteration's) is (proposals, image_hw, frame or None, encode_ms, decode_ms).
+        """
+        frame = None
+        if rgb is not None:
+            encoded = encode(self.model, rgb)
+            yield
+        else:
+            frame = self.find(key, config)
+            encoded = frame.encoded
+        chunk = self.model.per_call(settings.points_per_batch, SLICE_CALL_TOKENS)
+        run = Everything(self.model, settings, decode_chunk=chunk).start(encoded, limit)
+        while (proposals := run.step_for(slice_s)) is None:
+            yield
+        return proposals, encoded.image_hw, frame, encoded.encode_ms if rgb is not None else 0.0, run.ms
+
+    def remove(self, object_id: int, config: P.NodeConfig) -> None:
+        try:
+            if config.values["mode"] == "track":
+                self._tracker.remove(object_id)
+            elif object_id not in self._in_force:
+                raise TrackerError(f"no object with id {object_id} (ids: {sorted(self._in_force) or 'none'})")
+            else:
+                self._in_force = {i: e for i, e in self._in_force.items() if i != object_id}
+        finally:
+            self._publish_state()
+
+    def reset(self) -> int:
+        count = len(self._tracker.objects) + len(self._in_force)
+        self._tracker.reset()
+        self._in_force = {}
+        self._discovery.forget()
+        self._publish_state()
+        return count
+
+    # ----- discovery (track mode) -----
+    def discovery_room(self, config: P.NodeConfig) -> int:
+        """Return how many more objects discovery may add.
+
+        At most discover_max_objects discovered objects, and one of max_objects always left free
+        for a user's prompt.
+        """
+        v = config.values
+        objects = self._tracker.objects.values()
+        discovered = sum(1 for o in objects if o.label == UNKNOWN)
+        return max(min(v["discover_max_objects"] - discovered, v["max_objects"] - 1 - len(objects)), 0)
+
+    def discover(self, frame: RecentFrame, config: P.NodeConfig) -> tuple[Change | None, float] | None:
+        """After a frame, a step of discovery; when its pass ends, track what is new.
+
+        Proposals are compared with the tracked masks at the newest frame's size, and become
+        objects labelled "unknown" on the newest frame. Returns None while a pass runs (or none
+        starts), else (the change or None, the pass's ms).
+        """
+        v = config.values
+        found = self._discovery.step(frame, config, self.discovery_room(config))
+        if found is None:
+            return None
+        proposals, ms = found
+        newest = self._newest_tracked()
+        scaled = [replace(p, mask=resized(p.mask, newest.image_hw)) for p in proposals]
+        taken = [obj.mask for obj in self._tracker.current() if obj.mask.any()]
+        new = novel(scaled, taken, v["discover_min_area"], v["discover_max_overlap"], self.discovery_room(config))
+        if not new:
+            return None, ms
+        prompts = [Prompt(object_id=ASSIGN_NEW_ID, label=UNKNOWN, mask=p.mask) for p in new]
+        return self._apply_tracked(prompts, newest, config), ms
+
+    def forget_discovery(self) -> None:
+        self._discovery.forget()

@@ -1,0 +1,130 @@
+"""The tracking session on its own: frames and prompts in, recorded outputs, no executor, no topics."""
+import threading
+
+import cv2
+import numpy as np
+import pytest
+from test_everything import meta_generate
+
+from conftest import photo
+from sam2_ros.core.everything import EverythingSettings
+from sam2_ros.core.prompts import ASSIGN_NEW_ID, Prompt
+from sam2_ros.core.tracker import StreamingTracker, TrackerError
+from sam2_ros.ros import params as P
+from sam2_ros.ros.session import TrackingSession
+
+
+def config(**values) -> P.NodeConfig:
+    return P.validate({**P.DEFAULTS, "checkpoint": "unused.pt", "image_size": 256, **values})
+
+
+def box(x0, y0, x1, y1, object_id=ASSIGN_NEW_ID, label="") -> Prompt:
+    return Prompt(object_id=object_id, label=label, box=np.array([x0, y0, x1, y1], np.float32))
+
+
+class Recorder:
+    """What the session reports (the node logs and counts these)."""
+
+    def __init__(self):
+        self.notes = []
+
+    def __call__(self, message, error):
+        self.notes.append(message)
+
+
+def test_a_frame_and_a_box_give_the_core_trackers_masks_and_readers_see_the_objects(small_model):
+    settings = config()
+    session = TrackingSession(small_model, settings, Recorder())
+    image = photo("astronaut")
+    session.process(1, "header 1", 1, image, settings)
+    ids, frame, objects = session.apply([box(100, 50, 400, 480, label="person")], 1, settings)
+    core = StreamingTracker(small_model)
+    core.track(image)
+    _, expected = core.add_prompt(box(100, 50, 400, 480, object_id=1))
+    assert ids == [1] and frame.header == "header 1" and session.object_labels() == {1: "person"}
+    np.testing.assert_array_equal(objects[0].mask, expected.objects[0].mask)
+    processed = session.process(2, "header 2", 2, image, settings)
+    assert processed.frame.header == "header 2" and [o.object_id for o in processed.objects] == [1]
+
+
+def test_a_reader_gets_a_copy_and_never_sees_the_worker_change_it(small_model):
+    settings = config(mode="image")
+    session = TrackingSession(small_model, settings, Recorder())
+    session.process(1, "header", 1, photo("coffee"), settings)
+    session.apply([box(10, 10, 100, 100, object_id=3)], 0, settings)
+    labels = session.object_labels()
+    labels[99] = "mine"
+    assert session.object_labels() == {3: ""}
+    errors, done = [], threading.Event()
+
+    def read():
+        while not done.is_set():
+            try:
+                session.object_labels(), session.has_detector_boxes()
+            except Exception as error:  # a reader iterating live state: "changed size during iteration"
+                errors.append(error)
+    reader = threading.Thread(target=read)
+    reader.start()
+    for round_ in range(20):  # the worker adds and removes objects while the reader reads
+        session.apply([box(10 + round_, 10, 100, 100, object_id=4 + round_ % 3)], 0, settings)
+        session.remove(4 + round_ % 3, settings)
+    done.set()
+    reader.join()
+    assert errors == [] and session.object_labels() == {3: ""}
+
+
+def test_a_refused_batch_changes_nothing_and_says_which_limit(small_model):
+    settings = config(max_objects=2)
+    session = TrackingSession(small_model, settings, Recorder())
+    session.process(1, "header", 1, photo("coffee"), settings)
+    with pytest.raises(TrackerError, match="cannot add 3 object"):
+        session.apply([box(10, 10, 100, 100), box(200, 10, 300, 100), box(400, 10, 500, 100)], 0, settings)
+    assert session.object_labels() == {}
+
+
+def test_discovery_leaves_room_for_the_users_prompt(small_model):
+    """Discovery never takes the last of max_objects: with one slot it adds nothing, with two one."""
+    image = photo("coffee")
+    for max_objects, discovered in ((1, 0), (2, 1)):
+        settings = config(max_objects=max_objects, discover_max_objects=5, discover_period_s=0.001,
+                          discover_min_area=50, discover_batches_per_frame=100, everything_points_per_side=8,
+                          everything_pred_iou_thresh=0.0, everything_stability_score_thresh=0.0)
+        session = TrackingSession(small_model, settings, Recorder())
+        done = session.process(1, "header", 1, image, settings)
+        outcome = session.discover(done.frame, settings)
+        assert (len(outcome[0][0]) if outcome else 0) == discovered
+        assert list(session.object_labels().values()) == ["unknown"] * discovered
+        ids, _, _ = session.apply([box(10, 10, 100, 100, label="mine")], 0, settings)
+        assert ids == [discovered + 1] and session.object_labels()[discovered + 1] == "mine"
+
+
+def test_discovery_compares_a_pass_from_a_smaller_frame_with_the_objects_at_the_newest_frames_size(small_model):
+    """A pass started on a 320x240 frame ends on a 640x480 one: what is tracked there is not found again.
+
+    The oracle: Meta's generator on the small frame, its masks resized by OpenCV, the rule as a plain loop.
+    """
+    settings = config(discover_period_s=0.001, discover_min_area=10, discover_batches_per_frame=1,
+                      discover_max_objects=8, everything_points_per_side=8, everything_points_per_batch=32,
+                      everything_pred_iou_thresh=0.0, everything_stability_score_thresh=0.0)
+    big = cv2.resize(photo("coffee"), (640, 480), interpolation=cv2.INTER_AREA)
+    small = cv2.resize(big, (320, 240), interpolation=cv2.INTER_AREA)
+    records = meta_generate(small_model, small, EverythingSettings(
+        points_per_side=8, points_per_batch=32, pred_iou_thresh=0.0, stability_score_thresh=0.0))
+    proposals = [cv2.resize(r["segmentation"].astype(np.uint8), (640, 480), interpolation=cv2.INTER_NEAREST)
+                 .astype(bool) for r in records]
+    session = TrackingSession(small_model, settings, Recorder())
+    start = session.process(1, "small", 1, small, settings)
+    assert session.discover(start.frame, settings) is None  # 64 points in batches of 32: half done
+    newest = session.process(2, "big", 2, big, settings)
+    _, _, objects = session.apply([Prompt(object_id=7, label="mine", mask=proposals[0])], 0, settings)
+    taken, expected = [objects[0].mask], []
+    for mask in proposals:
+        area = np.count_nonzero(mask)
+        if area >= 10 and len(expected) < 8 and all(np.count_nonzero(mask & t) <= 0.5 * area for t in taken):
+            expected.append(mask)
+            taken.append(mask)
+    assert np.count_nonzero(proposals[0] & objects[0].mask) > 0.5 * np.count_nonzero(proposals[0])
+    change, _ = session.discover(newest.frame, settings)
+    added = change[0] if change else []
+    assert len(added) == len(expected), "a proposal on object 7 was taken for a new object"
+    assert sorted(session.object_labels()) == sorted([7, *added])

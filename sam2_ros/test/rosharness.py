@@ -147,6 +147,7 @@ class Running:
 
     def close(self) -> None:
         self.executor.shutdown()
+        self.thread.join(timeout=10)  # the spinning thread is out of the wait set before the context goes
         self.node.destroy_node()
         self.peer.node.destroy_node()
         rclpy.shutdown()

@@ -172,3 +172,37 @@ def test_ctrl_c_while_a_frame_is_in_flight_exits_cleanly_without_an_error(checkp
     finally:
         rclpy.shutdown()
         process.kill()
+
+
+def test_ctrl_c_with_segment_everything_in_flight_ends_the_pass_and_the_process(checkpoint):
+    """64 x 64 points with thresholds 0 is minutes of decoder work here: SIGINT ends it within a slice."""
+    from sam2_ros_interfaces.srv import SegmentEverything
+    process = start("-p", f"checkpoint:={checkpoint}", "-p", "device:=cpu", "-p", "image_size:=256",
+                    "-p", "image_qos:=reliable", "-p", "request_timeout_s:=600.0")
+    rclpy.init()
+    try:
+        wait_for_line(process, "active")
+        peer = Peer()
+        spin = lambda: rclpy.spin_once(peer.node, timeout_sec=0.05)  # noqa: E731
+        wait_until(lambda: spin() or peer.camera.get_subscription_count(), 30, "the image subscription")
+        peer.publish_rgb(photo("astronaut"), header(1))
+        wait_until(lambda: spin() or peer.results, 60, "the first result")
+        client = peer.node.create_client(SegmentEverything, "/sam2_segmenter_node/segment_everything")
+        assert client.wait_for_service(timeout_sec=30)
+        answer = client.call_async(SegmentEverything.Request(points_per_side=64))
+        deadline = time.monotonic() + 3.0  # the pass is running then: it needs minutes
+        while time.monotonic() < deadline:
+            spin()
+        assert not answer.done()
+        asked = time.monotonic()
+        process.send_signal(signal.SIGINT)
+        wait_until(lambda: spin() or answer.done(), 10, "the answer")
+        took = time.monotonic() - asked  # the node stopped: the pass was ended and answered
+        assert took < 1.0, f"the caller was answered {took:.2f} s after SIGINT"
+        assert not answer.result().success and "node stopped" in answer.result().message
+        code, output = output_until_exit(process)  # then Python and torch tear down (about 2 s here)
+        assert code == 0 and "ERROR" not in output, output
+        peer.node.destroy_node()
+    finally:
+        rclpy.shutdown()
+        process.kill()

@@ -16,23 +16,22 @@ set -u
 base=$(mktemp -d)
 trap 'git worktree remove --force "$base" >/dev/null 2>&1 || true' EXIT
 git worktree add --detach "$base" "$ref" >/dev/null
-bench() {  # bench NAME PYTHONPATH_FIRST
+bench() {  # bench FILE PYTHONPATH_FIRST
   PYTHONPATH="$2${PYTHONPATH:+:$PYTHONPATH}" python -c \
     "import sys; from sam2_ros.tools.bench import main; sys.exit(main())" \
-    --suite node --image-size 256 --node-frames 12 --json "$base/$1.json" >/dev/null 2>&1
-  cat "$base/$1.json"
+    --suite node --image-size 256 --node-frames 12 --json "$1" >/dev/null 2>&1
 }
-{
-  for round in $(seq "$rounds"); do
-    echo "{\"tree\": \"$ref\", \"figures\": $(bench "ref$round" "$base/sam2_ros")}"
-    echo "{\"tree\": \"this\", \"figures\": $(bench "this$round" "$PWD/sam2_ros")}"
-  done
-} | python3 -c '
+runs=()
+for round in $(seq "$rounds"); do
+  bench "$base/ref$round.json" "$base/sam2_ros" && runs+=("$ref=$base/ref$round.json")
+  bench "$base/this$round.json" "$PWD/sam2_ros" && runs+=("this=$base/this$round.json")
+done
+python3 - "${runs[@]}" <<'PY' | tee "$out"
 import json, statistics, sys
-runs = [json.loads(line) for line in sys.stdin]
+runs = [{"tree": arg.split("=", 1)[0], "figures": json.load(open(arg.split("=", 1)[1]))} for arg in sys.argv[1:]]
 keys = ("node_overhead_ms_p50", "node_overhead_ms_p50_8obj", "node_overhead_ms_p50_3d", "stream_result_age_ms_p50",
         "stream_model_period_ms", "model_ms_p50")
 medians = {tree: {k: statistics.median(r["figures"][k] for r in runs if r["tree"] == tree) for k in keys}
            for tree in dict.fromkeys(r["tree"] for r in runs)}
 print(json.dumps({"runs": runs, "medians": medians}, indent=2))
-' | tee "$out"
+PY

@@ -8,6 +8,7 @@ from test_everything import meta_generate
 
 from conftest import photo
 from sam2_ros.core.everything import EverythingSettings
+from sam2_ros.core.frames import FrameNotKept
 from sam2_ros.core.prompts import ASSIGN_NEW_ID, Prompt
 from sam2_ros.core.tracker import StreamingTracker, TrackerError
 from sam2_ros.ros import params as P
@@ -128,3 +129,14 @@ def test_discovery_compares_a_pass_from_a_smaller_frame_with_the_objects_at_the_
     added = change[0] if change else []
     assert len(added) == len(expected), "a proposal on object 7 was taken for a new object"
     assert sorted(session.object_labels()) == sorted([7, *added])
+
+
+def test_image_mode_frames_never_reach_the_tracker_and_track_mode_prompts_wait_for_its_first_frame(small_model):
+    image_mode, track_mode = config(mode="image"), config()
+    session = TrackingSession(small_model, image_mode, Recorder())
+    session.process(1, "image mode", 1, photo("coffee"), image_mode)
+    with pytest.raises(FrameNotKept, match="processed in image mode: track mode takes prompts from its next frame"):
+        session.apply([box(10, 10, 100, 100)], 0, track_mode)
+    session.process(2, "track mode", 2, photo("coffee"), track_mode)
+    ids, frame, _ = session.apply([box(10, 10, 100, 100)], 0, track_mode)
+    assert ids == [1] and frame.header == "track mode"

@@ -11,7 +11,6 @@ from sam2_ros.core.encoding import EncodedFrame
 from sam2_ros.core.everything import EverythingPass
 from sam2_ros.core.frames import RecentFrame
 from sam2_ros.core.tracker import StreamingTracker
-from sam2_ros.ros import params as P
 from sam2_ros_interfaces.srv import SegmentEverything
 
 
@@ -131,8 +130,8 @@ def test_a_frame_is_published_under_the_settings_it_was_processed_with(checkpoin
     running = Running(checkpoint)
     try:
         live = running.node.config()
-        assert live.values["mask_encoding"] == "mono8"
-        snapshot = P.validate({**live.values, "mask_encoding": "16UC1"})
+        assert live.output.mask_encoding == "mono8"
+        snapshot = live.changed(mask_encoding="16UC1")
         rgb = photo("coffee")
         frame = RecentFrame(1, 0, header(7), rgb, EncodedFrame(rgb.shape[:2], None, 0.0), 0)
         running.node.outputs.publish(frame, [], snapshot)

@@ -1,10 +1,10 @@
-"""The parameter YAML is the one list of defaults, and matches what the node declares."""
+"""Parameters: one YAML of defaults, typed sections read by ROS name, bad values refused with the reason."""
 from pathlib import Path
 
 import pytest
 import yaml
 
-from sam2_ros.ros.params import DEFAULTS, PARAMS, validate
+from sam2_ros.ros.params import DEFAULTS, PARAMS, SECTIONS, NodeConfig
 
 YAML = Path(__file__).resolve().parents[1] / "config" / "sam2_segmenter.yaml"
 
@@ -13,20 +13,49 @@ def test_yaml_defaults_equal_the_declared_defaults():
     assert yaml.safe_load(YAML.read_text())["/**"]["ros__parameters"] == DEFAULTS
 
 
-def test_every_parameter_has_a_description():
+def test_every_parameter_has_a_description_and_belongs_to_exactly_one_section():
     assert all(param.descriptor().description for param in PARAMS)
+    names = [param.name for section in SECTIONS.values() for param in section.params()]
+    assert len(names) == len(set(names)) == 44
+
+
+def test_a_section_field_reads_the_value_given_under_its_ros_name():
+    config = NodeConfig.from_values({**DEFAULTS, "depth_max_age_ms": 80.0, "requests_per_frame": 3,
+                                     "everything_points_per_side": 8, "discover_period_s": 2.5, "mode": "image"})
+    assert config.depth.max_age_ms == 80.0 and config.requests.per_frame == 3
+    assert config.everything.settings().points_per_side == 8
+    assert config.discovery.on and config.discovery.period_s == 2.5
+    assert not config.tracking.tracks
+    assert config.values() == {**DEFAULTS, "depth_max_age_ms": 80.0, "requests_per_frame": 3,
+                               "everything_points_per_side": 8, "discover_period_s": 2.5, "mode": "image"}
+
+
+def test_a_snapshot_never_changes_a_change_is_a_new_snapshot():
+    before = NodeConfig()
+    after = before.changed(score_threshold=0.5)
+    assert (before.output.score_threshold, after.output.score_threshold) == (0.0, 0.5)
+    with pytest.raises(AttributeError):
+        after.output.score_threshold = 0.7
 
 
 @pytest.mark.parametrize("change, reason", [
     ({"mode": "video"}, "mode 'video' is not one of: track, image"),
-    ({"mask_encoding": "rgb8"}, "mask_encoding 'rgb8'"),
-    ({"image_size": 300}, "multiple of 32"),
+    ({"mask_encoding": "rgb8"}, "mask_encoding 'rgb8' is not one of: mono8, 16UC1"),
+    ({"image_qos": "best_effort"}, "image_qos 'best_effort' is not one of: sensor_data, reliable"),
+    ({"precision": "int8"}, "precision 'int8' is not one of: float32, bfloat16, float16"),
+    ({"image_size": 300}, "image_size must be a multiple of 32, got 300"),
+    ({"no_such_thing": 1}, "no such parameter: no_such_thing"),
 ])
 def test_invalid_values_are_refused_with_the_reason(change, reason):
     with pytest.raises(ValueError, match=reason):
-        validate({**DEFAULTS, **change})
+        NodeConfig().changed(**change)
+
+
+def test_the_allowed_choices_are_in_the_descriptor_for_ros2_param_describe():
+    mode = next(param for param in PARAMS if param.name == "mode")
+    assert mode.descriptor().additional_constraints == "one of: track, image"
 
 
 def test_a_checkpoint_is_required_to_build_the_model_spec():
     with pytest.raises(ValueError, match="no checkpoint given"):
-        validate(DEFAULTS).model_spec
+        NodeConfig().model.spec()

@@ -16,7 +16,7 @@ from sam2_ros.ros.session import TrackingSession
 
 
 def config(**values) -> P.NodeConfig:
-    return P.validate({**P.DEFAULTS, "checkpoint": "unused.pt", "image_size": 256, **values})
+    return P.NodeConfig().changed(checkpoint="unused.pt", image_size=256, **values)
 
 
 def box(x0, y0, x1, y1, object_id=ASSIGN_NEW_ID, label="") -> Prompt:

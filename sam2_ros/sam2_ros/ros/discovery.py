@@ -12,20 +12,10 @@ import time
 import cv2
 import numpy as np
 
-from sam2_ros.core.everything import Everything, EverythingPass, EverythingSettings, Proposal
+from sam2_ros.core.everything import Everything, EverythingPass, Proposal
 from sam2_ros.core.frames import RecentFrame
 from sam2_ros.core.model import LoadedModel
 from sam2_ros.ros import params as P
-
-
-def everything_settings(v: dict) -> EverythingSettings:
-    """Segment everything's settings from the node's parameter values."""
-    return EverythingSettings(points_per_side=v["everything_points_per_side"],
-                              points_per_batch=v["everything_points_per_batch"],
-                              pred_iou_thresh=v["everything_pred_iou_thresh"],
-                              stability_score_thresh=v["everything_stability_score_thresh"],
-                              box_nms_thresh=v["everything_box_nms_thresh"],
-                              min_mask_region_area=v["everything_min_region_area"])
 
 
 def resized(mask: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
@@ -45,12 +35,11 @@ class Discovery:
 
     def step(self, frame: RecentFrame, config: P.NodeConfig, room: int) -> tuple[list[Proposal], float] | None:
         """Advance the pass (starting one when due); when it ends, (its proposals, its ms), else None."""
-        v = config.values
         if self._pass is None:
-            if room <= 0 or time.monotonic() - self._finished_at < v["discover_period_s"]:
+            if room <= 0 or time.monotonic() - self._finished_at < config.discovery.period_s:
                 return None
-            self._pass = Everything(self._model, everything_settings(v)).start(frame.encoded)
-        proposals = self._pass.step(v["discover_batches_per_frame"])
+            self._pass = Everything(self._model, config.everything.settings()).start(frame.encoded)
+        proposals = self._pass.step(config.discovery.batches_per_frame)
         if proposals is None:
             return None
         run, self._pass = self._pass, None

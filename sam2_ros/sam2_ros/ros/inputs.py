@@ -46,12 +46,12 @@ class Inputs:
         self._lock = threading.Lock()  # the camera info and the detections clock
         self._camera_info: CameraInfo | None = None
         self._last_detections = time.monotonic()
-        v = config.values
+        own = config.inputs
         images, prompts = MutuallyExclusiveCallbackGroup(), ReentrantCallbackGroup()
-        reliability = (qos_profile_sensor_data.reliability if v["image_qos"] == "sensor_data"
+        reliability = (qos_profile_sensor_data.reliability if own.image_qos == "sensor_data"
                        else ReliabilityPolicy.RELIABLE)
-        qos = QoSProfile(depth=v["image_qos_depth"], reliability=reliability)
-        image_type, self.image_topic = (CompressedImage, "image/compressed") if v["compressed"] else (Image, "image")
+        qos = QoSProfile(depth=own.image_qos_depth, reliability=reliability)
+        image_type, self.image_topic = (CompressedImage, "image/compressed") if own.compressed else (Image, "image")
         sub = node.create_subscription
         self._endpoints = [
             # raw: only the frames the worker takes are deserialised, not every camera frame
@@ -64,7 +64,7 @@ class Inputs:
         if vision.available():
             self._endpoints.append(sub(vision.Detection2DArray, "detections", self.detections_cb, 10,
                                        callback_group=prompts))
-        if v["depth"]:
+        if config.depth.enabled:
             depth_group = MutuallyExclusiveCallbackGroup()
             self._endpoints += [
                 sub(Image, "depth", depth.add_depth, qos_profile_sensor_data, callback_group=depth_group),
@@ -101,9 +101,9 @@ class Inputs:
 
     def prompt_cb(self, msg: PromptMsg) -> None:
         """Take a Prompt message (also a seam: a composed node or a test may hand one in directly)."""
-        v = self._settings().values
+        own = self._settings().inputs
         try:
-            prompt = from_prompt_msg(msg, v["max_prompt_points"], v["max_image_pixels"])
+            prompt = from_prompt_msg(msg, own.max_prompt_points, own.max_image_pixels)
         except PromptError as error:
             self._diagnostics.reject(f"prompt refused: {error}", error)
             return
@@ -120,7 +120,7 @@ class Inputs:
         if self.camera_info() is None and any(msg.d) and not any(msg.p):
             logger.warning("camera_info has distortion and no projection matrix: 3-D clicks are "
                            "projected as if the image were rectified", once=True)
-        if self._settings().values["depth"] and any(msg.d):
+        if self._settings().depth.enabled and any(msg.d):
             logger.info("camera_info has distortion coefficients: 3D assumes the colour and depth "
                         "images are rectified (image_rect, aligned depth)", once=True)
         with self._lock:

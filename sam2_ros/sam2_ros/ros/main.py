@@ -51,11 +51,13 @@ def usage() -> str:
         "SAM 2 on a camera stream: prompts (prompt, clicked_point, clicked_pixel, detections, ~/add_objects)",
         "in; tracked masks out on ~/result, ~/mask, ~/overlay and /diagnostics. See README.md.",
         "",
-        "parameters:",
+        "parameters, by section:",
     ]
-    for param in P.PARAMS:
-        fixed = " (read-only)" if param.read_only else ""
-        lines.append(f"  {param.name:<22} {param.default!r:<20} {param.description}{fixed}")
+    for section, params in P.SECTIONS.items():
+        lines.append(f"  {section}:")
+        for param in params.params():
+            fixed = " (read-only)" if param.read_only else ""
+            lines.append(f"    {param.name:<22} {param.default!r:<20} {param.description}{fixed}")
     return "\n".join(lines)
 
 

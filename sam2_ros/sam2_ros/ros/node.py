@@ -47,7 +47,7 @@ class Sam2SegmenterNode(LifecycleNode):
         self.add_on_set_parameters_callback(self._on_set_parameters)
         self.finished = threading.Event()  # set by the shutdown transition: the process should exit
         self._config: P.NodeConfig | None = None  # replaced whole, never changed: each frame takes one
-        self._queue = WorkQueue(P.DEFAULTS["max_queued_requests"], P.DEFAULTS["requests_per_frame"])
+        self._queue = WorkQueue(P.RequestParams.max_queued, P.RequestParams.per_frame)
         self.depth = DepthInput()
         self._arrivals = itertools.count()  # camera frames' arrival numbers (recent frames are found by them)
         self.model: LoadedModel | None = None
@@ -58,14 +58,14 @@ class Sam2SegmenterNode(LifecycleNode):
         self._requests: Requests | None = None
         self._worker: Worker | None = None
         self._timer = None
-        if self.get_parameter("autostart").value:
+        if self.config().lifecycle.autostart:
             if self.trigger_configure() == TransitionCallbackReturn.SUCCESS:
                 self.trigger_activate()
 
     # ----- what others may ask -----
     def config(self) -> P.NodeConfig:
         """Return the settings in force now (one immutable snapshot)."""
-        return self._config if self._config is not None else P.validate(self._values())
+        return self._config if self._config is not None else P.NodeConfig.from_values(self._values())
 
     def counts(self) -> Counts:
         """Return the /diagnostics counters now (zero before configure)."""
@@ -89,36 +89,34 @@ class Sam2SegmenterNode(LifecycleNode):
         """Validate run-time changes against a snapshot of the objects; never waits for the worker."""
         values = {**self._values(), **{p.name: p.value for p in changes}}
         try:
-            config = P.validate(values)
+            config = P.NodeConfig.from_values(values)
             ids = set(self.session.object_labels()) if self.session is not None else set()
-            v = config.values
-            if v["mode"] != self._values()["mode"] and ids:
+            if config.tracking.mode != self.config().tracking.mode and ids:
                 raise ValueError("cannot change mode while objects are tracked: call ~/reset first")
-            limit = 255 if v["mask_encoding"] == "mono8" else 65535
+            limit = config.output.max_label
             if any(i > limit for i in ids):
                 raise ValueError(f"object ids {sorted(i for i in ids if i > limit)} do not fit a "
-                                 f"{v['mask_encoding']} label image: remove them first")
-            if len(ids) > v["max_objects"]:
-                raise ValueError(f"{len(ids)} objects are tracked, more than max_objects {v['max_objects']}: "
-                                 "remove some first")
+                                 f"{config.output.mask_encoding} label image: remove them first")
+            if len(ids) > config.tracking.max_objects:
+                raise ValueError(f"{len(ids)} objects are tracked, more than max_objects "
+                                 f"{config.tracking.max_objects}: remove some first")
         except ValueError as error:
             return P.refuse_or_accept(error)
         if self._config is not None:
             self._config = config
-        self._queue.set_limits(v["max_queued_requests"], v["requests_per_frame"])
+        self._queue.set_limits(config.requests.max_queued, config.requests.per_frame)
         return P.refuse_or_accept(None)
 
     # ----- lifecycle -----
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
         try:
-            config = P.validate(self._values())
-            self.model = load_model(config.model_spec)
+            config = P.NodeConfig.from_values(self._values())
+            self.model = load_model(config.model.spec())
         except (CheckpointError, ValueError) as error:
             self.get_logger().error(f"cannot configure: {error}")
             return TransitionCallbackReturn.FAILURE
         self._config = config
-        v = config.values
-        self._queue.set_limits(v["max_queued_requests"], v["requests_per_frame"])
+        self._queue.set_limits(config.requests.max_queued, config.requests.per_frame)
         self.diagnostics = Diagnostics(self)
         self.session = TrackingSession(self.model, config, self._report)
         self.outputs = Outputs(self, config)
@@ -128,7 +126,7 @@ class Sam2SegmenterNode(LifecycleNode):
         if self._tuning is not None:
             self._tuning.model_loaded()
         self.get_logger().info(f"loaded {self.model.spec.name} on {self.model.device} at input size "
-                               f"{self.model.image_size}, mode {v['mode']}")
+                               f"{self.model.image_size}, mode {config.tracking.mode}")
         if not HOLE_FILLING:
             self.get_logger().info(HOLE_FILLING_NOTE, once=True)
         return TransitionCallbackReturn.SUCCESS
@@ -203,11 +201,10 @@ class Sam2SegmenterNode(LifecycleNode):
         config, inputs, session, diagnostics = self._config, self.inputs, self.session, self.diagnostics
         if config is None or session is None or diagnostics is None:
             return
-        v = config.values
-        if inputs is not None and v["mode"] == "image":
-            inputs.expire_detections(v["detections_timeout_s"])
+        if inputs is not None and not config.tracking.tracks:
+            inputs.expire_detections(config.tracking.detections_timeout_s)
         diagnostics.publish(device=str(self.model.device) if self.model else "", objects=len(session.object_labels()),
-                            queued=self._queue.pending(), depth=v["depth"], discovery=v["discover_period_s"] > 0)
+                            queued=self._queue.pending(), depth=config.depth.enabled, discovery=config.discovery.on)
 
 
 def release_cuda_cache() -> None:

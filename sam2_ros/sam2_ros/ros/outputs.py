@@ -36,7 +36,7 @@ class Outputs:
         self._pubs = {"result": make(SegmentationResult, "~/result", RELIABLE),
                       "mask": make(Image, "~/mask", RELIABLE),
                       "overlay": make(Image, "~/overlay", RELIABLE)}
-        if config.values["depth"]:
+        if config.depth.enabled:
             self._pubs["points"] = make(PointCloud2, "~/points", RELIABLE)
             self._pubs["markers"] = make(MarkerArray, "~/markers", RELIABLE)
         if vision.available():
@@ -44,7 +44,7 @@ class Outputs:
                                  durability=DurabilityPolicy.TRANSIENT_LOCAL)
             self._pubs["detections"] = make(vision.Detection2DArray, "~/detections", RELIABLE)
             self._pubs["label_info"] = make(vision.LabelInfo, "~/label_info", latched)
-            if config.values["depth"]:
+            if config.depth.enabled:
                 self._pubs["detections_3d"] = make(vision.Detection3DArray, "~/detections_3d", RELIABLE)
         self._labels_sent = None  # the label map last sent on ~/label_info (the worker's alone)
 
@@ -56,7 +56,7 @@ class Outputs:
     def builder(self, frame_header, image_hw: tuple[int, int], config: P.NodeConfig,
                 depth: Callable[[], DepthScene | None] | None = None) -> ResultBuilder:
         """Start a result: objects are described on the pool as the tracker hands them over."""
-        return ResultBuilder(frame_header, image_hw, config.output, self._pool, depth)
+        return ResultBuilder(frame_header, image_hw, config.output_settings, self._pool, depth)
 
     def describe(self, objects, header, image_hw: tuple[int, int], config: P.NodeConfig,
                  **timings: float) -> SegmentationResult:
@@ -70,7 +70,7 @@ class Outputs:
         Each is checked against the frame whose header it carries (every mask of its size).
         """
         start = time.perf_counter()
-        settings, hw = config.output, frame.image_hw
+        settings, hw = config.output_settings, frame.image_hw
         builder = builder or self.builder(frame.header, hw, config)
         result = builder.build(objects, **timings)
         if result.header is not frame.header or (result.height, result.width) != hw:
@@ -81,7 +81,7 @@ class Outputs:
             result.latency_ms = (self._node.get_clock().now().nanoseconds - frame.stamp_ns) / 1e6
         self._pubs["result"].publish(result)
         self._pubs["mask"].publish(label_image(objects, frame.header, hw, settings))
-        if config.values["publish_overlay"] and self.subscribers("overlay"):
+        if config.output.publish_overlay and self.subscribers("overlay"):
             self._pubs["overlay"].publish(overlay_image(frame.rgb, objects, frame.header, settings))
         self._publish_3d(result, builder, frame, config)
         self._publish_vision(result, config)
@@ -89,12 +89,12 @@ class Outputs:
 
     def _publish_3d(self, result: SegmentationResult, builder: ResultBuilder, frame: RecentFrame,
                     config: P.NodeConfig) -> None:
-        v = config.values
-        if not v["depth"] or builder.scene is None:
+        depth = config.depth
+        if not depth.enabled or builder.scene is None:
             return
         if self.subscribers("points"):
-            self._pubs["points"].publish(cloud_message(builder.scene, builder.solids, v["cloud_voxel_size"],
-                                                       frame.rgb if v["cloud_rgb"] else None))
+            self._pubs["points"].publish(cloud_message(builder.scene, builder.solids, depth.cloud_voxel_size,
+                                                       frame.rgb if depth.cloud_rgb else None))
         if self.subscribers("markers"):
             self._pubs["markers"].publish(marker_array(result))
         if self.subscribers("detections_3d"):
@@ -108,7 +108,7 @@ class Outputs:
         labels = vision.label_map(result)
         if labels != self._labels_sent:
             self._pubs["label_info"].publish(vision.label_info(result.header, labels,
-                                                               config.values["score_threshold"]))
+                                                               config.output.score_threshold))
             self._labels_sent = labels
 
     def close(self) -> None:

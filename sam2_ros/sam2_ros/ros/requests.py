@@ -20,7 +20,6 @@ from sam2_ros.core.prompts import Prompt, PromptError
 from sam2_ros.ros import params as P
 from sam2_ros.ros.conversions import image_to_rgb
 from sam2_ros.ros.diagnostics import Diagnostics
-from sam2_ros.ros.discovery import everything_settings
 from sam2_ros.ros.outputs import Outputs
 from sam2_ros.ros.prompt_msgs import from_prompt_msg, stamp_ns
 from sam2_ros.ros.session import TrackingSession
@@ -70,7 +69,7 @@ class Requests:
             self._in_flight += 1
         try:
             job = self._queue.submit_job(run)
-            outcome = self._outcome(job, self._settings().values["request_timeout_s"])
+            outcome = self._outcome(job, self._settings().requests.timeout_s)
             response.message, response.success = fill(outcome), True
         except Refused as error:
             self._diagnostics.reject(f"request refused: {error}", error)
@@ -95,14 +94,14 @@ class Requests:
             return job.future.result()
 
     def _prompts(self, messages) -> list[Prompt]:
-        v = self._settings().values
-        return [from_prompt_msg(p, v["max_prompt_points"], v["max_image_pixels"]) for p in messages]
+        inputs = self._settings().inputs
+        return [from_prompt_msg(p, inputs.max_prompt_points, inputs.max_image_pixels) for p in messages]
 
     def _image(self, msg):
         """Return the request's own image as RGB, or None when it names a kept frame instead."""
         if not (msg.width or msg.height):
             return None
-        return image_to_rgb(msg, self._settings().values["max_image_pixels"])
+        return image_to_rgb(msg, self._settings().inputs.max_image_pixels)
 
     def _with_prompts(self, request, response, run: Callable, fill: Callable[[object], str]):
         """Check the request's prompts at once (bad ones are answered without queueing), then call `run`."""
@@ -127,7 +126,7 @@ class Requests:
         return self._with_prompts(request, response, run, done)
 
     def _segment_everything_srv(self, request, response):
-        defaults = everything_settings(self._settings().values)
+        defaults = self._settings().everything.settings()
         settings = replace(
             defaults, points_per_side=request.points_per_side or defaults.points_per_side,
             pred_iou_thresh=request.pred_iou_thresh if request.pred_iou_thresh >= 0 else defaults.pred_iou_thresh,

@@ -79,12 +79,12 @@ class TrackingSession:
     """Tracker, segmenter, recent frames and prompts in force of one configured node."""
 
     def __init__(self, model: LoadedModel, config: P.NodeConfig, report: Callable[[str, Exception | str | None], None]):
-        v = config.values
         self.model = model
-        self._tracker = StreamingTracker(model, max_objects=v["max_objects"], max_cond_frames=v["max_cond_frames"],
-                                         batch_objects=v["batch_objects"])
+        self._tracker = StreamingTracker(model, max_objects=config.tracking.max_objects,
+                                         max_cond_frames=config.model.max_cond_frames,
+                                         batch_objects=config.tracking.batch_objects)
         self._segmenter = Segmenter(model, cache_size=1)  # one-off images only: frames live in the ring
-        self._ring = FrameRing(v["recent_frames"])
+        self._ring = FrameRing(config.tracking.recent_frames)
         self._report = report
         self._in_force: dict[int, InForce] = {}
         self._discovery = Discovery(model)
@@ -113,8 +113,8 @@ class TrackingSession:
     # ----- the worker's -----
     def follow(self, config: P.NodeConfig) -> None:
         """Take run-time settings the tracker keeps (called on the worker, before each item)."""
-        self._tracker.max_objects = config.values["max_objects"]
-        self._tracker.batch_objects = config.values["batch_objects"]
+        self._tracker.max_objects = config.tracking.max_objects
+        self._tracker.batch_objects = config.tracking.batch_objects
 
     def process(self, seq: int, header, stamp_ns: int, rgb: np.ndarray, config: P.NodeConfig,
                 on_object: Callable | None = None) -> Processed:
@@ -126,7 +126,7 @@ class TrackingSession:
         start = time.perf_counter()
         encoded = encode(self.model, rgb)
         kept = for_prompts(self.model, encoded)
-        if config.values["mode"] == "track":
+        if config.tracking.tracks:
             result = self._tracker.track(rgb, encoded, on_object=on_object)
             objects, decode_ms, dropped = result.objects, result.track_ms, result.dropped_cond_frames
             index = self._tracker.frame_index
@@ -138,7 +138,7 @@ class TrackingSession:
         return Processed(frame, objects, encoded.encode_ms, decode_ms, (time.perf_counter() - start) * 1e3, dropped)
 
     def find(self, key: int, config: P.NodeConfig) -> RecentFrame:
-        return self._ring.find(key, round(config.values["prompt_max_age_s"] * 1e9))
+        return self._ring.find(key, round(config.tracking.prompt_max_age_s * 1e9))
 
     def apply(self, prompts: list[Prompt], key: int, config: P.NodeConfig,
               prompts_hw: tuple[int, int] | None = None) -> Change:
@@ -150,7 +150,7 @@ class TrackingSession:
         source = self.find(key, config)
         if prompts_hw is not None:
             prompts = [rescale(p, prompts_hw, source.image_hw) for p in prompts]
-        if config.values["mode"] == "track":
+        if config.tracking.tracks:
             return self._apply_tracked(prompts, source, config)
         return self._apply_in_force(prompts, source, config)
 
@@ -168,20 +168,19 @@ class TrackingSession:
     def _check(self, prompts: list[Prompt], hw: tuple[int, int], tracked: set[int],
                config: P.NodeConfig) -> list[Prompt]:
         """Validate every prompt before any is applied: all or nothing."""
-        v = config.values
         checked = [validate(prompt, hw) for prompt in prompts]
-        limit = 255 if v["mask_encoding"] == "mono8" else 65535
+        output, limit = config.output, config.output.max_label
         for prompt in checked:
             if prompt.object_id > limit:
                 raise PromptError(f"object id {prompt.object_id} does not fit the "
-                                  f"{v['mask_encoding']} label image (max {limit})")
-            if v["mode"] == "track":
+                                  f"{output.mask_encoding} label image (max {limit})")
+            if config.tracking.tracks:
                 check_trackable(prompt)
         new = {p.object_id for p in checked if p.object_id != ASSIGN_NEW_ID and p.object_id not in tracked}
         new_count = len(new) + sum(1 for p in checked if p.object_id == ASSIGN_NEW_ID)
-        if len(tracked) + new_count > v["max_objects"]:
+        if len(tracked) + new_count > config.tracking.max_objects:
             raise TrackerError(f"cannot add {new_count} object(s): {len(tracked)} tracked, max_objects "
-                               f"{v['max_objects']}")
+                               f"{config.tracking.max_objects}")
         return checked
 
     def _apply_tracked(self, prompts: list[Prompt], source: RecentFrame, config: P.NodeConfig) -> Change:
@@ -221,9 +220,8 @@ class TrackingSession:
         when nothing was added. Image mode replaces the detector's earlier boxes (an empty
         array clears them) and keeps the user's prompts.
         """
-        v = config.values
         source = self.find(key, config)
-        track = v["mode"] == "track"
+        track = config.tracking.tracks
         target = self._newest_tracked() if track else source
         boxes = []
         for prompt in detections.prompts:
@@ -238,9 +236,9 @@ class TrackingSession:
             kept = {i for i, e in self._in_force.items() if not e.from_detector}
             if not boxes and len(kept) == len(self._in_force):
                 return None  # no detector boxes before or now: nothing changes
-        room = v["max_objects"] - len(kept)
+        room = config.tracking.max_objects - len(kept)
         if len(boxes) > room:
-            self._report(f"{len(boxes) - room} detection(s) over max_objects {v['max_objects']} dropped, "
+            self._report(f"{len(boxes) - room} detection(s) over max_objects {config.tracking.max_objects} dropped, "
                          "the best-scoring kept", "bad detection")
             boxes = boxes[:max(room, 0)]
         if track:
@@ -305,7 +303,7 @@ class TrackingSession:
 
     def remove(self, object_id: int, config: P.NodeConfig) -> None:
         try:
-            if config.values["mode"] == "track":
+            if config.tracking.tracks:
                 self._tracker.remove(object_id)
             elif object_id not in self._in_force:
                 raise TrackerError(f"no object with id {object_id} (ids: {sorted(self._in_force) or 'none'})")
@@ -329,10 +327,10 @@ class TrackingSession:
         At most discover_max_objects discovered objects, and one of max_objects always left free
         for a user's prompt.
         """
-        v = config.values
         objects = self._tracker.objects.values()
         discovered = sum(1 for o in objects if o.label == UNKNOWN)
-        return max(min(v["discover_max_objects"] - discovered, v["max_objects"] - 1 - len(objects)), 0)
+        return max(min(config.discovery.max_objects - discovered,
+                       config.tracking.max_objects - 1 - len(objects)), 0)
 
     def discover(self, frame: RecentFrame, config: P.NodeConfig) -> tuple[Change | None, float] | None:
         """After a frame, a step of discovery; when its pass ends, track what is new.
@@ -341,7 +339,6 @@ class TrackingSession:
         objects labelled "unknown" on the newest frame. Returns None while a pass runs (or none
         starts), else (the change or None, the pass's ms).
         """
-        v = config.values
         found = self._discovery.step(frame, config, self.discovery_room(config))
         if found is None:
             return None
@@ -349,7 +346,8 @@ class TrackingSession:
         newest = self._newest_tracked()
         scaled = [replace(p, mask=resized(p.mask, newest.image_hw)) for p in proposals]
         taken = [obj.mask for obj in self._tracker.current() if obj.mask.any()]
-        new = novel(scaled, taken, v["discover_min_area"], v["discover_max_overlap"], self.discovery_room(config))
+        new = novel(scaled, taken, config.discovery.min_area, config.discovery.max_overlap,
+                    self.discovery_room(config))
         if not new:
             return None, ms
         prompts = [Prompt(object_id=ASSIGN_NEW_ID, label=UNKNOWN, mask=p.mask) for p in new]

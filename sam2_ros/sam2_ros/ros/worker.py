@@ -71,11 +71,11 @@ class Worker:
     def _process(self, seq: int, raw: bytes) -> None:
         """Convert, run SAM 2 once, commit the frame, publish with its header and its settings."""
         config = self._config()  # this frame's settings, from SAM 2 to the last output
-        v = config.values
+        inputs = config.inputs
         try:
-            msg = deserialize_message(raw, CompressedImage if v["compressed"] else Image)
-            rgb = (compressed_to_rgb(msg, v["max_image_pixels"]) if v["compressed"]
-                   else image_to_rgb(msg, v["max_image_pixels"]))
+            msg = deserialize_message(raw, CompressedImage if inputs.compressed else Image)
+            rgb = (compressed_to_rgb(msg, inputs.max_image_pixels) if inputs.compressed
+                   else image_to_rgb(msg, inputs.max_image_pixels))
         except ImageError as error:
             self._diagnostics.reject(f"image dropped: {error}", error)
             return
@@ -94,7 +94,7 @@ class Worker:
         result = self._outputs.publish(done.frame, done.objects, config, builder, encode_ms=done.encode_ms,
                                        decode_ms=done.decode_ms)
         self._diagnostics.stats.frame_done(done.model_ms, result.latency_ms if key else None, any(paired))
-        if v["mode"] == "track" and v["discover_period_s"] > 0:
+        if config.tracking.tracks and config.discovery.on:
             self._discover(done.frame, config)
 
     def _discover(self, frame, config: P.NodeConfig) -> None:
@@ -111,13 +111,13 @@ class Worker:
     def _depth_for(self, stamp: int, hw: tuple[int, int], config: P.NodeConfig,
                    paired: list | None = None) -> Callable[[], DepthScene | None] | None:
         """Pair a depth frame with colour frame `stamp` when asked; None when 3D is off."""
-        v = config.values
-        if not v["depth"]:
+        if not config.depth.enabled:
             return None
 
         def pair() -> DepthScene | None:
             try:
-                scene = self._depth.pair(stamp, hw, round(v["depth_max_age_ms"] * 1e6), v["max_image_pixels"])
+                scene = self._depth.pair(stamp, hw, round(config.depth.max_age_ms * 1e6),
+                                         config.inputs.max_image_pixels)
             except NoDepth as error:
                 self._diagnostics.stats.no_depth(error.kind)
                 if error.detail:

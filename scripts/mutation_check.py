@@ -112,6 +112,18 @@ MUTATIONS = [
     ("sam2_ros/tools/make_sample_bag.py", 'cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))',
      'cv2.imencode(".png", rgb)', "test/test_bag_tools.py -k png_compressed",
      "the compressed sample bag stores red as blue"),
+    ("sam2_ros/ros/depth.py", "while len(self._frames) > MAX_KEPT or abs(stamp - self._frames[0][0]) > window:",
+     "while len(self._frames) > 10:", "test/test_depth_pairing.py -k kept_by_time", "depth paired by count again"),
+    ("sam2_ros/ros/conversions.py", 'order = ">" if msg.is_bigendian else "<"', 'order = "<"',
+     "test/test_depth_pairing.py -k 32fc1", "a 32FC1 depth image read in the wrong byte order"),
+    ("sam2_ros/ros/outputs.py", "        if not depth.enabled:\n            return",
+     "        if not depth.enabled or scene is None:\n            return", "test/test_node_depth.py -k no_ghosts",
+     "markers and cloud left as they were on a frame without depth"),
+    ("sam2_ros/tools/replay.py", "tqdm(read(plan), total=plan.messages,", "tqdm(list(read(plan)), total=plan.messages,",
+     "test/test_bag_tools.py -k replay_memory", "replay reads the whole bag into memory first"),
+    ("sam2_ros/ros/delivery.py", "scene = self._scene(frame, config, 0.0 if self._hurry.is_set() else parcel.deadline)",
+     "scene = self._scene(frame, config, 0.0)", "test/test_node_depth.py -k after_its_colour",
+     "a frame's outputs never wait for a depth frame still on its way"),
 ]
 
 

@@ -16,7 +16,7 @@ from rosbags.rosbag2 import Reader
 from sam2_ros.tools.bags import BagError, typestore
 from sam2_ros.tools.make_sample_bag import COMPRESSED_TOPIC, IMAGE_TOPIC, PROMPT_TOPIC, TRUTH_TOPIC, make_sample_bag
 from sam2_ros.tools.render_bag import main as render
-from sam2_ros.tools.replay import read_plan, replay
+from sam2_ros.tools.replay import inspect, read, replay
 from test_entry_point import wait_for_line
 
 FRAMES = 6
@@ -172,39 +172,36 @@ def test_replay_iou_is_intersection_over_union_per_object_worked_by_hand():
 
 
 def test_the_centroid_error_is_the_distance_to_the_truth_worked_by_hand():
-    from types import SimpleNamespace
-
     from geometry_msgs.msg import Point
 
-    from sam2_ros.tools.replay import Summary, _score_centroids
+    from sam2_ros.tools.replay import Summary, centroid_error
     from sam2_ros_interfaces.msg import SegmentationResult, SegmentedObject
     off = Point(x=0.3, y=0.4, z=1.0)
     ones = SegmentationResult(objects=[SegmentedObject(object_id=1, has_3d=True, centroid_3d=off)])
     flat = SegmentationResult(objects=[SegmentedObject(object_id=1, has_3d=False)])
-    replayer = SimpleNamespace(results={1: [(0.0, flat, b""), (0.0, ones, b"")], 2: [(0.0, flat, b"")]})
-    summary = Summary()
-    _score_centroids(replayer, {1: np.array([0.0, 0.0, 1.0]), 2: np.zeros(3), 3: np.zeros(3)}, summary)
-    # frame 1's last answer: (0.3, 0.4, 0) off = 0.5 m; frame 2 has no 3D; frame 3 no answer
-    assert summary.centroid_error_m == [pytest.approx(0.5)] and summary.frames_3d_truth == 3
+    # (0.3, 0.4, 0) off = 0.5 m; no 3D, or no truth: nothing to score
+    assert centroid_error(ones, np.array([0.0, 0.0, 1.0])) == pytest.approx(0.5)
+    assert centroid_error(flat, np.zeros(3)) is None and centroid_error(ones, None) is None
+    summary = Summary(centroid_error_m=[0.5], frames_3d_truth=3)
     assert "p50 0.5000 m, max 0.5000 m over 1 of 3 frames" in summary.table()
 
 
 def test_bad_bags_get_clear_errors(tmp_path):
     bag = make_sample_bag(tmp_path / "sample", frames=2)
     with pytest.raises(BagError, match="topic '/camera/color/image_raw' is not in .* it has: /camera/aligned_"):
-        read_plan(bag, "/camera/color/image_raw", PROMPT_TOPIC, TRUTH_TOPIC)
+        inspect(bag, "/camera/color/image_raw", PROMPT_TOPIC, TRUTH_TOPIC)
     with pytest.raises(BagError, match="holds sensor_msgs/msg/CameraInfo, not an image"):
-        read_plan(bag, "/camera/camera_info", PROMPT_TOPIC, TRUTH_TOPIC)
+        inspect(bag, "/camera/camera_info", PROMPT_TOPIC, TRUTH_TOPIC)
     with pytest.raises(BagError, match="'/camera/camera_info' holds sensor_msgs/msg/CameraInfo, not sensor_msgs/"):
-        read_plan(bag, IMAGE_TOPIC, PROMPT_TOPIC, TRUTH_TOPIC, depth_topic="/camera/camera_info")
+        inspect(bag, IMAGE_TOPIC, PROMPT_TOPIC, TRUTH_TOPIC, depth_topic="/camera/camera_info")
     with pytest.raises(BagError, match="no bag at"):
-        read_plan(tmp_path / "absent", IMAGE_TOPIC, PROMPT_TOPIC, TRUTH_TOPIC)
+        inspect(tmp_path / "absent", IMAGE_TOPIC, PROMPT_TOPIC, TRUTH_TOPIC)
     for storage, suffix in (("mcap", "*.mcap"), ("sqlite3", "*.db3")):
         bag = make_sample_bag(tmp_path / f"truncated_{storage}", frames=2, storage=storage)
         data = next(bag.glob(suffix))
         data.write_bytes(data.read_bytes()[: data.stat().st_size // 3])
-        with pytest.raises(BagError, match="cannot read bag .*truncated or damaged"):
-            read_plan(bag, IMAGE_TOPIC, PROMPT_TOPIC, TRUTH_TOPIC)
+        with pytest.raises(BagError, match="truncated or damaged|cannot be read"):
+            list(read(inspect(bag, IMAGE_TOPIC, PROMPT_TOPIC, TRUTH_TOPIC)))
 
 
 def test_replay_refuses_when_no_node_listens(tmp_path):
@@ -276,3 +273,79 @@ def test_the_replayer_joins_its_thread_so_the_process_never_aborts_at_exit():
                              text=True) for _ in range(8)]
     outcomes = [(run.wait(timeout=120), run.stdout.read()) for run in runs]
     assert all(code == 0 and "terminate called" not in out for code, out in outcomes), outcomes
+
+
+def with_a_corrupt_message(bag: Path, out: Path, corrupt_frame: int) -> None:
+    """Copy a bag, the camera frame `corrupt_frame` replaced by bytes that are no Image."""
+    from sam2_ros.tools.bags import writer
+    frames = 0
+    with Reader(bag) as reader, writer(out) as copy:
+        connections = {c.id: copy.add_connection(c.topic, c.msgtype, typestore=typestore()) for c in reader.connections}
+        for connection, stamp, raw in reader.messages():
+            if connection.topic == IMAGE_TOPIC:
+                frames += 1
+                if frames == corrupt_frame:
+                    raw = b"\x00\x01\x00\x00 not an image"
+            copy.write(connections[connection.id], stamp, raw)
+
+
+def test_a_corrupt_message_ends_replay_with_exit_2_naming_it_and_a_readable_bag_of_what_came_before(tmp_path, node):
+    sample = make_sample_bag(tmp_path / "sample", frames=FRAMES)
+    with_a_corrupt_message(sample, tmp_path / "corrupt", corrupt_frame=4)
+    done = subprocess.run([sys.executable, "-m", "sam2_ros.tools.replay", str(tmp_path / "corrupt"),
+                           "--out", str(tmp_path / "out")], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2, done.stderr
+    assert re.search(rf"message \d+ of \d+ on '{IMAGE_TOPIC}' \(sensor_msgs/msg/Image\) is corrupt", done.stderr)
+    assert "Traceback" not in done.stderr and "output bag (up to the corrupt message)" in done.stdout
+    found = messages(tmp_path / "out")  # closed and readable
+    assert len(found[IMAGE_TOPIC]) == 3 and len(found["/sam2_segmenter_node/result"]) == 3
+
+
+@pytest.mark.parametrize("args, reason", [
+    (["--frames", "0"], "--frames must be at least 1, got 0"),
+    (["--rate", "0"], "--rate must be positive, got 0.0"),
+    (["--zoom", "-1"], "--zoom must be 0 or more, got -1.0"),
+])
+def test_the_sample_bag_tool_checks_its_arguments_before_touching_the_disk(tmp_path, capsys, args, reason):
+    from sam2_ros.tools.make_sample_bag import main as make_main
+    assert make_main([str(tmp_path / "bag"), *args]) == 2
+    assert reason in capsys.readouterr().err and not (tmp_path / "bag").exists()
+
+
+def test_render_refuses_a_zero_frame_rate_before_writing(tmp_path, capsys):
+    write_output_bag(tmp_path / "out", [(32, 24)] * 2)
+    assert render([str(tmp_path / "out"), "--video", str(tmp_path / "v.mp4"), "--fps", "0"]) == 2
+    assert "--fps must be positive, got 0.0" in capsys.readouterr().err and not (tmp_path / "v.mp4").exists()
+
+
+def peak_rss_mb(*command: str) -> float:
+    """Peak resident memory of a command run in a child process, MiB (the kernel's own count)."""
+    script = ("import resource, subprocess, sys\n"
+              "code = subprocess.run(sys.argv[1:]).returncode\n"
+              "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024, code)\n")
+    done = subprocess.run([sys.executable, "-c", script, *command], capture_output=True, text=True, timeout=600)
+    peak, code = done.stdout.split()[-2:]
+    assert code == "0", done.stderr
+    return float(peak)
+
+
+def test_render_memory_stays_flat_with_the_bags_length(tmp_path):
+    """600 frames need no more memory than 60: each is drawn, written and forgotten."""
+    peaks = {}
+    for frames in (60, 600):
+        write_output_bag(tmp_path / f"out{frames}", [(320, 240)] * frames)
+        peaks[frames] = peak_rss_mb(sys.executable, "-m", "sam2_ros.tools.render_bag", str(tmp_path / f"out{frames}"))
+    print(f"peak RSS, MiB: {peaks}")
+    assert peaks[600] <= 1.2 * peaks[60], peaks
+
+
+def test_replay_memory_stays_flat_with_the_bags_length(tmp_path, node):
+    """600 frames need no more memory than 60: each is published, recorded once answered, and forgotten."""
+    peaks = {}
+    for frames in (60, 600):
+        bag = make_sample_bag(tmp_path / f"sample{frames}", frames=frames)
+        peaks[frames] = peak_rss_mb(sys.executable, "-m", "sam2_ros.tools.replay", str(bag),
+                                    "--out", str(tmp_path / f"out{frames}"), "--rate", "2")
+        assert len(messages(tmp_path / f"out{frames}")[IMAGE_TOPIC]) == frames
+    print(f"peak RSS, MiB: {peaks}")
+    assert peaks[600] <= 1.2 * peaks[60], peaks

@@ -11,6 +11,7 @@ from sam2_ros.ros.conversions import (
     ImageTooLarge,
     array_to_image,
     compressed_to_rgb,
+    image_to_array,
     image_to_rgb,
 )
 
@@ -57,9 +58,12 @@ def test_16_bit_grey_keeps_its_brightness_worked_by_hand(encoding):
     np.testing.assert_array_equal(image_to_rgb(message(values, encoding))[0, :, 0], [0, 1, 128, 255])
 
 
-@pytest.mark.parametrize("encoding, order", [("rgb16", [0, 1, 2]), ("bgr16", [2, 1, 0])])
+@pytest.mark.parametrize("encoding, order", [("rgb16", [0, 1, 2]), ("bgr16", [2, 1, 0]),
+                                             ("rgba16", [0, 1, 2, 3]), ("bgra16", [2, 1, 0, 3])])
 def test_16_bit_colour_keeps_its_brightness_and_channel_order(encoding, order):
-    red_grey_white = np.array([[[65535, 0, 0], [32768, 32768, 32768], [65535, 65535, 65535]]], np.uint16)
+    alpha = [[[1234], [0], [65535]]]  # dropped, as cv_bridge's conversion to rgb8 drops it
+    red_grey_white = np.concatenate([[[[65535, 0, 0], [32768, 32768, 32768], [65535, 65535, 65535]]], alpha],
+                                    axis=2).astype(np.uint16)
     rgb = image_to_rgb(message(np.ascontiguousarray(red_grey_white[..., order]), encoding))
     np.testing.assert_array_equal(rgb[0], [[255, 0, 0], [128, 128, 128], [255, 255, 255]])
 
@@ -122,7 +126,8 @@ def test_nv21_which_cv_bridge_rejects_converts_like_opencv():
 
 
 @pytest.mark.parametrize("msg, error", [
-    (Image(height=2, width=2, encoding="32FC1", step=8, data=bytes(16)), "unsupported image encoding '32FC1'"),
+    (Image(height=2, width=2, encoding="32FC1", step=8, data=bytes(16)), "32FC1 is a depth encoding"),
+    (Image(height=2, width=2, encoding="64FC1", step=16, data=bytes(32)), "unsupported image encoding '64FC1'"),
     (Image(height=4, width=4, encoding="rgb8", step=12, data=bytes(40)), "has 40 bytes, but 4x4 rgb8"),
     (Image(height=0, width=4, encoding="rgb8", step=12, data=b""), "zero-size image"),
     (Image(height=2, width=4, encoding="rgb8", step=10, data=bytes(20)), "step 10 is shorter"),
@@ -177,3 +182,18 @@ def test_label_images_are_little_endian_16_bit_bytes():
     msg = array_to_image(np.array([[1, 300], [0, 65535]], np.uint16), "16UC1", Image().header)
     assert (msg.width, msg.height, msg.step, msg.is_bigendian) == (2, 2, 4, 0)
     assert bytes(msg.data) == bytes([1, 0, 0x2C, 0x01, 0, 0, 0xFF, 0xFF])  # 300 = 0x012C
+
+
+@pytest.mark.parametrize("big_endian, first", [(False, [0x00, 0x00, 0xC0, 0x3F]), (True, [0x3F, 0xC0, 0x00, 0x00])])
+def test_32fc1_depth_is_built_and_read_back_in_either_byte_order(big_endian, first):
+    metres = np.array([[1.5, np.inf], [np.nan, 0.25]], np.float32)
+    msg = array_to_image(metres, "32FC1", Image().header, big_endian=big_endian)
+    assert (msg.step, msg.is_bigendian) == (8, int(big_endian))
+    assert list(bytes(msg.data)[:4]) == first  # 1.5 in IEEE 754 single precision is 0x3FC00000
+    np.testing.assert_array_equal(image_to_array(msg), metres)
+
+
+def test_16uc1_depth_is_built_big_endian_high_byte_first():
+    msg = array_to_image(np.array([[1500, 1]], np.uint16), "16UC1", Image().header, big_endian=True)
+    assert bytes(msg.data) == bytes([0x05, 0xDC, 0x00, 0x01]) and msg.is_bigendian == 1
+    assert image_to_array(msg).tolist() == [[1500, 1]]

@@ -128,7 +128,8 @@ def test_segment_service_answers_with_masks_equal_to_the_core_and_changes_no_tra
 
 
 @pytest.mark.parametrize("bad, reason", [
-    (Image(height=4, width=4, encoding="32FC1", step=16, data=bytes(64)), "unsupported image encoding"),
+    (Image(height=4, width=4, encoding="32FC1", step=16, data=bytes(64)), "32FC1 is a depth encoding"),
+    (Image(height=4, width=4, encoding="64FC1", step=32, data=bytes(128)), "unsupported image encoding"),
     (Image(height=40, width=40, encoding="rgb8", step=120, data=bytes(100)), "image data has 100 bytes"),
     (Image(height=0, width=0, encoding="rgb8", step=0, data=b""), "zero-size image"),
 ])

@@ -1,4 +1,6 @@
 """3D over real topics: depth paired by stamp, 3D fields and cloud equal to the core's on the published masks."""
+import time
+
 import numpy as np
 import pytest
 from diagnostic_msgs.msg import DiagnosticArray
@@ -23,11 +25,20 @@ def camera_info(camera: Intrinsics, stamp) -> CameraInfo:
                       p=[camera.fx, 0.0, camera.cx, 0.0, 0.0, camera.fy, camera.cy, 0.0, 0.0, 0.0, 1.0, 0.0])
 
 
-def depth_image(truth: np.ndarray, object_mm: int, stamp, scale: int = 1, wall_mm: int = 2000) -> Image:
-    """A wall at wall_mm and the object at object_mm, at 1/scale of the colour size (16UC1)."""
+def depth_image(truth: np.ndarray, object_mm: int, stamp, scale: int = 1, wall_mm: int = 2000,
+                encoding: str = "16UC1") -> Image:
+    """A wall at wall_mm and the object at object_mm, at 1/scale of the colour size.
+
+    16UC1 in millimetres (RealSense, OAK); 32FC1 in metres with +inf holes where the camera saw
+    nothing (ZED, Isaac Sim): every 5th row.
+    """
     depth = np.full(truth.shape, wall_mm, np.uint16)
     depth[truth] = object_mm
-    return array_to_image(np.ascontiguousarray(depth[::scale, ::scale]), "16UC1", stamp)
+    depth = np.ascontiguousarray(depth[::scale, ::scale])
+    if encoding == "32FC1":
+        depth = depth.astype(np.float32) / 1000
+        depth[::5] = np.inf
+    return array_to_image(depth, encoding, stamp)
 
 
 class Depth:
@@ -50,16 +61,25 @@ class Depth:
         self.running.peer.node.create_subscription(msg_type, f"{NODE}/{topic}", store.append, RELIABLE)
         wait_until(lambda: self.running.node.outputs.subscribers(topic), 30, f"the {topic} subscription")
 
-    def frame(self, t: int, stamp, depths=((0, 1000, 2000),), scale: int = 1):
-        """Publish depth frames (stamp offset ms, object mm, wall mm), then the colour frame; return its result."""
+    def frame(self, t: int, stamp, depths=((0, 1000, 2000),), scale: int = 1, encoding: str = "16UC1",
+              lag_s: float = 0.0):
+        """Publish depth frames (stamp offset ms, object mm, wall mm) and the colour frame; return its result.
+
+        Depth goes first, or `lag_s` after the colour frame (a depth camera lagging colour).
+        """
         self.info.publish(camera_info(COLOUR, stamp))
         wanted = set()
+        if lag_s:
+            self.running.peer.publish_rgb(self.images[t], stamp)
+            time.sleep(lag_s)
         for offset_ms, mm, wall_mm in depths:
             ns = stamp.stamp.sec * 10**9 + stamp.stamp.nanosec + offset_ms * 10**6
-            self.depth.publish(depth_image(self.truths[t], mm, header(ns // 10**9, ns % 10**9), scale, wall_mm))
+            self.depth.publish(depth_image(self.truths[t], mm, header(ns // 10**9, ns % 10**9), scale, wall_mm,
+                                           encoding))
             wanted.add(ns)
-        wait_until(lambda: wanted <= self.running.node.depth.stamps(), 30, "the depth frames")
-        self.running.peer.publish_rgb(self.images[t], stamp)
+        if not lag_s:
+            wait_until(lambda: wanted <= self.running.node.depth.stamps(), 30, "the depth frames")
+            self.running.peer.publish_rgb(self.images[t], stamp)
         return self.running.peer.result_for(stamp)
 
     def close(self):
@@ -193,3 +213,62 @@ def test_depth_of_half_the_size_needs_its_own_camera_info_and_is_then_registered
                                    atol=1e-6)
     finally:
         harness.close()
+
+
+def test_32fc1_metres_with_infinite_holes_give_the_cores_3d(depth):
+    """ZED and Isaac Sim publish 32FC1 metres, +inf where nothing was seen."""
+    depth.frame(0, header(60), encoding="32FC1")
+    assert add(depth.running, box_prompt(object_box(depth.truths[0]), header(60))).success
+    (obj,) = depth.frame(1, header(61), encoding="32FC1").objects
+    metres = np.where(depth.truths[1], 1.0, 2.0).astype(np.float32)
+    metres[::5] = np.nan  # the holes: no reading
+    core = object_3d(mask_on_depth(full_mask(obj, (240, 320)), register(COLOUR, COLOUR)), metres, COLOUR)
+    assert obj.has_3d and obj.depth_pixels == core.count
+    np.testing.assert_allclose([obj.centroid_3d.x, obj.centroid_3d.y, obj.centroid_3d.z], core.centroid, atol=1e-6)
+
+
+def test_depth_arriving_after_its_colour_frame_still_gives_that_frame_3d(checkpoint):
+    """A depth camera lagging colour: the frame's outputs wait (depth_wait_ms) for the depth of its stamp.
+
+    The lag (2.5 s) is longer than SAM 2 takes on the frame, so without the wait it would have no 3D.
+    """
+    harness = Depth(checkpoint, depth_wait_ms=6000.0)
+    try:
+        harness.frame(0, header(70))
+        assert add(harness.running, box_prompt(object_box(harness.truths[0]), header(70))).success
+        result = harness.frame(1, header(71), depths=((0, 800, 800),), lag_s=2.5)  # everything at 0.8 m
+        (obj,) = result.objects
+        assert result.depth_header == header(71) and obj.has_3d
+        assert obj.centroid_3d.z == pytest.approx(0.8, abs=1e-6)
+    finally:
+        harness.close()
+
+
+def test_a_frame_without_depth_empties_the_cloud_and_deletes_the_markers_no_ghosts(depth):
+    depth.listen("cloud")
+    depth.listen("markers")
+    depth.frame(0, header(80))
+    assert add(depth.running, box_prompt(object_box(depth.truths[0]), header(80))).success
+    depth.frame(1, header(81))
+    cloud = wait_until(lambda: next((c for c in depth.clouds if c.header == header(81)), None), 30, "a cloud")
+    assert cloud.width > 0
+    (obj,) = depth.frame(2, header(82), depths=((-80, 1000, 2000),)).objects  # too old to pair
+    assert obj.visible and not obj.has_3d
+    cloud = wait_until(lambda: next((c for c in depth.clouds if c.header == header(82)), None), 30,
+                       "an empty cloud with the colour frame's header")
+    assert cloud.width == 0 and len(cloud.data) == 0
+    markers = wait_until(lambda: next((m.markers for m in depth.markers if m.markers[0].header == header(82)),
+                                      None), 30, "markers of the frame without depth")
+    assert [m.action for m in markers] == [Marker.DELETEALL]
+
+
+def test_a_camera_info_without_a_camera_model_is_its_own_diagnostics_reason(depth):
+    depth.frame(0, header(90))
+    assert add(depth.running, box_prompt(object_box(depth.truths[0]), header(90))).success
+    depth.info.publish(CameraInfo(header=header(91), width=320, height=240))  # K and P never set
+    wait_until(lambda: not any(depth.running.node.inputs.camera_info().k), 30, "the zero camera_info")
+    depth.depth.publish(depth_image(depth.truths[1], 1000, header(91)))
+    wait_until(lambda: 91 * 10**9 in depth.running.node.depth.stamps(), 30, "the depth frame")
+    depth.running.peer.publish_rgb(depth.images[1], header(91))
+    (obj,) = depth.running.peer.result_for(header(91)).objects
+    assert not obj.has_3d and depth.running.node.counts().no_depth["unusable camera_info"] == 1

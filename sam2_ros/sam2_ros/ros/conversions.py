@@ -40,7 +40,10 @@ _PLAIN = {
     "8UC3": (3, np.uint8, cv2.COLOR_BGR2RGB),  # OpenCV's default order, as cv_bridge assumes
     "mono16": (1, np.uint16, cv2.COLOR_GRAY2RGB), "16UC1": (1, np.uint16, cv2.COLOR_GRAY2RGB),
     "rgb16": (3, np.uint16, None), "bgr16": (3, np.uint16, cv2.COLOR_BGR2RGB),
+    "rgba16": (4, np.uint16, cv2.COLOR_RGBA2RGB), "bgra16": (4, np.uint16, cv2.COLOR_BGRA2RGB),
 }
+# depth in metres (REP 118): read and built here, never a camera image for SAM 2
+_DEPTH_ONLY = {"32FC1": (1, np.float32)}
 # OpenCV names a Bayer pattern by its second row's first two pixels: ROS rggb is OpenCV BG.
 _BAYER = {"rggb": cv2.COLOR_BayerBG2RGB, "bggr": cv2.COLOR_BayerRG2RGB,
           "gbrg": cv2.COLOR_BayerGR2RGB, "grbg": cv2.COLOR_BayerGB2RGB}
@@ -48,7 +51,7 @@ _PACKED_YUV = {"yuv422": cv2.COLOR_YUV2RGB_UYVY, "uyvy": cv2.COLOR_YUV2RGB_UYVY,
                "yuv422_yuy2": cv2.COLOR_YUV2RGB_YUY2, "yuyv": cv2.COLOR_YUV2RGB_YUY2}
 _PLANAR_YUV = {"nv21": cv2.COLOR_YUV2RGB_NV21, "nv12": cv2.COLOR_YUV2RGB_NV12}
 
-SUPPORTED_ENCODINGS = tuple(sorted([*_PLAIN, *_PACKED_YUV, *_PLANAR_YUV,
+SUPPORTED_ENCODINGS = tuple(sorted([*_PLAIN, *_DEPTH_ONLY, *_PACKED_YUV, *_PLANAR_YUV,
                                     *(f"bayer_{p}{bits}" for p in _BAYER for bits in (8, 16))]))
 
 
@@ -56,6 +59,9 @@ def _layout(encoding: str) -> tuple[int, np.dtype, int]:
     """Return channels, dtype and storage rows per image row of an encoding."""
     if encoding in _PLAIN:
         channels, dtype, _ = _PLAIN[encoding]
+        return channels, np.dtype(dtype), 1
+    if encoding in _DEPTH_ONLY:
+        channels, dtype = _DEPTH_ONLY[encoding]
         return channels, np.dtype(dtype), 1
     if encoding.startswith("bayer_") and encoding[6:10] in _BAYER and encoding[10:] in ("8", "16"):
         return 1, np.dtype(np.uint8 if encoding.endswith("8") else np.uint16), 1
@@ -124,6 +130,9 @@ def image_to_rgb(msg: Image, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray
 
 
 def _to_rgb(pixels: np.ndarray, encoding: str) -> np.ndarray:
+    if encoding in _DEPTH_ONLY:
+        raise ImageError(f"{encoding} is a depth encoding (metres), not a camera image: subscribe `image` "
+                         "to the colour stream and `depth` to this one")
     if encoding.startswith("bayer_"):
         return to_8bit(cv2.cvtColor(pixels, _BAYER[encoding[6:10]]))
     if encoding in _PACKED_YUV:
@@ -161,14 +170,14 @@ def compressed_to_rgb(msg: CompressedImage, max_pixels: int = DEFAULT_MAX_PIXELS
     return cv2.cvtColor(decoded, cv2.COLOR_BGR2RGB)
 
 
-def array_to_image(array: np.ndarray, encoding: str, header: Header) -> Image:
-    """Pack a numpy image into a sensor_msgs/Image with unpadded little-endian rows."""
+def array_to_image(array: np.ndarray, encoding: str, header: Header, big_endian: bool = False) -> Image:
+    """Pack a numpy image into a sensor_msgs/Image with unpadded rows, little-endian unless asked."""
     array = np.ascontiguousarray(array)
     channels, dtype, _ = _layout(encoding)
     if array.dtype != dtype or (array.ndim == 3 and array.shape[2] != channels):
         raise ImageError(f"{array.dtype} array of shape {array.shape} is not {encoding}")
     height, width = array.shape[:2]
-    msg = Image(header=header, height=height, width=width, encoding=encoding, is_bigendian=0,
+    msg = Image(header=header, height=height, width=width, encoding=encoding, is_bigendian=int(big_endian),
                 step=width * channels * dtype.itemsize)
-    msg.data = array.astype(dtype.newbyteorder("<"), copy=False).tobytes()
+    msg.data = array.astype(dtype.newbyteorder(">" if big_endian else "<"), copy=False).tobytes()
     return msg

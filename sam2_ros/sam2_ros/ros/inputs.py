@@ -34,6 +34,8 @@ except ImportError:
     tf2_ros = None
 
 
+DEPTH_QUEUE = 10
+
 class Inputs:
     """Camera, prompt, click, detection, camera_info and depth subscriptions of an active node."""
 
@@ -51,6 +53,9 @@ class Inputs:
         reliability = (qos_profile_sensor_data.reliability if own.image_qos == "sensor_data"
                        else ReliabilityPolicy.RELIABLE)
         qos = QoSProfile(depth=own.image_qos_depth, reliability=reliability)
+        # depth and camera infos come from the same camera, as its image does: each depth frame
+        # is kept (not only the newest), so a few may queue while the executor is busy
+        stream = QoSProfile(depth=max(own.image_qos_depth, DEPTH_QUEUE), reliability=reliability)
         image_type, self.image_topic = (CompressedImage, "image/compressed") if own.compressed else (Image, "image")
         sub = node.create_subscription
         self._endpoints = [
@@ -59,7 +64,7 @@ class Inputs:
             sub(PromptMsg, "prompt", self.prompt_cb, 10, callback_group=prompts),
             sub(PointStamped, "clicked_point", self._clicked_point_cb, 10, callback_group=prompts),
             sub(Point, "clicked_pixel", self._clicked_pixel_cb, 10, callback_group=prompts),
-            sub(CameraInfo, "camera_info", self._camera_info_cb, qos_profile_sensor_data, callback_group=prompts),
+            sub(CameraInfo, "camera_info", self._camera_info_cb, stream, callback_group=prompts),
         ]
         if vision.available():
             self._endpoints.append(sub(vision.Detection2DArray, "detections", self.detections_cb, 10,
@@ -67,9 +72,8 @@ class Inputs:
         if config.depth.enabled:
             depth_group = MutuallyExclusiveCallbackGroup()
             self._endpoints += [
-                sub(Image, "depth", depth.add_depth, qos_profile_sensor_data, callback_group=depth_group),
-                sub(CameraInfo, "depth/camera_info", depth.set_depth_info, qos_profile_sensor_data,
-                    callback_group=depth_group),
+                sub(Image, "depth", depth.add_depth, stream, callback_group=depth_group),
+                sub(CameraInfo, "depth/camera_info", depth.set_depth_info, stream, callback_group=depth_group),
             ]
         self._tf_buffer = self._tf_listener = None
         if tf2_ros is not None:

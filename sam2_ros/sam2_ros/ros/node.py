@@ -4,7 +4,7 @@ The node is the hall: it builds its collaborators, starts and stops them with th
 and releases them; it holds no frame, object or publisher of its own (docs/design.md).
 
 - configure: the model, the tracking session (the worker's state), outputs, diagnostics and
-  the services (requests); activate: the worker thread and the subscriptions (inputs).
+  the services (requests); activate: the worker and delivery threads and the subscriptions (inputs).
 - Every output describes exactly the frame whose header it carries, under the settings that
   frame was processed with; no message, flood or transition can exhaust, stall or kill the node;
   every request gets one true answer (a refused or failed one changed nothing, a cancelled one
@@ -21,6 +21,7 @@ from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackRet
 from sam2_ros.core.model import CheckpointError, LoadedModel, load_model
 from sam2_ros.core.tracker import HOLE_FILLING, HOLE_FILLING_NOTE
 from sam2_ros.ros import params as P
+from sam2_ros.ros.delivery import Delivery
 from sam2_ros.ros.depth import DepthInput
 from sam2_ros.ros.diagnostics import Counts, Diagnostics
 from sam2_ros.ros.inputs import Inputs
@@ -56,6 +57,7 @@ class Sam2SegmenterNode(LifecycleNode):
         self.diagnostics: Diagnostics | None = None
         self.inputs: Inputs | None = None
         self._requests: Requests | None = None
+        self._delivery: Delivery | None = None
         self._worker: Worker | None = None
         self._timer = None
         if self.config().lifecycle.autostart:
@@ -105,6 +107,7 @@ class Sam2SegmenterNode(LifecycleNode):
         if self._config is not None:
             self._config = config
         self._queue.set_limits(config.requests.max_queued, config.requests.per_frame)
+        self.depth.set_window(config.depth.window_s)
         return P.refuse_or_accept(None)
 
     # ----- lifecycle -----
@@ -117,10 +120,13 @@ class Sam2SegmenterNode(LifecycleNode):
             return TransitionCallbackReturn.FAILURE
         self._config = config
         self._queue.set_limits(config.requests.max_queued, config.requests.per_frame)
+        self.depth.set_window(config.depth.window_s)
         self.diagnostics = Diagnostics(self)
         self.session = TrackingSession(self.model, config, self._report)
         self.outputs = Outputs(self, config)
-        self._worker = Worker(self, self._queue, self.session, self.outputs, self.diagnostics, self.depth, self.config)
+        self._delivery = Delivery(self, self.outputs, self.depth, self.diagnostics)
+        self._worker = Worker(self, self._queue, self.session, self.outputs, self._delivery, self.diagnostics,
+                              self.config)
         self._requests = Requests(self, self._queue, self.session, self._worker, self.outputs, self.diagnostics,
                                   self.config)
         if self._tuning is not None:
@@ -132,6 +138,8 @@ class Sam2SegmenterNode(LifecycleNode):
         return TransitionCallbackReturn.SUCCESS
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self.depth.expect()
+        self._delivery.start()
         self._worker.start()
         self.inputs = Inputs(self, self._config, self._queue, self.session, self._worker, self.diagnostics,
                              self.depth, self.config, self._arrivals)
@@ -159,10 +167,14 @@ class Sam2SegmenterNode(LifecycleNode):
 
         Queued requests are answered with `reason`; objects and frames stay for the next activate.
         """
+        if self._delivery is not None:
+            self._delivery.hurry()  # frames waiting for depth go out now
         if self._worker is not None:
             answered = self._worker.stop(reason)
             if answered:
                 self.get_logger().info(f"{reason}: answered {answered} queued request(s) with failure")
+        if self._delivery is not None:
+            self._delivery.stop()
         if self.inputs is not None:
             self.inputs.close()
             self.inputs = None
@@ -182,7 +194,7 @@ class Sam2SegmenterNode(LifecycleNode):
             if room is not None:
                 room.close()
         released = self.model is not None
-        self._requests = self.outputs = self.diagnostics = self.session = self._worker = None
+        self._requests = self.outputs = self.diagnostics = self.session = self._worker = self._delivery = None
         self.model = self._config = None
         if released and self._tuning is not None:
             self._tuning.model_released()

@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import time
 from concurrent.futures import ThreadPoolExecutor
-from typing import Callable
 
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image, PointCloud2
@@ -53,10 +52,9 @@ class Outputs:
         publisher = self._pubs.get(output)
         return publisher.get_subscription_count() if publisher is not None else 0
 
-    def builder(self, frame_header, image_hw: tuple[int, int], config: P.NodeConfig,
-                depth: Callable[[], DepthScene | None] | None = None) -> ResultBuilder:
+    def builder(self, frame_header, image_hw: tuple[int, int], config: P.NodeConfig) -> ResultBuilder:
         """Start a result: objects are described on the pool as the tracker hands them over."""
-        return ResultBuilder(frame_header, image_hw, config.output_settings, self._pool, depth)
+        return ResultBuilder(frame_header, image_hw, config.output_settings, self._pool)
 
     def describe(self, objects, header, image_hw: tuple[int, int], config: P.NodeConfig,
                  **timings: float) -> SegmentationResult:
@@ -64,15 +62,16 @@ class Outputs:
         return self.builder(header, image_hw, config).build(objects, **timings)
 
     def publish(self, frame: RecentFrame, objects, config: P.NodeConfig, builder: ResultBuilder | None = None,
-                **timings: float) -> SegmentationResult:
+                scene: DepthScene | None = None, **timings: float) -> SegmentationResult:
         """Publish the result first (what consumers wait for), then the label image, overlay and 3D.
 
-        Each is checked against the frame whose header it carries (every mask of its size).
+        Each is checked against the frame whose header it carries (every mask of its size);
+        `scene` is the depth frame paired with it (None: this frame has no 3D).
         """
         start = time.perf_counter()
         settings, hw = config.output_settings, frame.image_hw
         builder = builder or self.builder(frame.header, hw, config)
-        result = builder.build(objects, **timings)
+        result = builder.build(objects, scene, **timings)
         if result.header is not frame.header or (result.height, result.width) != hw:
             raise FrameMismatch(f"result for a {result.width}x{result.height} frame would carry the header "
                                 f"of a {hw[1]}x{hw[0]} frame: withheld")
@@ -83,18 +82,19 @@ class Outputs:
         self._pubs["mask"].publish(label_image(objects, frame.header, hw, settings))
         if config.output.publish_overlay and self.subscribers("overlay"):
             self._pubs["overlay"].publish(overlay_image(frame.rgb, objects, frame.header, settings))
-        self._publish_3d(result, builder, frame, config)
+        self._publish_3d(result, builder, frame, config, scene)
         self._publish_vision(result, config)
         return result
 
     def _publish_3d(self, result: SegmentationResult, builder: ResultBuilder, frame: RecentFrame,
-                    config: P.NodeConfig) -> None:
+                    config: P.NodeConfig, scene: DepthScene | None) -> None:
+        """Every frame updates the 3D outputs; without depth: an empty cloud, markers deleted, no detections."""
         depth = config.depth
-        if not depth.enabled or builder.scene is None:
+        if not depth.enabled:
             return
         if self.subscribers("points"):
-            self._pubs["points"].publish(cloud_message(builder.scene, builder.solids, depth.cloud_voxel_size,
-                                                       frame.rgb if depth.cloud_rgb else None))
+            self._pubs["points"].publish(cloud_message(scene, builder.solids, depth.cloud_voxel_size,
+                                                       frame.rgb if depth.cloud_rgb else None, frame.header))
         if self.subscribers("markers"):
             self._pubs["markers"].publish(marker_array(result))
         if self.subscribers("detections_3d"):

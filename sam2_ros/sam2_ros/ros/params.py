@@ -185,6 +185,12 @@ class DepthParams(Section):
                           "with vision_msgs)", read_only=True)
     max_age_ms: float = param("depth_max_age_ms", 50.0, "the depth frame closest in stamp to a colour frame "
                               "is used when within this; else that frame is 2D only", float_range=(0.0, 10_000.0))
+    wait_ms: float = param("depth_wait_ms", 1000.0, "a processed frame's outputs wait up to this for a depth "
+                           "frame of its stamp not yet arrived (depth lagging colour); not while no depth came "
+                           "for 5 s", float_range=(0.0, 10_000.0))
+    window_s: float = param("depth_window_s", 0.0, "depth frames are kept this long (by stamp) for frames "
+                            "still in SAM 2 (0: twice the lag pairing meets, 2 to 10 s; at most 300 frames)",
+                            float_range=(0.0, 60.0))
     erode_px: int = param("depth_erode_px", 2, "the mask shrinks by this before depth is sampled (depth at "
                           "borders mixes object and background)", int_range=(0, 50))
     min_pixels: int = param("depth_min_pixels", 10, "fewer valid depth readings on an object: no 3D",

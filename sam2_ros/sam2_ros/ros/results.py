@@ -62,15 +62,15 @@ def shown(obj: ObjectResult, settings: OutputSettings) -> np.ndarray:
 
 @dataclass(frozen=True)
 class Described:
-    """One object's message, and its 3D points where a depth frame was paired (for the cloud)."""
+    """One object's message, its mask as published, and its 3D points once depth is paired (for the cloud)."""
 
     msg: SegmentedObject
+    shown: np.ndarray
     solid: Object3D | None = None
 
 
-def segmented_object(obj: ObjectResult, settings: OutputSettings, header: Header,
-                     scene: DepthScene | None = None) -> Described:
-    """Build one object's message: geometry, contours, the mask cropped to its box, 3D from depth."""
+def segmented_object(obj: ObjectResult, settings: OutputSettings, header: Header) -> Described:
+    """Build one object's message: geometry, contours, the mask cropped to its box (3D: `with_3d`)."""
     mask = shown(obj, settings)
     geometry = describe(mask, settings.contour_epsilon, settings.min_area)
     x, y, w, h = geometry.box
@@ -78,19 +78,26 @@ def segmented_object(obj: ObjectResult, settings: OutputSettings, header: Header
                           presence=float(obj.presence), visible=geometry.area > 0,
                           box=RegionOfInterest(x_offset=x, y_offset=y, width=w, height=h),
                           area=geometry.area)
-    solid = None
     if geometry.area:
         msg.centroid = Point32(x=float(geometry.centroid[0]), y=float(geometry.centroid[1]))
         msg.mask = array_to_image(mask[y:y + h, x:x + w].astype(np.uint8) * np.uint8(255), "mono8", header)
-        if scene is not None:
-            solid = object_3d(mask_on_depth(mask, scene.registration), scene.metres, scene.intrinsics,
-                              settings.depth_erode_px, min_pixels=settings.depth_min_pixels)
-    if solid is not None:
-        msg.has_3d, msg.depth_pixels = True, solid.count
-        msg.centroid_3d, msg.min_3d, msg.max_3d = (Point(x=float(v[0]), y=float(v[1]), z=float(v[2]))
-                                                   for v in (solid.centroid, solid.minimum, solid.maximum))
     msg.contour_points, msg.contour_lengths, msg.contour_parents = pack_contours(geometry.contours)
-    return Described(msg, solid)
+    return Described(msg, mask)
+
+
+def with_3d(described: Described, scene: DepthScene, settings: OutputSettings) -> Described:
+    """Add the object's 3D from a paired depth frame (none when too few valid readings fall on it)."""
+    msg = described.msg
+    if not msg.visible:
+        return described
+    solid = object_3d(mask_on_depth(described.shown, scene.registration), scene.metres, scene.intrinsics,
+                      settings.depth_erode_px, min_pixels=settings.depth_min_pixels)
+    if solid is None:
+        return described
+    msg.has_3d, msg.depth_pixels = True, solid.count
+    msg.centroid_3d, msg.min_3d, msg.max_3d = (Point(x=float(v[0]), y=float(v[1]), z=float(v[2]))
+                                               for v in (solid.centroid, solid.minimum, solid.maximum))
+    return Described(msg, described.shown, solid)
 
 
 def pack_contours(contours: Sequence[Contour]) -> tuple[array, array, array]:
@@ -114,50 +121,48 @@ def unpack_contours(msg: SegmentedObject) -> list[Contour]:
 class ResultBuilder:
     """Describe each object on a pool thread as soon as its mask exists, then assemble the frame.
 
-    The tracker hands objects over one by one, so contours (and 3D) of the first objects are
-    worked out while SAM 2 still works on the later ones; OpenCV's contour and moment code
-    releases the GIL. Without a pool (the owner's, e.g. the node's) objects are described in the
-    calling thread. `depth` pairs a depth frame, asked once, when the first mask exists: late
-    enough for a depth image stamped like the colour frame to have arrived.
+    The tracker hands objects over one by one, so contours of the first objects are worked out
+    while SAM 2 still works on the later ones; OpenCV's contour and moment code releases the
+    GIL. 3D is added at `build`, once a depth frame is paired (it may arrive after the model is
+    done). Without a pool (the owner's, e.g. the node's) objects are described in the calling thread.
     """
 
     def __init__(self, header: Header, image_hw: tuple[int, int], settings: OutputSettings,
-                 pool: Executor | None = None, depth: Callable[[], DepthScene | None] | None = None):
+                 pool: Executor | None = None):
         self.header, self.image_hw, self.settings, self._pool = header, image_hw, settings, pool
-        self._depth, self._scene = depth, None
         self._described: dict[int, tuple[ObjectResult, Future]] = {}
         self.solids: dict[int, Object3D] = {}
 
-    @property
-    def scene(self) -> DepthScene | None:
-        """The depth frame paired with this colour frame, if any (paired on first use)."""
-        if self._depth is not None:
-            self._scene, self._depth = self._depth(), None
-        return self._scene
+    def _run(self, function: Callable, *args) -> Future:
+        if self._pool is not None:
+            return self._pool.submit(function, *args)
+        future = Future()
+        future.set_result(function(*args))
+        return future
 
     def add(self, obj: ObjectResult) -> None:
         """Start describing one object."""
-        args = (obj, self.settings, self.header, self.scene)
-        if self._pool is not None:
-            future = self._pool.submit(segmented_object, *args)
-        else:
-            future = Future()
-            future.set_result(segmented_object(*args))
-        self._described[obj.object_id] = (obj, future)
+        self._described[obj.object_id] = (obj, self._run(segmented_object, obj, self.settings, self.header))
 
-    def build(self, objects: Sequence[ObjectResult], **timings: float) -> SegmentationResult:
-        """Return the result of these objects (added or not yet), with the source header unchanged."""
+    def build(self, objects: Sequence[ObjectResult], scene: DepthScene | None = None,
+              **timings: float) -> SegmentationResult:
+        """Return the result of these objects (added or not yet), with the source header unchanged.
+
+        With `scene` (the depth frame paired with this colour frame) each object gets its 3D.
+        """
         check_objects(objects, self.image_hw)
         for obj in objects:
             if self._described.get(obj.object_id, (None,))[0] is not obj:
                 self.add(obj)
         ordered = sorted(objects, key=lambda obj: obj.object_id)  # SegmentationResult.msg: ascending ids
         described = [self._described[obj.object_id][1].result() for obj in ordered]
+        if scene is not None:
+            described = [f.result() for f in [self._run(with_3d, d, scene, self.settings) for d in described]]
         self.solids = {d.msg.object_id: d.solid for d in described if d.solid is not None}
         result = SegmentationResult(header=self.header, height=self.image_hw[0], width=self.image_hw[1],
                                     objects=[d.msg for d in described], **timings)
-        if self.scene is not None:
-            result.depth_header = self.scene.header
+        if scene is not None:
+            result.depth_header = scene.header
         return result
 
 

@@ -10,40 +10,43 @@ from visualization_msgs.msg import Marker, MarkerArray
 from sam2_ros.core.geometry import Object3D, cloud_array, voxel_downsample
 from sam2_ros.core.render import color_of
 from sam2_ros.ros.depth import DepthScene
-from sam2_ros.ros.vision import box_3d, class_name
+from sam2_ros.ros.vision import box_3d, class_name, header_3d
 from sam2_ros_interfaces.msg import SegmentationResult
 
 _FIELD_TYPES = {"<f4": PointField.FLOAT32, "<u4": PointField.UINT32}
 
 
-def cloud_message(scene: DepthScene, solids: dict[int, Object3D], voxel: float,
-                  rgb: np.ndarray | None = None) -> PointCloud2:
+def cloud_message(scene: DepthScene | None, solids: dict[int, Object3D], voxel: float,
+                  rgb: np.ndarray | None = None, colour_header: Header | None = None) -> PointCloud2:
     """Every object's points in the depth frame: x y z, object_id and (with the colour image) rgb.
 
     A point's colour is that of the colour pixel its depth pixel sees (the registration).
+    Without a depth frame the cloud is empty, with the colour frame's header.
     """
-    ids = sorted(solids)
+    ids = sorted(solids) if scene is not None else []
     points = np.concatenate([solids[i].points for i in ids]) if ids else np.zeros((0, 3), np.float32)
     owner = np.concatenate([np.full(solids[i].count, i, np.uint32) for i in ids]) if ids else np.zeros(0, np.uint32)
     colours = None
-    if rgb is not None:
-        pixels = np.concatenate([solids[i].pixels for i in ids]) if ids else np.zeros((0, 2), np.int64)
-        reg = scene.registration
-        colours = rgb[reg.rows[pixels[:, 0]], reg.cols[pixels[:, 1]]]
+    if rgb is not None and ids:
+        pixels = np.concatenate([solids[i].pixels for i in ids])
+        colours = rgb[scene.registration.rows[pixels[:, 0]], scene.registration.cols[pixels[:, 1]]]
+    elif rgb is not None:
+        colours = np.zeros((0, 3), np.uint8)
     points, owner, colours = voxel_downsample(points, owner, voxel, colours)
     cloud = cloud_array(points, owner, colours)
     fields = [PointField(name=name, offset=offset, datatype=_FIELD_TYPES[dtype.str], count=1)
               for name, (dtype, offset) in cloud.dtype.fields.items()]
     if rgb is not None:
         fields[-1].datatype = PointField.FLOAT32  # PCL and RViz read packed rgb as float32 bits
-    return PointCloud2(header=scene.header, height=1, width=len(cloud), fields=fields, is_bigendian=False,
+    header = scene.header if scene is not None else colour_header
+    return PointCloud2(header=header, height=1, width=len(cloud), fields=fields, is_bigendian=False,
                        point_step=cloud.dtype.itemsize, row_step=cloud.nbytes, data=cloud.tobytes(),
                        is_dense=True)
 
 
 def marker_array(result: SegmentationResult) -> MarkerArray:
     """Build a box and a label per object with 3D; DELETEALL first, so removed objects leave no ghosts."""
-    header: Header = result.depth_header
+    header = header_3d(result)
     markers = [Marker(header=header, action=Marker.DELETEALL)]
     for obj in result.objects:
         if not obj.has_3d:

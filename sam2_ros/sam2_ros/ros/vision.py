@@ -48,6 +48,12 @@ def box_3d(obj: SegmentedObject) -> tuple[tuple[float, float, float], tuple[floa
     return centre, (high.x - low.x, high.y - low.y, high.z - low.z)
 
 
+def header_3d(result: SegmentationResult) -> Header:
+    """Return the header of a result's 3D outputs: its depth frame's, or the colour frame's if none was paired."""
+    depth = result.depth_header
+    return depth if depth.frame_id or depth.stamp.sec or depth.stamp.nanosec else result.header
+
+
 def class_name(obj: SegmentedObject) -> str:
     """Name the hypothesis' class: the prompt's label, or 'object <id>' when it had none."""
     return obj.label or f"object {obj.object_id}"
@@ -91,7 +97,7 @@ def detection_3d_array(result: SegmentationResult):
         bbox.size.x, bbox.size.y, bbox.size.z = sx, sy, sz
         detections.append(Detection3D(header=result.depth_header, results=[_hypothesis(obj)], bbox=bbox,
                                       id=str(obj.object_id)))
-    return Detection3DArray(header=result.depth_header, detections=detections)
+    return Detection3DArray(header=header_3d(result), detections=detections)
 
 
 def label_info(header: Header, labels: tuple[tuple[int, str], ...], threshold: float):

@@ -1,9 +1,10 @@
 """The worker: one thread that owns the model, taking camera frames and requests from the queue.
 
-Per camera frame: deserialise, convert, one settings snapshot, SAM 2 (the session), publish
-(the outputs), then a discovery step. A request is a job that runs on this thread between
-frames; long ones (segment everything) run a slice per turn, so the camera keeps its turn and
-`stop()` returns within one slice.
+Per camera frame: deserialise, convert, one settings snapshot, SAM 2 (the session), hand the
+frame to the delivery (its outputs go out once its depth frame is paired), then a discovery
+step. A request is a job that runs on this thread between frames; long ones (segment
+everything) run a slice per turn, so the camera keeps its turn and `stop()` returns within one
+slice.
 """
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from sensor_msgs.msg import CompressedImage, Image
 
 from sam2_ros.ros import params as P
 from sam2_ros.ros.conversions import ImageError, compressed_to_rgb, image_to_rgb
-from sam2_ros.ros.depth import DepthInput, DepthScene, NoDepth
+from sam2_ros.ros.delivery import Delivery
 from sam2_ros.ros.diagnostics import Diagnostics
 from sam2_ros.ros.outputs import Outputs
 from sam2_ros.ros.prompt_msgs import stamp_ns
@@ -27,9 +28,9 @@ class Worker:
     """The model's thread: started on activate, stopped (after its current slice) on deactivate."""
 
     def __init__(self, node, queue: WorkQueue, session: TrackingSession, outputs: Outputs,
-                 diagnostics: Diagnostics, depth: DepthInput, config: Callable[[], P.NodeConfig]):
+                 delivery: Delivery, diagnostics: Diagnostics, config: Callable[[], P.NodeConfig]):
         self._node, self._queue, self._session, self._outputs = node, queue, session, outputs
-        self._diagnostics, self._depth, self._config = diagnostics, depth, config
+        self._delivery, self._diagnostics, self._config = delivery, diagnostics, config
         self._thread: threading.Thread | None = None
 
     def start(self) -> None:
@@ -53,8 +54,8 @@ class Worker:
         if change is None:
             return None
         ids, frame, objects = change
-        return ids, self._outputs.publish(frame, objects, config, self._outputs.builder(
-            frame.header, frame.image_hw, config, self._depth_for(frame.stamp_ns, frame.image_hw, config)))
+        builder = self._outputs.builder(frame.header, frame.image_hw, config)
+        return ids, self._delivery.send(frame, objects, config, builder).result()
 
     def _work(self) -> None:
         while (item := self._queue.take()) is not None:
@@ -80,9 +81,7 @@ class Worker:
             self._diagnostics.reject(f"image dropped: {error}", error)
             return
         key = stamp_ns(msg.header)
-        paired = []
-        depth = self._depth_for(key, rgb.shape[:2], config, paired)
-        builder = self._outputs.builder(msg.header, rgb.shape[:2], config, depth)
+        builder = self._outputs.builder(msg.header, rgb.shape[:2], config)
         self._session.follow(config)
         try:
             done = self._session.process(seq, msg.header, key, rgb, config, on_object=builder.add)
@@ -91,9 +90,8 @@ class Worker:
             return
         for object_id, frames in done.dropped_cond_frames.items():
             self._node.get_logger().info(f"object {object_id}: over max_cond_frames, dropped prompted frames {frames}")
-        result = self._outputs.publish(done.frame, done.objects, config, builder, encode_ms=done.encode_ms,
-                                       decode_ms=done.decode_ms)
-        self._diagnostics.stats.frame_done(done.model_ms, result.latency_ms if key else None, any(paired))
+        self._delivery.send(done.frame, done.objects, config, builder, model_ms=done.model_ms,
+                            encode_ms=done.encode_ms, decode_ms=done.decode_ms)
         if config.tracking.tracks and config.discovery.on:
             self._discover(done.frame, config)
 
@@ -107,24 +105,3 @@ class Worker:
         except Exception as error:  # discovery is extra: the stream goes on without it
             self._session.forget_discovery()
             self._diagnostics.fail(f"discovery failed: {type(error).__name__}: {error}")
-
-    def _depth_for(self, stamp: int, hw: tuple[int, int], config: P.NodeConfig,
-                   paired: list | None = None) -> Callable[[], DepthScene | None] | None:
-        """Pair a depth frame with colour frame `stamp` when asked; None when 3D is off."""
-        if not config.depth.enabled:
-            return None
-
-        def pair() -> DepthScene | None:
-            try:
-                scene = self._depth.pair(stamp, hw, round(config.depth.max_age_ms * 1e6),
-                                         config.inputs.max_image_pixels)
-            except NoDepth as error:
-                self._diagnostics.stats.no_depth(error.kind)
-                if error.detail:
-                    self._node.get_logger().warning(f"frame without 3D: {error}", throttle_duration_sec=5.0)
-                return None
-            if paired is not None:
-                paired.append(True)
-            return scene
-        return pair
-

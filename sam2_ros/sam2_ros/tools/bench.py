@@ -26,7 +26,7 @@ from sam2_ros.core.tracker import StreamingTracker
 from sam2_ros.tools.meta_live import MetaLiveStream
 from sam2_ros.tools.scenes import object_box, pan_clip
 
-SUITES = ("core", "tracker", "node", "gpu")  # "soak" runs only when named: it takes minutes
+SUITES = ("core", "tracker", "node", "gpu")  # "soak" and "stream" run only when named: they take minutes
 
 
 def median_ms(action: Callable[[], object], repeats: int, sync: Callable[[], None]) -> float:
@@ -379,7 +379,7 @@ def markdown(results: dict) -> str:
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--suite", choices=SUITES + ("soak", "all"), default="all")
+    parser.add_argument("--suite", choices=SUITES + ("soak", "stream", "all"), default="all")
     parser.add_argument("--minutes", type=float, default=20.0, help="soak suite: how long to stream")
     parser.add_argument("--json", type=Path, help="write the results here")
     parser.add_argument("--model", default="sam2.1_hiera_tiny")
@@ -395,6 +395,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="core suite: points per side of segment everything (Meta's default is 32)")
     parser.add_argument("--node-frames", type=int, default=20, help="node suite: frames timed one by one")
     parser.add_argument("--gpu-frames", type=int, default=54, help="gpu suite: frames per configuration")
+    parser.add_argument("--stream-seconds", type=float, default=20.0, help="stream suite: seconds per run")
     return parser.parse_args(argv)
 
 
@@ -434,6 +435,9 @@ def run_suites(args: argparse.Namespace, checkpoint: str) -> dict:
         results.update(bench_node(checkpoint, args, args.node_frames))
     if "gpu" in suites:
         results.update(bench_gpu(args.gpu_frames))
+    if args.suite == "stream":  # the node in its own process, as robots run it
+        from sam2_ros.tools.stream import bench_stream
+        results.update(bench_stream(checkpoint, args.image_size, args.device, args.stream_seconds))
     if args.suite == "soak":
         from sam2_ros.tools.soak import soak
         results.update(soak({"checkpoint": checkpoint, "device": args.device, "image_size": args.image_size,

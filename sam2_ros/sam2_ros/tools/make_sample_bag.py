@@ -37,7 +37,13 @@ START_NS = 1_700_000_000 * 10**9
 
 def make_sample_bag(path: Path, frames: int = 30, rate_hz: float = 10.0, storage: str = "mcap",
                     zoom: float = 0.3, compressed: bool = False) -> Path:
-    """Write the bag; return its path."""
+    """Write the bag; return its path. Bad arguments are refused before anything is written."""
+    if frames < 1:
+        raise BagError(f"--frames must be at least 1, got {frames}")
+    if not rate_hz > 0:
+        raise BagError(f"--rate must be positive, got {rate_hz}")
+    if not zoom >= 0:
+        raise BagError(f"--zoom must be 0 or more, got {zoom}")
     store = typestore()
     T = store.types
     images, truths = pan_clip(frames, zoom=zoom)

@@ -5,12 +5,14 @@ import argparse
 import math
 import sys
 from pathlib import Path
+from typing import Iterator
 
 import cv2
 import numpy as np
 from rclpy.serialization import deserialize_message
 from rosbags.rosbag2 import Reader
 from sensor_msgs.msg import CompressedImage, Image
+from tqdm import tqdm
 
 from sam2_ros.core.render import DrawnObject, overlay
 from sam2_ros.ros.conversions import compressed_to_rgb, image_to_array, image_to_rgb
@@ -18,37 +20,61 @@ from sam2_ros.ros.prompt_msgs import stamp_ns
 from sam2_ros.tools.bags import BagError
 from sam2_ros_interfaces.msg import SegmentationResult
 
+WINDOW_NS = 2_000_000_000  # a frame is drawn once the bag is this far past it (a recorded mask comes later)
+MAX_PENDING = 64  # frames held at most: memory stays flat whatever the bag's length
 
-def read_frames(bag: Path, image_topic: str, node_name: str) -> list[np.ndarray]:
-    """Draw the node's masks on every camera frame of the bag, in stamp order."""
-    frames, labels, names = {}, {}, {}
+
+def frame_count(bag: Path, image_topic: str, node_name: str) -> int:
+    """Check the bag has what is drawn (from its metadata alone); return how many camera frames it holds."""
+    if not bag.exists():
+        raise BagError(f"no bag at '{bag}'")
     try:
         with Reader(bag) as reader:
-            topics = {c.topic for c in reader.connections}
-            for needed in (image_topic, f"{node_name}/mask"):
-                if needed not in topics:
-                    raise BagError(f"topic '{needed}' is not in {bag}; it has: {', '.join(sorted(topics))}")
-            for connection, _, raw in reader.messages():
-                if connection.topic == image_topic:
+            topics = {c.topic: c for c in reader.connections}
+    except Exception as error:
+        raise BagError(f"cannot read bag '{bag}': {type(error).__name__}: {error}") from None
+    for needed in (image_topic, f"{node_name}/mask"):
+        if needed not in topics:
+            raise BagError(f"topic '{needed}' is not in {bag}; it has: {', '.join(sorted(topics))}")
+    return topics[image_topic].msgcount
+
+
+def drawn_frames(bag: Path, image_topic: str, node_name: str) -> Iterator[np.ndarray]:
+    """Yield each camera frame of the bag with the node's masks drawn, in stamp order, holding only a few."""
+    frames, labels, names = {}, {}, {}
+
+    def ready(now_ns: int | None):
+        while frames and (now_ns is None or len(frames) > MAX_PENDING or min(frames) < now_ns - WINDOW_NS):
+            stamp = min(frames)
+            rgb, label = frames.pop(stamp), labels.pop(stamp, None)
+            label = label if label is not None else np.zeros(rgb.shape[:2], np.uint8)
+            objects = [DrawnObject(int(i), label == i, names.get(int(i), "")) for i in np.unique(label) if i]
+            for old in [s for s in labels if s < stamp]:
+                del labels[old]
+            yield overlay(rgb, objects)
+
+    position, topic = 0, "?"
+    try:
+        with Reader(bag) as reader:
+            wanted = [c for c in reader.connections
+                      if c.topic in (image_topic, f"{node_name}/mask", f"{node_name}/result")]
+            for position, (connection, _, raw) in enumerate(reader.messages(connections=wanted)):
+                topic = connection.topic
+                if topic == image_topic:
                     compressed = connection.msgtype.endswith("CompressedImage")
                     msg = deserialize_message(raw, CompressedImage if compressed else Image)
                     frames[stamp_ns(msg.header)] = compressed_to_rgb(msg) if compressed else image_to_rgb(msg)
-                elif connection.topic == f"{node_name}/mask":
+                elif topic == f"{node_name}/mask":
                     msg = deserialize_message(raw, Image)
                     labels[stamp_ns(msg.header)] = image_to_array(msg)
-                elif connection.topic == f"{node_name}/result":
+                else:
                     msg = deserialize_message(raw, SegmentationResult)
                     names.update({o.object_id: o.label for o in msg.objects})
-    except BagError:
-        raise
-    except Exception as error:
-        raise BagError(f"cannot read bag '{bag}': {type(error).__name__}: {error}") from None
-    drawn = []
-    for stamp, rgb in sorted(frames.items()):
-        label = labels.get(stamp, np.zeros(rgb.shape[:2], np.uint8))
-        objects = [DrawnObject(int(i), label == i, names.get(int(i), "")) for i in np.unique(label) if i]
-        drawn.append(overlay(rgb, objects))
-    return drawn
+                yield from ready(stamp_ns(msg.header))
+    except Exception as error:  # a damaged file, or a message that is not what its topic says
+        raise BagError(f"message {position + 1} of bag '{bag}' (on '{topic}') cannot be read: "
+                       f"{type(error).__name__}: {error}") from None
+    yield from ready(None)
 
 
 def fit(frame: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
@@ -64,32 +90,56 @@ def fit(frame: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
     return canvas
 
 
-def contact_sheet(frames: list[np.ndarray], count: int = 12, columns: int = 4, banner: str = "") -> np.ndarray:
-    """Lay evenly sampled frames out in a grid, each tagged with its index."""
-    picks = np.linspace(0, len(frames) - 1, min(count, len(frames))).round().astype(int)
-    height, width = frames[0].shape[:2]
-    rows = math.ceil(len(picks) / columns)
-    top = 36 if banner else 0
-    sheet = np.full((top + rows * (height + 4), columns * (width + 4), 3), 255, np.uint8)
-    for n, index in enumerate(picks):
-        tile = fit(frames[index], (height, width)).copy()
-        cv2.putText(tile, f"frame {index}", (6, height - 8), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 255), 1,
-                    cv2.LINE_AA)
-        y, x = top + (n // columns) * (height + 4), (n % columns) * (width + 4)
-        sheet[y:y + height, x:x + width] = tile
-    if banner:
-        cv2.putText(sheet, banner, (8, 25), cv2.FONT_HERSHEY_SIMPLEX, 0.7, (220, 0, 0), 2, cv2.LINE_AA)
-    return sheet
+class ContactSheet:
+    """Evenly spaced frames of a clip of known length, kept as they stream past, laid out in a grid."""
+
+    def __init__(self, total: int, count: int = 12, columns: int = 4):
+        self.picks = set(np.linspace(0, total - 1, min(count, total)).round().astype(int).tolist())
+        self.columns, self.tiles = columns, []
+
+    def offer(self, index: int, frame: np.ndarray) -> None:
+        if index in self.picks:
+            self.tiles.append((index, frame))
+
+    def image(self, banner: str = "") -> np.ndarray:
+        height, width = self.tiles[0][1].shape[:2]
+        rows = math.ceil(len(self.tiles) / self.columns)
+        top = 36 if banner else 0
+        sheet = np.full((top + rows * (height + 4), self.columns * (width + 4), 3), 255, np.uint8)
+        for n, (index, frame) in enumerate(self.tiles):
+            tile = fit(frame, (height, width)).copy()
+            cv2.putText(tile, f"frame {index}", (6, height - 8), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 255), 1,
+                        cv2.LINE_AA)
+            y, x = top + (n // self.columns) * (height + 4), (n % self.columns) * (width + 4)
+            sheet[y:y + height, x:x + width] = tile
+        if banner:
+            cv2.putText(sheet, banner, (8, 25), cv2.FONT_HERSHEY_SIMPLEX, 0.7, (220, 0, 0), 2, cv2.LINE_AA)
+        return sheet
 
 
-def write_video(frames: list[np.ndarray], path: Path, fps: float) -> None:
-    height, width = frames[0].shape[:2]
-    video = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (width, height))
-    if not video.isOpened():
-        raise BagError(f"OpenCV cannot write mp4 video to '{path}'")
-    for frame in frames:  # OpenCV silently drops frames of another size than the first
-        video.write(cv2.cvtColor(fit(frame, (height, width)), cv2.COLOR_RGB2BGR))
-    video.release()
+def render(bag: Path, video_path: Path, sheet_path: Path, image_topic: str, node_name: str, fps: float,
+           banner: str = "", progress: bool = True) -> int:
+    """Draw, write and forget one frame at a time; return how many frames were written."""
+    total = frame_count(bag, image_topic, node_name)
+    if not total:
+        raise BagError(f"no frames on '{image_topic}' in {bag}")
+    sheet, video, written = ContactSheet(total), None, 0
+    try:
+        for frame in tqdm(drawn_frames(bag, image_topic, node_name), total=total, desc="sam2_render", unit="frame",
+                          disable=not progress):
+            if video is None:
+                hw = frame.shape[:2]
+                video = cv2.VideoWriter(str(video_path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (hw[1], hw[0]))
+                if not video.isOpened():
+                    raise BagError(f"OpenCV cannot write mp4 video to '{video_path}'")
+            video.write(cv2.cvtColor(fit(frame, hw), cv2.COLOR_RGB2BGR))  # OpenCV drops frames of another size
+            sheet.offer(written, frame)
+            written += 1
+    finally:
+        if video is not None:
+            video.release()
+    cv2.imwrite(str(sheet_path), cv2.cvtColor(sheet.image(banner), cv2.COLOR_RGB2BGR))
+    return written
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -106,19 +156,19 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     video = args.video or args.bag.with_suffix(".mp4")
     sheet = args.sheet or args.bag.with_suffix(".png")
-    try:
+    try:  # every argument is checked before anything is written
+        if not args.fps > 0:
+            raise BagError(f"--fps must be positive, got {args.fps}")
         for path in (video, sheet):
             if path.exists() and not args.force:
                 raise BagError(f"'{path}' already exists: give another path, or --force to overwrite it")
-        frames = read_frames(args.bag, args.image_topic, args.node)
-        if not frames:
-            raise BagError(f"no frames on '{args.image_topic}' in {args.bag}")
-        write_video(frames, video, args.fps)
-        cv2.imwrite(str(sheet), cv2.cvtColor(contact_sheet(frames, banner=args.banner), cv2.COLOR_RGB2BGR))
+            if not path.parent.is_dir():
+                raise BagError(f"no folder '{path.parent}' for '{path.name}'")
+        written = render(args.bag, video, sheet, args.image_topic, args.node, args.fps, args.banner)
     except BagError as error:
         print(f"sam2_render: {error}", file=sys.stderr)
         return 2
-    print(f"wrote {video} ({len(frames)} frames) and {sheet}")
+    print(f"wrote {video} ({written} frames) and {sheet}")
     return 0
 
 

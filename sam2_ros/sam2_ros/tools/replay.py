@@ -18,7 +18,6 @@ from pathlib import Path
 
 import numpy as np
 import rclpy
-from geometry_msgs.msg import PointStamped
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from rclpy.serialization import deserialize_message
@@ -72,9 +71,25 @@ class Summary:
 CAMERA_INFO = "sensor_msgs/msg/CameraInfo"
 
 
-def read_plan(bag: Path, image_topic: str, prompt_topic: str, truth_topic: str, depth_topic: str = "",
-              centroid_topic: str = ""):
-    """Read the bag's frames, prompts, depth, camera infos and ground truth in bag order; clear errors for a bad bag."""
+class CorruptBag(BagError):
+    """A message that cannot be read: the run ends there, its output bag closed and readable."""
+
+    summary: Summary | None = None
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What a replay reads, found from the bag's metadata alone (no message is read)."""
+
+    bag: Path
+    connections: list
+    image_type: str
+    messages: int
+
+
+def inspect(bag: Path, image_topic: str, prompt_topic: str, truth_topic: str, depth_topic: str = "",
+            centroid_topic: str = "") -> Plan:
+    """Check the bag's topics and types; clear errors for a bad bag."""
     if not bag.exists():
         raise BagError(f"no bag at '{bag}'")
     try:
@@ -91,12 +106,36 @@ def read_plan(bag: Path, image_topic: str, prompt_topic: str, truth_topic: str, 
                 raise BagError(f"topic '{depth_topic}' holds {topics[depth_topic]}, not sensor_msgs/msg/Image")
             named = (image_topic, prompt_topic, truth_topic, depth_topic, centroid_topic)
             wanted = [c for c in reader.connections if c.topic in named or c.msgtype == CAMERA_INFO]
-            return [(c.topic, c.msgtype, t, raw) for c, t, raw in reader.messages(connections=wanted)]
+            return Plan(bag, wanted, topics[image_topic], sum(c.msgcount for c in wanted))
     except BagError:
         raise
     except Exception as error:  # rosbags raises many kinds on a damaged file
         raise BagError(f"cannot read bag '{bag}' (truncated or damaged?): {type(error).__name__}: {error}") \
             from None
+
+
+def read(plan: Plan):
+    """Yield (position, topic, msgtype, bag ns, raw) one message at a time; a damaged one is a CorruptBag."""
+    position, topic = 0, "?"
+    try:
+        with Reader(plan.bag) as reader:
+            for position, (connection, bag_ns, raw) in enumerate(reader.messages(connections=plan.connections)):
+                topic = connection.topic
+                yield position, topic, connection.msgtype, bag_ns, raw
+    except Exception as error:  # the storage gave up half-way: what was read is still recorded
+        raise CorruptBag(f"message {position + 1} of {plan.messages} (after one on '{topic}') cannot be read: "
+                         f"{type(error).__name__}: {error}") from None
+
+
+def decode(raw: bytes, msgtype: str, topic: str, position: int, total: int):
+    """Deserialise one message; a corrupt one names its topic and position."""
+    try:
+        return deserialize_message(raw, message_class(msgtype))
+    except BagError:
+        raise
+    except Exception as error:  # rclpy raises RMWError on bytes that are not this type's CDR
+        raise CorruptBag(f"message {position + 1} of {total} on '{topic}' ({msgtype}) is corrupt: "
+                         f"{type(error).__name__}: {error}") from None
 
 
 class Replayer:
@@ -156,6 +195,23 @@ class Replayer:
                                f"it with -r image:={topic}")
             time.sleep(0.05)
 
+    def answered_up_to(self) -> int | None:
+        """Return the newest frame stamp answered: frames before it get no more answers."""
+        with self._lock:
+            return max(self.results, default=None)
+
+    def take(self, stamp: int) -> tuple[list[tuple[float, SegmentationResult, bytes]], bytes | None]:
+        """Hand over (and forget) a settled frame's answers and label image."""
+        with self._lock:
+            return self.results.pop(stamp, []), self.masks.pop(stamp, None)
+
+    def forget_before(self, stamp: int) -> None:
+        """Drop answers for frames before `stamp` that nobody will ask for (memory stays flat)."""
+        with self._lock:
+            for kept in (self.results, self.masks):
+                for old in [s for s in kept if s < stamp]:
+                    del kept[old]
+
     def wait_results(self, stamp: int, count: int, timeout: float) -> bool:
         deadline = time.monotonic() + timeout
         with self._lock:
@@ -165,87 +221,133 @@ class Replayer:
         return True
 
 
+class Recorder:
+    """The output bag: each frame is written as it is published, its answers once it is settled.
+
+    A frame is settled once the node has answered a later frame (it answers in order); then its
+    last answer and label image are written and forgotten, so memory does not grow with the bag.
+    """
+
+    def __init__(self, out: Path, storage: str, image_topic: str, image_type: str, node_name: str,
+                 summary: Summary):
+        store = typestore()
+        self._bag = writer(out, storage)
+        self._bag.open()
+        add = self._bag.add_connection
+        self._frames = add(image_topic, image_type, typestore=store)
+        self._results = add(f"{node_name}/result", "sam2_ros_interfaces/msg/SegmentationResult", typestore=store)
+        self._masks = add(f"{node_name}/mask", "sensor_msgs/msg/Image", typestore=store)
+        self.summary = summary
+        self.sent: dict[int, float] = {}  # frame stamp -> when it was published, until settled
+        self.truths: dict[int, bytes] = {}
+        self.centroids: dict[int, np.ndarray] = {}
+
+    def settle(self, replayer: Replayer, everything: bool = False) -> None:
+        """Write every frame the node will not answer again (all of them at the end)."""
+        newest = replayer.answered_up_to()
+        for stamp in sorted(self.sent):
+            if not everything and (newest is None or stamp >= newest):
+                break
+            self._write(stamp, self.sent.pop(stamp), *replayer.take(stamp))
+        low = min(self.sent, default=newest if newest is not None and not everything else 2**63)
+        for kept in (self.truths, self.centroids):
+            for old in [s for s in kept if s < low]:
+                del kept[old]
+        replayer.forget_before(low)
+
+    def frame(self, stamp: int, raw: bytes) -> None:
+        """Record a camera frame as it is published."""
+        self._bag.write(self._frames, stamp, raw)
+        self.sent[stamp] = time.monotonic()
+
+    def _write(self, stamp: int, published_at: float, answers, mask: bytes | None) -> None:
+        if stamp in self.centroids:
+            self.summary.frames_3d_truth += 1
+        if not answers:
+            return
+        self.summary.processed += 1
+        self.summary.latency_ms.append((answers[0][0] - published_at) * 1e3)
+        self._bag.write(self._results, stamp, answers[-1][2])  # the last answer includes prompts on that frame
+        error = centroid_error(answers[-1][1], self.centroids.get(stamp))
+        if error is not None:
+            self.summary.centroid_error_m.append(error)
+        if mask is not None:
+            self._bag.write(self._masks, stamp, mask)
+            if stamp in self.truths:
+                self.summary.iou.append(_iou(mask, self.truths[stamp]))
+
+    def close(self) -> None:
+        self._bag.close()
+
+
 def replay(bag: Path, out: Path, image_topic: str = "/camera/image_raw", prompt_topic: str = "/sam2/prompt",
            truth_topic: str = "/ground_truth/mask", node_name: str = "/sam2_segmenter_node",
            rate: float | None = None, storage: str = "mcap", timeout: float = 120.0,
            progress: bool = True, depth_topic: str = "/camera/aligned_depth_to_color/image_raw",
            centroid_topic: str = "/ground_truth/centroid") -> Summary:
-    """Replay `bag` into the node and record its answers into `out`."""
-    plan = read_plan(bag, image_topic, prompt_topic, truth_topic, depth_topic, centroid_topic)
-    store = typestore()
-    summary, sent, truths, centroids = Summary(), {}, {}, {}
+    """Replay `bag` into the node and record its answers into `out`, one message at a time.
+
+    A corrupt message ends the replay with CorruptBag, after everything before it is recorded.
+    """
+    plan = inspect(bag, image_topic, prompt_topic, truth_topic, depth_topic, centroid_topic)
+    summary = Summary()
     replayer = Replayer(node_name)
+    recorder = None
     try:
-        image_type = next(msgtype for topic, msgtype, _, _ in plan if topic == image_topic)
-        replayer.publisher(image_topic, image_type)
+        replayer.publisher(image_topic, plan.image_type)
         replayer.wait_for_node(image_topic, timeout=min(timeout, 30.0))
-        start, first_bag_ns = time.monotonic(), plan[0][2] if plan else 0
-        newest = None
-        for topic, msgtype, bag_ns, raw in tqdm(plan, desc="sam2_replay", unit="msg", disable=not progress):
-            if topic == truth_topic:
-                truths[stamp_ns(deserialize_message(raw, Image).header)] = raw
-                continue
-            if topic == centroid_topic:
-                point = deserialize_message(raw, PointStamped)
-                centroids[stamp_ns(point.header)] = np.array([point.point.x, point.point.y, point.point.z])
-                continue
-            if rate:  # at the bag's own pace (scaled): the node skips what it cannot keep up with
-                time.sleep(max(0.0, start + (bag_ns - first_bag_ns) / 1e9 / rate - time.monotonic()))
-            msg = deserialize_message(raw, message_class(msgtype))
-            if topic == image_topic:
-                newest = stamp_ns(msg.header)
-                sent[newest] = (time.monotonic(), raw)
-                replayer.publisher(topic, msgtype).publish(msg)
-                summary.published += 1
-                if not rate:
-                    replayer.wait_results(newest, 1, timeout)
-            elif msgtype != PROMPT_TYPE:  # depth and camera infos: the node pairs them itself
-                replayer.publisher(topic, msgtype).publish(msg)
-            else:
-                before = len(replayer.results.get(newest, []))
-                replayer.publisher(topic, msgtype).publish(msg)
-                if not rate and newest is not None:  # the node answers a prompt with a new result
-                    replayer.wait_results(newest, before + 1, timeout)
-        if newest is not None:
-            replayer.wait_results(newest, 1, timeout)
-        summary.seconds = time.monotonic() - start
-        _record(out, storage, store, image_topic, image_type, node_name, sent, replayer, truths, summary)
-        _score_centroids(replayer, centroids, summary)
+        recorder = Recorder(out, storage, image_topic, plan.image_type, node_name, summary)
+        start, first_bag_ns, newest = time.monotonic(), None, None
+        try:
+            for position, topic, msgtype, bag_ns, raw in tqdm(read(plan), total=plan.messages, desc="sam2_replay",
+                                                              unit="msg", disable=not progress):
+                first_bag_ns = bag_ns if first_bag_ns is None else first_bag_ns
+                msg = decode(raw, msgtype, topic, position, plan.messages)
+                if topic == truth_topic:
+                    recorder.truths[stamp_ns(msg.header)] = raw
+                    continue
+                if topic == centroid_topic:
+                    recorder.centroids[stamp_ns(msg.header)] = np.array([msg.point.x, msg.point.y, msg.point.z])
+                    continue
+                if rate:  # at the bag's own pace (scaled): the node skips what it cannot keep up with
+                    time.sleep(max(0.0, start + (bag_ns - first_bag_ns) / 1e9 / rate - time.monotonic()))
+                if topic == image_topic:
+                    newest = stamp_ns(msg.header)
+                    recorder.frame(newest, raw)
+                    replayer.publisher(topic, msgtype).publish(msg)
+                    summary.published += 1
+                    if not rate:
+                        replayer.wait_results(newest, 1, timeout)
+                elif msgtype != PROMPT_TYPE:  # depth and camera infos: the node pairs them itself
+                    replayer.publisher(topic, msgtype).publish(msg)
+                else:
+                    before = len(replayer.results.get(newest, []))
+                    replayer.publisher(topic, msgtype).publish(msg)
+                    if not rate and newest is not None:  # the node answers a prompt with a new result
+                        replayer.wait_results(newest, before + 1, timeout)
+                recorder.settle(replayer)
+        except CorruptBag as error:
+            error.summary = summary  # what was replayed before it, for the caller's report
+            raise
+        finally:  # also after a corrupt message: the answers to what was sent are recorded
+            if newest is not None:
+                replayer.wait_results(newest, 1, timeout)
+            summary.seconds = time.monotonic() - start
+            recorder.settle(replayer, everything=True)
     finally:
+        if recorder is not None:
+            recorder.close()
         replayer.close()
     return summary
 
 
-def _record(out, storage, store, image_topic, image_type, node_name, sent, replayer, truths, summary) -> None:
-    """Write frames, results and label images; score against ground truth where the bag has it."""
-    with writer(out, storage) as bag:
-        frames = bag.add_connection(image_topic, image_type, typestore=store)
-        results = bag.add_connection(f"{node_name}/result", "sam2_ros_interfaces/msg/SegmentationResult",
-                                     typestore=store)
-        masks = bag.add_connection(f"{node_name}/mask", "sensor_msgs/msg/Image", typestore=store)
-        for stamp, (published_at, raw) in sorted(sent.items()):
-            bag.write(frames, stamp, raw)
-            answers = replayer.results.get(stamp)
-            if not answers:
-                continue
-            summary.processed += 1
-            summary.latency_ms.append((answers[0][0] - published_at) * 1e3)
-            bag.write(results, stamp, answers[-1][2])  # the last answer includes prompts on that frame
-            if stamp in replayer.masks:
-                bag.write(masks, stamp, replayer.masks[stamp])
-                if stamp in truths:
-                    summary.iou.append(_iou(replayer.masks[stamp], truths[stamp]))
-
-
-def _score_centroids(replayer: Replayer, centroids: dict[int, np.ndarray], summary: Summary) -> None:
-    """Distance from object 1's 3D centroid to the ground truth, on every frame that has both."""
-    summary.frames_3d_truth = len(centroids)
-    for stamp, truth in sorted(centroids.items()):
-        answers = replayer.results.get(stamp)
-        found = next((o for o in answers[-1][1].objects if o.object_id == 1), None) if answers else None
-        if found is not None and found.has_3d:
-            ours = np.array([found.centroid_3d.x, found.centroid_3d.y, found.centroid_3d.z])
-            summary.centroid_error_m.append(float(np.linalg.norm(ours - truth)))
+def centroid_error(result: SegmentationResult, truth: np.ndarray | None) -> float | None:
+    """Distance from object 1's 3D centroid to the ground truth; None without either."""
+    found = next((o for o in result.objects if o.object_id == 1), None)
+    if truth is None or found is None or not found.has_3d:
+        return None
+    ours = np.array([found.centroid_3d.x, found.centroid_3d.y, found.centroid_3d.z])
+    return float(np.linalg.norm(ours - truth))
 
 
 def _iou(label_raw: bytes, truth_raw: bytes) -> float:
@@ -265,8 +367,10 @@ def check_arguments(args: argparse.Namespace) -> None:
         raise BagError(f"--rate must be positive, got {args.rate}")
     if not args.timeout > 0:
         raise BagError(f"--timeout must be positive, got {args.timeout}")
-    read_plan(args.bag, args.image_topic, args.prompt_topic, args.truth_topic, args.depth_topic,
-              args.centroid_topic)
+    inspect(args.bag, args.image_topic, args.prompt_topic, args.truth_topic, args.depth_topic,
+            args.centroid_topic)
+    if not args.out.parent.is_dir():
+        raise BagError(f"no folder '{args.out.parent}' for --out")
     if args.out.exists():
         if not args.force:
             raise BagError(f"'{args.out}' already exists: give a new --out, or --force to replace it")
@@ -305,6 +409,12 @@ def main(argv: list[str] | None = None) -> int:
         summary = replay(args.bag, args.out, args.image_topic, args.prompt_topic, args.truth_topic, args.node,
                          args.rate, args.storage, args.timeout, depth_topic=args.depth_topic,
                          centroid_topic=args.centroid_topic)
+    except CorruptBag as error:
+        if error.summary is not None:
+            print(error.summary.table())
+            print(f"output bag (up to the corrupt message): {args.out}")
+        print(f"sam2_replay: {error}", file=sys.stderr)
+        return 2
     except BagError as error:
         print(f"sam2_replay: {error}", file=sys.stderr)
         return 2

@@ -1,0 +1,209 @@
+"""A camera and sam2_segmenter_node in separate processes, as robots run them: 3D per result at camera rates.
+
+This process is the camera: 640x480 rgb8 colour at 15 or 30 Hz, 16UC1 depth at 30 Hz sharing
+the colour stamps (at 15 Hz every other depth frame has no colour twin), a camera_info per
+colour frame, all with one QoS kind; depth may be published late (a lagging depth camera). The
+node is the installed `sam2_segmenter_node`, started with depth on. A result "with 3D" is one
+paired with the depth frame of its own stamp.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import rclpy
+import skimage.data
+from diagnostic_msgs.msg import DiagnosticArray
+from rclpy.executors import SingleThreadedExecutor
+from rclpy.qos import QoSProfile, ReliabilityPolicy
+from sensor_msgs.msg import CameraInfo, Image
+from std_msgs.msg import Header
+
+from sam2_ros.ros.conversions import array_to_image
+from sam2_ros.ros.prompt_msgs import stamp_ns
+from sam2_ros_interfaces.msg import Prompt, SegmentationResult
+
+DEPTH_HZ = 30.0
+WIDTH, HEIGHT = 640, 480
+BOX = (200, 120, 440, 360)  # the object: 1 m in front of a wall at 2 m
+
+
+@dataclass(frozen=True)
+class StreamRun:
+    """One run's settings."""
+
+    colour_hz: float
+    qos: str  # "reliable" or "sensor_data"
+    lag_s: float = 0.0  # depth published this long after the colour frame of its stamp
+    seconds: float = 20.0
+
+
+def scene() -> tuple[np.ndarray, np.ndarray]:
+    """Return the colour image (a real photograph) and its depth in millimetres."""
+    rgb = cv2.resize(skimage.data.astronaut(), (WIDTH, HEIGHT), interpolation=cv2.INTER_AREA)
+    depth = np.full((HEIGHT, WIDTH), 2000, np.uint16)
+    x0, y0, x1, y1 = BOX
+    depth[y0:y1, x0:x1] = 1000
+    return rgb, depth
+
+
+def camera_info(stamp: Header) -> CameraInfo:
+    f, cx, cy = 525.0, (WIDTH - 1) / 2, (HEIGHT - 1) / 2
+    return CameraInfo(header=stamp, width=WIDTH, height=HEIGHT, k=[f, 0.0, cx, 0.0, f, cy, 0.0, 0.0, 1.0],
+                      p=[f, 0.0, cx, 0.0, 0.0, f, cy, 0.0, 0.0, 0.0, 1.0, 0.0])
+
+
+def header_at(ns: int) -> Header:
+    msg = Header(frame_id="camera_color_optical_frame")
+    msg.stamp.sec, msg.stamp.nanosec = divmod(ns, 10**9)
+    return msg
+
+
+def start_node(checkpoint: str, image_size: int, device: str, qos: str) -> subprocess.Popen:
+    from ament_index_python.packages import get_package_prefix
+    executable = Path(get_package_prefix("sam2_ros")) / "lib" / "sam2_ros" / "sam2_segmenter_node"  # as ros2 run
+    args = [str(executable), "--ros-args", "-p", f"checkpoint:={checkpoint}", "-p", f"image_size:={image_size}",
+            "-p", f"device:={device}", "-p", "depth:=true", "-p", f"image_qos:={qos}",
+            "-r", "image:=/camera/color/image_raw", "-r", "camera_info:=/camera/color/camera_info",
+            "-r", "depth:=/camera/aligned_depth_to_color/image_raw", "-r", "prompt:=/sam2/prompt"]
+    env = {**os.environ, "ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST", "PYTHONUNBUFFERED": "1"}
+    return subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+
+
+class Camera:
+    """The camera's publishers and a listener of the node's results, in this process."""
+
+    def __init__(self, qos: str):
+        self.node = rclpy.create_node("sam2_stream_camera")
+        reliability = ReliabilityPolicy.RELIABLE if qos == "reliable" else ReliabilityPolicy.BEST_EFFORT
+        profile = QoSProfile(depth=10, reliability=reliability)
+        self.colour = self.node.create_publisher(Image, "/camera/color/image_raw", profile)
+        self.info = self.node.create_publisher(CameraInfo, "/camera/color/camera_info", profile)
+        self.depth = self.node.create_publisher(Image, "/camera/aligned_depth_to_color/image_raw", profile)
+        self.prompt = self.node.create_publisher(Prompt, "/sam2/prompt", 10)
+        self.results: list[tuple[float, SegmentationResult]] = []
+        reliable = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
+        self.node.create_subscription(SegmentationResult, "/sam2_segmenter_node/result",
+                                      lambda msg: self.results.append((time.time(), msg)), reliable)
+        self.diagnostics: dict[str, str] = {}  # the node's last /diagnostics values
+        self.node.create_subscription(DiagnosticArray, "/diagnostics", self._diagnostics_cb, 10)
+        self._executor = SingleThreadedExecutor()
+        self._executor.add_node(self.node)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._spin, daemon=True)
+        self._thread.start()
+
+    def _diagnostics_cb(self, msg: DiagnosticArray) -> None:
+        for status in msg.status:
+            if "sam2_segmenter_node" in status.name:
+                self.diagnostics = {kv.key: kv.value for kv in status.values}
+
+    def _spin(self) -> None:
+        while not self._stop.is_set():
+            self._executor.spin_once(timeout_sec=0.05)
+
+    def wait_for_node(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while not (self.colour.get_subscription_count() and self.depth.get_subscription_count()
+                   and self.prompt.get_subscription_count()):
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the node did not subscribe within {timeout:.0f} s")
+            time.sleep(0.1)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join()
+        self._executor.shutdown()
+        self.node.destroy_node()
+
+
+def schedule(run: StreamRun, start_ns: int) -> list[tuple[float, str, int]]:
+    """(seconds after start, 'colour' or 'depth', stamp ns) in publishing order."""
+    every = round(DEPTH_HZ / run.colour_hz)
+    events = []
+    for k in range(int(run.seconds * DEPTH_HZ)):
+        at, stamp = k / DEPTH_HZ, start_ns + round(k * 1e9 / DEPTH_HZ)
+        events.append((at + run.lag_s, "depth", stamp))
+        if k % every == 0:
+            events.append((at, "colour", stamp))
+    return sorted(events)
+
+
+def stream(checkpoint: str, run: StreamRun, image_size: int = 256, device: str = "cpu") -> dict:
+    """Stream one run into a fresh node process; return what came back."""
+    rgb, depth = scene()
+    process = start_node(checkpoint, image_size, device, run.qos)
+    camera = Camera(run.qos)
+    try:
+        camera.wait_for_node(120.0)
+        start_ns, started = time.time_ns() + 200_000_000, time.monotonic() + 0.2
+        depth_sent, colour_sent, prompted = set(), set(), False
+        for at, kind, stamp in schedule(run, start_ns):
+            time.sleep(max(0.0, started + at - time.monotonic()))
+            header = header_at(stamp)
+            if kind == "depth":
+                camera.depth.publish(array_to_image(depth, "16UC1", header))
+                depth_sent.add(stamp)
+                continue
+            camera.info.publish(camera_info(header))
+            camera.colour.publish(array_to_image(rgb, "rgb8", header))
+            colour_sent.add(stamp)
+            if camera.results and not prompted:  # one object, once the node answers frames
+                camera.prompt.publish(Prompt(header=Header(), object_id=1, box=[float(v) for v in BOX]))
+                prompted = True
+        time.sleep(3.0 + run.lag_s)  # the last frames' outputs
+    finally:
+        camera.close()
+        process.send_signal(signal.SIGINT)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+    figures = measure(camera.results, colour_sent, depth_sent, run)
+    figures.update({key.replace("no depth: ", "no_depth_").replace(" ", "_"): int(value)
+                    for key, value in camera.diagnostics.items() if key.startswith("no depth")})
+    return figures
+
+
+def measure(results: list[tuple[float, SegmentationResult]], colour_sent: set[int], depth_sent: set[int],
+            run: StreamRun) -> dict:
+    frames = [(received, r) for received, r in results if stamp_ns(r.header) in colour_sent]
+    had_depth = [(received, r) for received, r in frames if stamp_ns(r.header) in depth_sent]
+    paired = [r for _, r in had_depth if stamp_ns(r.depth_header) == stamp_ns(r.header)]
+    ages = [(received - stamp_ns(r.header) / 1e9) * 1e3 for received, r in frames]
+    objects = [o for _, r in frames for o in r.objects if o.visible]
+    return {"colour_frames_sent": len(colour_sent), "results": len(frames),
+            "results_with_depth_published": len(had_depth),
+            "3d_fraction": len(paired) / len(had_depth) if had_depth else float("nan"),
+            "visible_objects_with_3d_fraction": (sum(o.has_3d for o in objects) / len(objects)
+                                                 if objects else float("nan")),
+            "result_age_ms_p50": float(np.median(ages)) if ages else float("nan"),
+            "postprocess_ms_p50": float(np.median([r.postprocess_ms for _, r in frames])) if frames else float("nan")}
+
+
+RUNS = {"15hz_reliable": StreamRun(15.0, "reliable"), "30hz_reliable": StreamRun(30.0, "reliable"),
+        "15hz_best_effort": StreamRun(15.0, "sensor_data"), "30hz_best_effort": StreamRun(30.0, "sensor_data"),
+        "lag600": StreamRun(30.0, "reliable", lag_s=0.6)}
+
+
+def bench_stream(checkpoint: str, image_size: int, device: str, seconds: float) -> dict:
+    """Every run; keys `node_3d_fraction` (the worst of the runs without lag) and `node_3d_fraction_lag600`."""
+    os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
+    rclpy.init()
+    try:
+        out = {}
+        for name, run in RUNS.items():
+            figures = stream(checkpoint, StreamRun(run.colour_hz, run.qos, run.lag_s, seconds), image_size, device)
+            out.update({f"stream_{name}_{key}": value for key, value in figures.items()})
+    finally:
+        rclpy.shutdown()
+    out["node_3d_fraction"] = min(out[f"stream_{name}_3d_fraction"] for name in RUNS if name != "lag600")
+    out["node_3d_fraction_lag600"] = out["stream_lag600_3d_fraction"]
+    return out

@@ -60,3 +60,14 @@ def test_the_allowed_choices_are_in_the_descriptor_for_ros2_param_describe():
 def test_a_checkpoint_is_required_to_build_the_model_spec():
     with pytest.raises(ValueError, match="no checkpoint given"):
         NodeConfig().model.spec()
+
+
+def test_the_shipped_fast_dds_profile_carries_a_1080p_frame_whole_in_shared_memory():
+    import xml.etree.ElementTree as ET
+    root = ET.parse(YAML.parent / "fastdds_large_images.xml").getroot()
+    shm = next(d for d in root.iter() if d.tag.endswith("transport_descriptor")
+               and next(c for c in d if c.tag.endswith("type")).text == "SHM")
+    segment = int(next(c for c in shm if c.tag.endswith("segment_size")).text)
+    assert segment >= 1920 * 1080 * 3, "a 1080p rgb8 frame (6.2 MB) must fit one segment"
+    participant = next(p for p in root.iter() if p.tag.endswith("participant"))
+    assert participant.get("is_default_profile") == "true"

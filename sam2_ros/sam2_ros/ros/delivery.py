@@ -83,12 +83,21 @@ class Delivery:
 
     def _deliver(self, parcel: Parcel):
         frame, config = parcel.frame, parcel.config
-        scene = self._scene(frame, config, 0.0 if self._hurry.is_set() else parcel.deadline)
+        scene = parcel.builder.scene or self._scene(frame, config, 0.0 if self._hurry.is_set() else parcel.deadline)
         result = self._outputs.publish(frame, parcel.objects, config, parcel.builder, scene, **parcel.timings)
         if parcel.model_ms is not None:
             self._diagnostics.stats.frame_done(parcel.model_ms, result.latency_ms if frame.stamp_ns else None,
                                                scene is not None)
         return result
+
+    def scene_now(self, stamp: int, image_hw: tuple[int, int], config: P.NodeConfig) -> DepthScene | None:
+        """Return the depth frame of exactly this stamp if it is here already (3D goes with the masks)."""
+        if not config.depth.enabled or stamp not in self._depth.stamps():
+            return None
+        try:
+            return self._depth.pair(stamp, image_hw, 0, 0.0, config.inputs.max_image_pixels)
+        except NoDepth:  # counted when the frame's outputs are built
+            return None
 
     def _scene(self, frame: RecentFrame, config: P.NodeConfig, deadline: float) -> DepthScene | None:
         """Pair the depth frame of `frame`'s stamp (waiting until `deadline`); None when 3D is off or none."""

@@ -52,9 +52,13 @@ class Outputs:
         publisher = self._pubs.get(output)
         return publisher.get_subscription_count() if publisher is not None else 0
 
-    def builder(self, frame_header, image_hw: tuple[int, int], config: P.NodeConfig) -> ResultBuilder:
-        """Start a result: objects are described on the pool as the tracker hands them over."""
-        return ResultBuilder(frame_header, image_hw, config.output_settings, self._pool)
+    def builder(self, frame_header, image_hw: tuple[int, int], config: P.NodeConfig,
+                scene: DepthScene | None = None) -> ResultBuilder:
+        """Start a result: objects are described on the pool as the tracker hands them over.
+
+        With `scene` (the frame's depth, already there) each object's 3D is worked out with it.
+        """
+        return ResultBuilder(frame_header, image_hw, config.output_settings, self._pool, scene)
 
     def describe(self, objects, header, image_hw: tuple[int, int], config: P.NodeConfig,
                  **timings: float) -> SegmentationResult:

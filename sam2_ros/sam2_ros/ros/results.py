@@ -118,18 +118,26 @@ def unpack_contours(msg: SegmentedObject) -> list[Contour]:
             for polygon, parent in zip(np.split(points, ends[:-1]), msg.contour_parents)]
 
 
+def described(obj: ObjectResult, settings: OutputSettings, header: Header, scene: DepthScene | None) -> Described:
+    """Describe one object, with its 3D when the depth frame is already known."""
+    done = segmented_object(obj, settings, header)
+    return done if scene is None else with_3d(done, scene, settings)
+
+
 class ResultBuilder:
     """Describe each object on a pool thread as soon as its mask exists, then assemble the frame.
 
     The tracker hands objects over one by one, so contours of the first objects are worked out
     while SAM 2 still works on the later ones; OpenCV's contour and moment code releases the
-    GIL. 3D is added at `build`, once a depth frame is paired (it may arrive after the model is
-    done). Without a pool (the owner's, e.g. the node's) objects are described in the calling thread.
+    GIL. 3D goes with them when the frame's depth is already there (`scene`), else it is added
+    at `build`, once a depth frame is paired (it may arrive after the model is done). Without a
+    pool (the owner's, e.g. the node's) objects are described in the calling thread.
     """
 
     def __init__(self, header: Header, image_hw: tuple[int, int], settings: OutputSettings,
-                 pool: Executor | None = None):
+                 pool: Executor | None = None, scene: DepthScene | None = None):
         self.header, self.image_hw, self.settings, self._pool = header, image_hw, settings, pool
+        self.scene = scene  # the depth frame paired before the objects came, if any
         self._described: dict[int, tuple[ObjectResult, Future]] = {}
         self.solids: dict[int, Object3D] = {}
 
@@ -142,21 +150,24 @@ class ResultBuilder:
 
     def add(self, obj: ObjectResult) -> None:
         """Start describing one object."""
-        self._described[obj.object_id] = (obj, self._run(segmented_object, obj, self.settings, self.header))
+        self._described[obj.object_id] = (obj, self._run(described, obj, self.settings, self.header, self.scene))
 
     def build(self, objects: Sequence[ObjectResult], scene: DepthScene | None = None,
               **timings: float) -> SegmentationResult:
         """Return the result of these objects (added or not yet), with the source header unchanged.
 
-        With `scene` (the depth frame paired with this colour frame) each object gets its 3D.
+        With `scene` (the depth frame paired with this colour frame) each object gets its 3D,
+        unless the builder was given its scene at the start (then `scene` is ignored).
         """
+        early = self.scene is not None
+        scene = self.scene if early else scene
         check_objects(objects, self.image_hw)
         for obj in objects:
             if self._described.get(obj.object_id, (None,))[0] is not obj:
                 self.add(obj)
         ordered = sorted(objects, key=lambda obj: obj.object_id)  # SegmentationResult.msg: ascending ids
         described = [self._described[obj.object_id][1].result() for obj in ordered]
-        if scene is not None:
+        if scene is not None and not early:
             described = [f.result() for f in [self._run(with_3d, d, scene, self.settings) for d in described]]
         self.solids = {d.msg.object_id: d.solid for d in described if d.solid is not None}
         result = SegmentationResult(header=self.header, height=self.image_hw[0], width=self.image_hw[1],

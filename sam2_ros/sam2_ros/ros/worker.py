@@ -81,7 +81,8 @@ class Worker:
             self._diagnostics.reject(f"image dropped: {error}", error)
             return
         key = stamp_ns(msg.header)
-        builder = self._outputs.builder(msg.header, rgb.shape[:2], config)
+        builder = self._outputs.builder(msg.header, rgb.shape[:2], config,
+                                        self._delivery.scene_now(key, rgb.shape[:2], config))
         self._session.follow(config)
         try:
             done = self._session.process(seq, msg.header, key, rgb, config, on_object=builder.add)

@@ -213,7 +213,10 @@ def bench_node(checkpoint: str, args: argparse.Namespace, frames: int) -> dict:
     from sam2_ros.tools.node_probe import NodeProbe
 
     overrides = {"checkpoint": checkpoint, "device": args.device, "image_size": args.image_size,
-                 "precision": args.precision, "model": args.model, "depth": True}
+                 "precision": args.precision, "model": args.model, "depth": True,
+                 # depth comes before each frame once sent: nothing to wait for; 0 keeps the first
+                 # phase (no depth yet) free of the startup wait for a depth stream
+                 "depth_wait_ms": 0.0}
     image = camera_frame()
     with NodeProbe(overrides) as probe:
         probe.round_trip(image)

@@ -29,6 +29,23 @@ def test_a_point_in_front_of_the_camera_projects_as_worked_by_hand(with_p):
     assert project(np.array([0.1, -0.05, 2.0]), camera_info(with_p=with_p)) == pytest.approx((345.0, 227.5))
 
 
+def rectified_camera(tx: float = 0.0) -> CameraInfo:
+    """A rectified camera whose P differs from its raw K (rectification moves f and the centre)."""
+    k = [500.0, 0.0, 320.0, 0.0, 500.0, 240.0, 0.0, 0.0, 1.0]
+    p = [450.0, 0.0, 310.0, tx, 0.0, 450.0, 235.0, 0.0, 0.0, 0.0, 1.0, 0.0]
+    return CameraInfo(header=Header(frame_id="camera_optical"), width=640, height=480, k=k, p=p)
+
+
+def test_a_rectified_cameras_click_projects_with_p_not_k():
+    # P: u = 450 * 0.1 / 2 + 310 = 332.5, v = 450 * -0.2 / 2 + 235 = 190 (K would give 345, 190)
+    assert project(np.array([0.1, -0.2, 2.0]), rectified_camera()) == pytest.approx((332.5, 190.0))
+
+
+def test_a_right_stereo_cameras_click_takes_its_baseline_from_p():
+    # Tx = -fx' * B = -450 * 0.12 = -54: u = (450 * 0.1 - 54) / 2 + 310 = 305.5, v as before 190
+    assert project(np.array([0.1, -0.2, 2.0]), rectified_camera(tx=-54.0)) == pytest.approx((305.5, 190.0))
+
+
 def test_a_point_behind_the_camera_is_refused():
     with pytest.raises(PromptError, match="behind the camera"):
         project(np.array([0.0, 0.0, -1.0]), camera_info())

@@ -103,3 +103,32 @@ def test_overlay_tints_masks_in_each_objects_colour_and_leaves_the_rest():
     np.testing.assert_allclose(inside, [177.5, 69, 163.5], atol=1)
     assert (drawn[5, 150] == 100).all()
     assert color_of(1) != color_of(2)
+
+
+def segment_distance(point: np.ndarray, a: np.ndarray, b: np.ndarray) -> float:
+    """Distance from a point to the segment a-b (a plain formula, not OpenCV's)."""
+    ab, ap = b - a, point - a
+    t = 0.0 if not ab.any() else min(max(float(ap @ ab) / float(ab @ ab), 0.0), 1.0)
+    return float(np.hypot(*(ap - t * ab)))
+
+
+def star(points: int = 7, size: int = 160) -> np.ndarray:
+    """A filled star with sharp and shallow turns: what simplification trims."""
+    import cv2
+    angles = np.linspace(0, 2 * np.pi, 2 * points, endpoint=False)
+    radii = np.where(np.arange(2 * points) % 2, 30.0, 70.0)
+    polygon = np.stack([80 + radii * np.cos(angles), 80 + radii * np.sin(angles)], 1).round().astype(np.int32)
+    mask = np.zeros((size, size), np.uint8)
+    cv2.fillPoly(mask, [polygon], 1)
+    return mask.astype(bool)
+
+
+@pytest.mark.parametrize("epsilon", [0.5, 1.0, 2.0, 4.0])
+def test_every_exact_boundary_pixel_lies_within_epsilon_of_the_simplified_polygon(epsilon):
+    """Douglas-Peucker's promise, checked with a plain loop: the simplification moves no boundary further."""
+    mask = star()
+    (exact,), (simple,) = find_contours(mask), find_contours(mask, epsilon)
+    assert 3 <= len(simple.points) < len(exact.points)
+    edges = list(zip(simple.points, np.roll(simple.points, -1, axis=0)))
+    worst = max(min(segment_distance(p, a, b) for a, b in edges) for p in exact.points.astype(np.float64))
+    assert worst <= epsilon + 1e-9, f"an exact boundary pixel is {worst:.3f} px from the simplified polygon"

@@ -1,4 +1,5 @@
 """Segment everything on an encoded frame equals Meta's SAM2AutomaticMaskGenerator.generate on the image."""
+import inspect
 from dataclasses import asdict, replace
 
 import numpy as np
@@ -140,3 +141,45 @@ def test_a_proposal_is_new_unless_mostly_on_a_taken_mask_and_big_enough_best_fir
     found = novel([on_tracked, half_on, on_half, speck, far], [tracked], min_area=100, max_overlap=0.5, room=5)
     assert found == [half_on, far]
     assert novel([on_tracked, half_on, on_half, speck, far], [tracked], 100, 0.5, room=1) == [half_on]
+
+
+def test_the_defaults_are_metas_automatic_mask_generators_own():
+    """Read from Meta's signature, not restated: the settings, and the node's parameter defaults."""
+    from sam2_ros.ros.params import EverythingParams
+    meta = {k: v.default for k, v in inspect.signature(SAM2AutomaticMaskGenerator.__init__).parameters.items()}
+    ours = EverythingSettings()
+    for name in ("points_per_side", "points_per_batch", "pred_iou_thresh", "stability_score_thresh",
+                 "stability_score_offset", "box_nms_thresh", "min_mask_region_area"):
+        assert getattr(ours, name) == meta[name], name
+    node = EverythingParams().settings()
+    assert node == ours, "the node's everything_* parameter defaults are Meta's too"
+
+
+@pytest.fixture(scope="module")
+def graded_model(checkpoint):
+    """The tiny network with its mask logits scaled 30x.
+
+    Random weights give logits so close to 0 that every stability score is 0; scaled, they spread
+    over 0.48..0.81, so the stability filter meets real values.
+    """
+    import torch
+
+    from sam2_ros.core.model import ModelSpec, load_model
+    model = load_model(ModelSpec(checkpoint=checkpoint, device="cpu", image_size=256))
+    with torch.no_grad():
+        for mlp in model.sam.sam_mask_decoder.output_hypernetworks_mlps:  # masks = hyper_in @ embedding
+            mlp.layers[-1].weight.mul_(30.0)
+            mlp.layers[-1].bias.mul_(30.0)
+    return model
+
+
+def test_the_stability_filter_on_graded_logits_equals_metas_generator(graded_model):
+    image = photo("astronaut")
+    frame = encode(graded_model, image)
+    everything = replace(LOOSE, box_nms_thresh=1.0)  # every point's three masks, no duplicates removed
+    all_found, _ = Everything(graded_model, everything).propose(frame)
+    strict = replace(everything, stability_score_thresh=0.7)
+    kept, _ = Everything(graded_model, strict).propose(frame)
+    assert_same(kept, meta_generate(graded_model, image, strict))
+    expected = sorted(p.stability for p in all_found if p.stability >= 0.7)  # the filter, as a plain loop
+    assert 0 < len(kept) < len(all_found) and sorted(p.stability for p in kept) == expected

@@ -520,3 +520,17 @@ def test_discovery_tracks_what_segment_everything_finds_once_and_says_so_in_diag
         assert int(values["objects discovered"]) == len(expected) and int(values["discovery passes"]) >= 2
     finally:
         running.close()
+
+
+def test_in_track_mode_a_prompt_for_an_older_frame_of_the_same_size_answers_with_the_newest_frames_header(running):
+    """Tracking only moves forward: the object starts on the newest frame, and the result says which."""
+    images, truths = pan_clip(3)
+    for t in range(3):
+        running.peer.publish_rgb(images[t], header(20 + t))
+        running.peer.result_for(header(20 + t))
+    answer = add(running, box_prompt(object_box(truths[1]), header(21)))  # drawn on frame 21, applied to 22
+    assert answer.success, answer.message
+    assert answer.result.header == header(22) and [o.object_id for o in answer.result.objects] == [1]
+    published = wait_until(lambda: next((r for r in running.peer.results if r.header == header(22) and r.objects),
+                                        None), 30, "the prompt's result published for frame 22")
+    assert published.objects[0].object_id == 1

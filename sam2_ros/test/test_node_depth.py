@@ -272,3 +272,13 @@ def test_a_camera_info_without_a_camera_model_is_its_own_diagnostics_reason(dept
     depth.running.peer.publish_rgb(depth.images[1], header(91))
     (obj,) = depth.running.peer.result_for(header(91)).objects
     assert not obj.has_3d and depth.running.node.counts().no_depth["unusable camera_info"] == 1
+
+
+def test_depth_max_age_ms_set_at_run_time_is_in_milliseconds(depth):
+    from test_node_params import set_double
+    depth.frame(0, header(100))
+    assert add(depth.running, box_prompt(object_box(depth.truths[0]), header(100))).success
+    set_double(depth.running, "depth_max_age_ms", 30.0)
+    (near,) = depth.frame(1, header(101), depths=((20, 800, 800),)).objects  # 20 ms after the colour frame
+    (far,) = depth.frame(2, header(102), depths=((40, 800, 800),)).objects  # 40 ms after
+    assert near.has_3d and not far.has_3d

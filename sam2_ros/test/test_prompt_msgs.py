@@ -21,6 +21,13 @@ def test_a_prompt_message_keeps_points_labels_box_and_mask():
     np.testing.assert_array_equal(prompt.mask, [[False, True, False], [False, False, True]])
 
 
+def test_background_clicks_arrive_as_sent():
+    points = [Point32(x=10.0, y=20.0), Point32(x=30.0, y=40.0), Point32(x=50.0, y=60.0)]
+    prompt = from_prompt_msg(PromptMsg(object_id=-1, points=points, point_labels=[1, 0, 0]))
+    assert prompt.point_labels.tolist() == [1, 0, 0]
+    np.testing.assert_array_equal(prompt.points, [[10, 20], [30, 40], [50, 60]])
+
+
 @pytest.mark.parametrize("msg, reason", [
     (PromptMsg(box=[1.0, 2.0]), "box has 2 numbers"),
     (PromptMsg(mask=Image(height=1, width=1, encoding="rgb8", step=3, data=bytes(3))), "must be mono8"),

@@ -91,3 +91,16 @@ def test_contour_arrays_that_disagree_are_refused():
     obj = SegmentedObject(contour_points=[0.0, 0.0, 4.0, 0.0, 4.0, 4.0], contour_lengths=[4], contour_parents=[-1])
     with pytest.raises(ValueError, match="disagree"):
         unpack_contours(obj)
+
+
+@pytest.mark.parametrize("presence, score, visible", [
+    (0.5, 0.9, False),  # presence 0.5 is object_score_logits 0: Meta's predictor (logits > 0) calls it absent
+    (0.5000001, 0.9, True),
+    (0.99, 0.5, True),  # a score equal to score_threshold is kept: "masks with a lower predicted IoU" go
+    (0.99, 0.4999999, False),
+])
+def test_visibility_at_its_two_boundaries(presence, score, visible):
+    mask = rings()
+    (obj,) = result_message([Obj(1, mask, score=score, presence=presence)], Header(), mask.shape,
+                            OutputSettings(score_threshold=0.5)).objects
+    assert obj.visible == visible and (obj.area > 0) == visible

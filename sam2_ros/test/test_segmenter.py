@@ -77,6 +77,18 @@ def test_points_with_a_box_equal_meta(scene):
     assert_same(ours.objects[0], masks[0], scores[0], logits)
 
 
+def test_background_clicks_alone_equal_meta(scene):
+    """A foreground click and two background clicks, as a Prompt message carries them ([1, 0, 0])."""
+    image, segmenter, meta = scene
+    h, w = image.shape[:2]
+    points, labels = np.array([[w * 0.5, h * 0.5], [w * 0.2, h * 0.2], [w * 0.8, h * 0.7]]), np.array([1, 0, 0])
+    masks, scores, logits = meta.predict(point_coords=points, point_labels=labels, multimask_output=False)
+    ours = segmenter.predict([Prompt(object_id=1, points=points, point_labels=labels)]).objects[0]
+    assert_same(ours, masks[0], scores[0], logits)
+    flipped, _, _ = meta.predict(point_coords=points, point_labels=1 - labels, multimask_output=False)
+    assert np.count_nonzero(flipped[0] != masks[0]), "the labels must matter for this comparison to mean anything"
+
+
 def test_several_objects_in_one_batched_call_equal_metas_batched_prediction(scene):
     image, segmenter, meta = scene
     h, w = image.shape[:2]

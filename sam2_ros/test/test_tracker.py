@@ -67,6 +67,30 @@ def test_masks_equal_meta_video_predictor_driven_live(small_model, checkpoint):
     assert set(ours[12]) == {1, 2} and set(ours[25]) == {1}
 
 
+def test_background_clicks_and_corrections_that_only_remove_equal_meta_video_predictor(small_model, checkpoint):
+    """Negative clicks at every step a user takes them: with the first click, alone as a correction, in a batch."""
+    images, truths = pan_clip(16)
+    h, w = truths[0].shape
+    x0, y0, x1, y1 = object_box(truths[0])
+    trim = object_box(truths[8])[2:] - 6  # inside the object's box on frame 8, near its corner
+    actions = {
+        0: [("prompt", Prompt(object_id=1, points=np.array([[(x0 + x1) / 2, (y0 + y1) / 2], [w * 0.9, h * 0.1]]),
+                              point_labels=np.array([1, 0])))],
+        5: [("prompt", Prompt(object_id=2, points=np.array([[w * 0.75, h * 0.5], [w * 0.75, h * 0.2]]),
+                              point_labels=np.array([1, 0])))],
+        8: [("prompt", Prompt(object_id=1, points=trim[None], point_labels=np.array([0])))],
+        12: [("prompt", Prompt(object_id=2, points=np.array([[w * 0.6, h * 0.6]]), point_labels=np.array([0])))],
+    }
+    ours = run_ours(small_model, images, actions)
+    meta = run_meta(checkpoint, images, actions)
+    for t in range(len(images)):
+        assert ours[t].keys() == meta[t].keys(), f"frame {t}: objects {ours[t].keys()} vs {meta[t].keys()}"
+        for object_id in ours[t]:
+            diff = np.count_nonzero(ours[t][object_id] != meta[t][object_id])
+            assert diff == 0, f"frame {t}, object {object_id}: {diff} pixels differ from Meta"
+    assert set(ours[13]) == {1, 2}
+
+
 @pytest.fixture
 def tracker(small_model):
     return StreamingTracker(small_model, max_objects=2)
@@ -215,6 +239,27 @@ def test_a_batch_of_prompts_that_fails_part_way_changes_nothing(small_model, mon
     for image in images[2:]:
         for mine, expected in zip(tracker.track(image).objects, reference.track(image).objects, strict=True):
             np.testing.assert_array_equal(mine.mask, expected.mask)
+
+
+def test_a_batch_failing_on_its_last_prompt_undoes_the_object_added_and_the_one_corrected_before(
+        small_model, monkeypatch):
+    """Fail late: after a new object and a correction went through, the third step fails."""
+    images, truths = pan_clip(5)
+    reference = two_objects(small_model, images, truths)
+    tracker = two_objects(small_model, images, truths)
+    before = {i: (o.pending, len(o.cond)) for i, o in tracker.objects.items()}
+    fail_on_step(monkeypatch, tracker, 3)
+    with pytest.raises(RuntimeError), tracker.transaction():
+        tracker.add_prompt(Prompt(object_id=3, box=np.array([10, 10, 80, 80], np.float32)))  # step 1: added
+        tracker.add_prompt(Prompt(object_id=1, points=np.array([[60.0, 60.0]]), point_labels=np.array([0])))  # 2
+        tracker.add_prompt(Prompt(object_id=2, points=np.array([[240.0, 60.0]]), point_labels=np.array([1])))  # 3
+    monkeypatch.undo()
+    assert sorted(tracker.objects) == [1, 2]
+    assert {i: (o.pending, len(o.cond)) for i, o in tracker.objects.items()} == before
+    for image in images[2:]:  # as if the batch had never been sent
+        for mine, expected in zip(tracker.track(image).objects, reference.track(image).objects, strict=True):
+            np.testing.assert_array_equal(mine.mask, expected.mask)
+            assert mine.score == expected.score
 
 
 def test_a_refused_prompt_leaves_no_half_made_object(tracker, monkeypatch):

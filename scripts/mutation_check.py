@@ -151,6 +151,11 @@ MUTATIONS = [
      "test/test_everything.py -k defaults_are", "segment everything's default drifts from Meta's generator"),
     ("sam2_ros/core/everything.py", "        if settings.stability_score_thresh > 0:\n",
      "        if False:\n", "test/test_everything.py -k graded", "segment everything never filters by stability"),
+    ("sam2_ros/ros/requests.py", "self._outcome(job, self._settings().requests.timeout_s)",
+     "self._outcome(job, self._settings().requests.timeout_s / 1000)", "test/test_node_params.py -k request_timeout",
+     "request_timeout_s read as milliseconds"),
+    ("sam2_ros/ros/delivery.py", "config.depth.wait_ms / 1e3", "config.depth.wait_ms / 1e6",
+     "test/test_node_depth.py -k depth_wait_ms", "depth_wait_ms read as microseconds"),
 ]
 
 

@@ -282,3 +282,18 @@ def test_depth_max_age_ms_set_at_run_time_is_in_milliseconds(depth):
     (near,) = depth.frame(1, header(101), depths=((20, 800, 800),)).objects  # 20 ms after the colour frame
     (far,) = depth.frame(2, header(102), depths=((40, 800, 800),)).objects  # 40 ms after
     assert near.has_3d and not far.has_3d
+
+
+def test_depth_wait_ms_set_at_run_time_decides_whether_lagging_depth_is_waited_for(checkpoint):
+    from test_node_params import set_double
+    harness = Depth(checkpoint)
+    try:
+        harness.frame(0, header(110))
+        assert add(harness.running, box_prompt(object_box(harness.truths[0]), header(110))).success
+        set_double(harness.running, "depth_wait_ms", 0.0)
+        (late,) = harness.frame(1, header(111), depths=((0, 800, 800),), lag_s=2.5).objects
+        set_double(harness.running, "depth_wait_ms", 6000.0)
+        (waited,) = harness.frame(2, header(112), depths=((0, 800, 800),), lag_s=2.5).objects
+        assert not late.has_3d and waited.has_3d
+    finally:
+        harness.close()

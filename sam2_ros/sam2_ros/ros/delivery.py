@@ -92,7 +92,7 @@ class Delivery:
 
     def scene_now(self, stamp: int, image_hw: tuple[int, int], config: P.NodeConfig) -> DepthScene | None:
         """Return the depth frame of exactly this stamp if it is here already (3D goes with the masks)."""
-        if not config.depth.enabled or stamp not in self._depth.stamps():
+        if not config.depth.enabled or not self._depth.has(stamp):
             return None
         try:
             return self._depth.pair(stamp, image_hw, 0, 0.0, config.inputs.max_image_pixels)

@@ -111,6 +111,11 @@ class DepthInput:
         with self._ready:
             return {stamp for stamp, _ in self._frames}
 
+    def has(self, stamp: int) -> bool:
+        """Whether a depth frame of exactly this stamp is kept (asked once per camera frame)."""
+        with self._ready:
+            return any(s == stamp for s, _ in self._frames)
+
     def has_infos(self) -> tuple[bool, bool]:
         """Whether the colour and the depth camera_info have arrived."""
         with self._ready:

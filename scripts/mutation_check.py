@@ -156,6 +156,15 @@ MUTATIONS = [
      "request_timeout_s read as milliseconds"),
     ("sam2_ros/ros/delivery.py", "config.depth.wait_ms / 1e3", "config.depth.wait_ms / 1e6",
      "test/test_node_depth.py -k depth_wait_ms", "depth_wait_ms read as microseconds"),
+    ("sam2_ros/ros/inputs.py", "self.detections_quiet_for() > timeout_s",
+     "self.detections_quiet_for() > timeout_s / 1e3",
+     "test/test_node_params.py -k detections_timeout", "detections_timeout_s read as milliseconds"),
+    ("sam2_ros/ros/discovery.py", "< config.discovery.period_s", "< config.discovery.period_s / 1e3",
+     "test/test_node_params.py -k discover_period", "discover_period_s read as milliseconds"),
+    ("sam2_ros/ros/depth.py", "return round(self._window_s * 1e9)", "return round(self._window_s * 1e6)",
+     "test/test_node_depth.py -k depth_window", "depth_window_s read as milliseconds"),
+    ("sam2_ros/ros/session.py", "            with self._tracker.transaction():\n", "            if True:\n",
+     "test/test_node_guarantees.py -k last_prompt", "~/add_objects failing late keeps what went through"),
 ]
 
 

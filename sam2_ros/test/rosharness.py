@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import threading
 import time
+from types import SimpleNamespace
 from typing import Callable
 
 import cv2
@@ -76,6 +77,17 @@ def rasterise(contours, hw) -> np.ndarray:
 
 def box_prompt(box, stamp=None, object_id=-1, label="") -> PromptMsg:
     return PromptMsg(header=stamp or header(0), object_id=object_id, label=label, box=[float(v) for v in box])
+
+
+def detection(x, y, w, h, label, score):
+    """The shape of vision_msgs/Detection2D (Humble and later), which cannot be installed here."""
+    hypothesis = SimpleNamespace(hypothesis=SimpleNamespace(class_id=label, score=score))
+    center = SimpleNamespace(position=SimpleNamespace(x=x, y=y), theta=0.0)
+    return SimpleNamespace(bbox=SimpleNamespace(center=center, size_x=w, size_y=h), results=[hypothesis])
+
+
+def detections(stamp, *boxes):
+    return SimpleNamespace(header=stamp, detections=list(boxes))
 
 
 def add(running, *prompts) -> AddObjects.Response:

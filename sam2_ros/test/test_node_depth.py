@@ -297,3 +297,27 @@ def test_depth_wait_ms_set_at_run_time_decides_whether_lagging_depth_is_waited_f
         assert not late.has_3d and waited.has_3d
     finally:
         harness.close()
+
+
+def test_depth_window_s_set_at_run_time_keeps_that_many_seconds_of_depth_by_stamp(depth):
+    from test_node_params import set_double
+
+    def stream(first_s: int) -> set[int]:
+        """Depth at 10 Hz for 3 s of stamps from first_s; return the stamps the node keeps."""
+        for k in range(31):
+            ns = first_s * 10**9 + k * 10**8
+            depth.depth.publish(depth_image(depth.truths[1], 800, header(ns // 10**9, ns % 10**9)))
+            wait_until(lambda: ns in depth.running.node.depth.stamps(), 30, "the depth frame")
+        return depth.running.node.depth.stamps()
+
+    depth.frame(0, header(120))
+    assert add(depth.running, box_prompt(object_box(depth.truths[0]), header(120))).success
+    set_double(depth.running, "depth_window_s", 1.0)
+    assert stream(200) == {200 * 10**9 + k * 10**8 for k in range(20, 31)}  # 202.0 .. 203.0 s
+    for stamp, kept in ((header(202), True), (header(201, 900_000_000), False)):
+        depth.info.publish(camera_info(COLOUR, stamp))
+        depth.running.peer.publish_rgb(depth.images[1], stamp)
+        (obj,) = depth.running.peer.result_for(stamp).objects
+        assert obj.has_3d == kept
+    set_double(depth.running, "depth_window_s", 2.5)
+    assert stream(300) == {300 * 10**9 + k * 10**8 for k in range(5, 31)}  # 300.5 .. 303.0 s

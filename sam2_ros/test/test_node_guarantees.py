@@ -6,7 +6,6 @@ or transition can exhaust, stall or kill it; every request gets one true answer.
 import gc
 import sys
 import threading
-from types import SimpleNamespace
 
 import cv2
 import numpy as np
@@ -16,12 +15,13 @@ from rclpy.parameter import Parameter
 from sensor_msgs.msg import Image
 
 from conftest import fail_model_step, photo, slow_frames
-from rosharness import NODE, Running, add, box_prompt, full_mask, header, wait_until
+from rosharness import NODE, Running, add, box_prompt, detection, detections, full_mask, header, wait_until
 from sam2_ros.core.prompts import Prompt
 from sam2_ros.core.segmenter import Segmenter
 from sam2_ros.core.tracker import StreamingTracker
 from sam2_ros.ros.conversions import array_to_image, image_to_array
 from sam2_ros.ros.process import ProcessTuning
+from sam2_ros.tools.scenes import object_box, pan_clip
 from sam2_ros_interfaces.msg import Prompt as PromptMsg
 from sam2_ros_interfaces.srv import AddObjects, RemoveObject, Segment
 
@@ -94,6 +94,40 @@ def test_a_request_that_fails_part_way_applies_none_of_it(running, monkeypatch):
     assert not answer.success and "out of memory" in answer.message
     assert running.node.session.object_labels() == {} and running.node.counts().failed == 1
     assert processed(running, camera(VGA), header(2)).objects == []
+
+
+def test_add_objects_failing_on_its_last_prompt_undoes_the_added_and_the_corrected_objects(
+        running, small_model, monkeypatch):
+    """Fail late, over the service: a new object and a correction went through, the third step fails."""
+    images, truths = pan_clip(5)
+    reference = StreamingTracker(small_model)  # the same frames and prompts, never the failed request
+    reference.batch_objects = False  # the node runs a step per object below, as the fault needs
+    assert running.node.set_parameters([Parameter("batch_objects", value=False)])[0].successful
+    first = header(1)
+    processed(running, images[0], first)
+    reference.track(images[0])
+    click = PromptMsg(header=first, object_id=-1, points=[Point32(x=250.0, y=50.0)], point_labels=[1])
+    for object_id, prompt in ((1, box_prompt(object_box(truths[0]), first)), (2, click)):
+        assert list(add(running, prompt).object_ids) == [object_id]
+    reference.add_prompt(Prompt(object_id=1, box=object_box(truths[0])))
+    reference.add_prompt(Prompt(object_id=2, points=np.array([[250.0, 50.0]]), point_labels=np.array([1])))
+    processed(running, images[1], header(2))
+    reference.track(images[1])
+
+    fail_model_step(monkeypatch, running.node.model, 3)
+    answer = add(running, box_prompt([10, 10, 80, 80], header(2), object_id=3),  # step 1: added
+                 PromptMsg(header=header(2), object_id=1, points=[Point32(x=60.0, y=60.0)], point_labels=[0]),  # 2
+                 PromptMsg(header=header(2), object_id=2, points=[Point32(x=240.0, y=60.0)], point_labels=[1]))
+    monkeypatch.undo()
+    assert not answer.success and "out of memory" in answer.message
+    assert sorted(running.node.session.object_labels()) == [1, 2]
+    for t in (2, 3, 4):  # every later mask as if the request had never been sent
+        result = processed(running, images[t], header(1 + t))
+        expected = reference.track(images[t]).objects
+        assert [o.object_id for o in result.objects] == [o.object_id for o in expected] == [1, 2]
+        for obj, want in zip(result.objects, expected):
+            np.testing.assert_array_equal(full_mask(obj, truths[t].shape), want.mask)
+            assert obj.score == pytest.approx(want.score, abs=1e-6)
 
 
 def test_a_frame_that_fails_part_way_leaves_prompts_on_the_last_good_frame(running, monkeypatch):
@@ -288,17 +322,6 @@ def test_a_3d_click_in_the_optical_frame_stamped_for_a_skipped_frame_lands_on_it
 
 
 # ----- detector boxes -----
-def detection(x, y, w, h, label, score):
-    """The shape of vision_msgs/Detection2D (Humble and later), which cannot be installed here."""
-    hypothesis = SimpleNamespace(hypothesis=SimpleNamespace(class_id=label, score=score))
-    center = SimpleNamespace(position=SimpleNamespace(x=x, y=y), theta=0.0)
-    return SimpleNamespace(bbox=SimpleNamespace(center=center, size_x=w, size_y=h), results=[hypothesis])
-
-
-def detections(stamp, *boxes):
-    return SimpleNamespace(header=stamp, detections=list(boxes))
-
-
 def test_image_mode_detector_boxes_keep_the_best_drop_bad_ones_alone_and_clear_when_empty(checkpoint):
     running = Running(checkpoint, mode="image", max_objects=3)
     try:

@@ -80,3 +80,36 @@ def test_the_node_publishes_detections_and_a_latched_label_info(checkpoint):
         assert [(c.class_id, c.class_name) for c in info.class_map] == [(1, "astronaut")]
     finally:
         running.close()
+
+
+@needs_vision_msgs
+def test_a_real_detection2darray_on_the_detections_topic_becomes_a_labelled_box_prompt(checkpoint, small_model):
+    import numpy as np
+    from vision_msgs.msg import Detection2D, Detection2DArray, ObjectHypothesisWithPose
+
+    from conftest import photo
+    from rosharness import full_mask
+    from sam2_ros.core.prompts import Prompt
+    from sam2_ros.core.segmenter import Segmenter
+    running = Running(checkpoint, mode="image")
+    try:
+        detector = running.peer.node.create_publisher(Detection2DArray, "detections", 10)
+        wait_until(lambda: detector.get_subscription_count() > 0, 30, "the node's detections subscription")
+        running.peer.publish_rgb(photo("astronaut"), header(1))
+        running.peer.result_for(header(1))
+        found = Detection2D()
+        found.bbox.center.position.x, found.bbox.center.position.y = 250.0, 265.0  # box 100..400 x 50..480
+        found.bbox.size_x, found.bbox.size_y = 300.0, 430.0
+        hypothesis = ObjectHypothesisWithPose()
+        hypothesis.hypothesis.class_id, hypothesis.hypothesis.score = "astronaut", 0.8
+        found.results = [hypothesis]
+        detector.publish(Detection2DArray(header=header(1), detections=[found]))
+        wait_until(lambda: running.node.session.object_labels(), 30, "the detector's box")
+        running.peer.publish_rgb(photo("astronaut"), header(2))
+        (obj,) = running.peer.result_for(header(2)).objects
+        box = np.array([100, 50, 400, 480], np.float32)
+        (expected,) = Segmenter(small_model).segment(photo("astronaut"), [Prompt(object_id=1, box=box)]).objects
+        assert obj.label == "astronaut"
+        np.testing.assert_array_equal(full_mask(obj, expected.mask.shape), expected.mask)
+    finally:
+        running.close()

@@ -27,6 +27,7 @@ $(VENV)/.installed: requirements/*.txt
 	$(PY) -m pip install -q -r requirements/torch.txt
 	SAM2_BUILD_CUDA=0 $(PY) -m pip install -q --no-build-isolation -r requirements/sam2.txt
 	$(PY) -m pip install -q -r requirements/dev.txt
+	$(PY) -m pip install -q --no-deps --upgrade --target $(VENV)/reference/edgetam -r requirements/edgetam_reference.txt
 	# ros-rosidl-parser pulls lark-parser 0.12, whose `lark` module overwrites lark 1.x
 	$(PY) -m pip install -q --force-reinstall --no-deps -r requirements/lark.txt
 	touch $@

@@ -9,8 +9,13 @@ from sam2_ros.core.model import (
     MODEL_NAMES,
     CheckpointError,
     ModelSpec,
+    build_network,
+    check_precision,
     config_for,
+    cpu_bf16_flags,
     load_model,
+    model_of,
+    this_cpu_bf16_flags,
     write_random_checkpoint,
 )
 
@@ -97,7 +102,13 @@ def test_a_checkpoint_of_another_model_size_says_so_with_key_counts(tmp_path):
     message = str(error.value)
     assert "does not fit model 'sam2.1_hiera_tiny'" in message
     assert "missing keys" in message and "unexpected keys" in message and "of another shape" in message
-    assert "another model size" in message
+    assert "It looks like a 'sam2.1_hiera_small' checkpoint: set `model: sam2.1_hiera_small`" in message
+
+
+@pytest.mark.parametrize("name", ["sam2_hiera_small", "sam2.1_hiera_base_plus", "edgetam"])
+def test_a_checkpoints_weights_name_its_model(name):
+    assert model_of(build_network(ModelSpec(name=name, image_size=256)).state_dict()) == name
+    assert model_of({"unrelated.weight": torch.zeros(1)}) is None
 
 
 def test_device_and_precision_errors_say_what_to_use(checkpoint):
@@ -106,14 +117,64 @@ def test_device_and_precision_errors_say_what_to_use(checkpoint):
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match="CUDA is not available; use cpu"):
             load_model(ModelSpec(checkpoint=checkpoint, device="cuda"))
-    with pytest.raises(ValueError, match="needs a CUDA device"):
-        load_model(spec(checkpoint, precision="bfloat16"))
+    with pytest.raises(ValueError, match="'float16' needs a CUDA device"):
+        load_model(spec(checkpoint, precision="float16"))
     with pytest.raises(ValueError, match="unknown precision 'float8'"):
         load_model(spec(checkpoint, precision="float8"))
     with pytest.raises(ValueError, match="image_size must be a multiple of 32"):
         load_model(ModelSpec(checkpoint=checkpoint, device="cpu", image_size=300))
 
 
+XEON_SAPPHIRE_RAPIDS = "processor\t: 0\nflags\t\t: fpu sse2 avx2 avx512f avx512_bf16 amx_bf16 amx_tile amx_int8\n"
+EPYC_ZEN3 = "processor\t: 0\nflags\t\t: fpu sse2 avx2 fma sha_ni\n"
+NEOVERSE_V2 = "processor\t: 0\nFeatures\t: fp asimd sve sve2 bf16 i8mm\n"
+
+
+def test_bfloat16_instruction_sets_are_read_from_cpuinfo_flags_of_x86_and_arm():
+    assert cpu_bf16_flags(XEON_SAPPHIRE_RAPIDS) == ["amx_bf16", "avx512_bf16"]
+    assert cpu_bf16_flags(EPYC_ZEN3) == []
+    assert cpu_bf16_flags(NEOVERSE_V2) == ["bf16"]
+    assert cpu_bf16_flags("model name\t: bf16 in a name is not a flag\n") == []
+
+
+def test_bfloat16_on_the_cpu_is_allowed_only_with_bfloat16_instructions():
+    cpu = torch.device("cpu")
+    check_precision("bfloat16", cpu, ["amx_bf16"])
+    with pytest.raises(ValueError, match="needs bfloat16 instructions .* Use precision float32"):
+        check_precision("bfloat16", cpu, [])
+
+
+def test_this_cpu_runs_bfloat16_or_refuses_it_at_load_time(checkpoint):
+    if this_cpu_bf16_flags():
+        assert load_model(spec(checkpoint, precision="bfloat16")).spec.precision == "bfloat16"
+    else:
+        with pytest.raises(ValueError, match="which this CPU lacks"):
+            load_model(spec(checkpoint, precision="bfloat16"))
+
+
 def test_a_decoder_call_on_the_cpu_takes_about_8192_image_tokens_of_prompts(small_model, full_model):
     assert small_model.per_call(40) == 32 and small_model.per_call(8) == 8  # 256: 16 x 16 tokens each
     assert full_model.per_call(8) == 2 and full_model.per_call(8, tokens=4096) == 1  # 1024: 64 x 64
+
+
+def test_bfloat16_autocast_on_the_cpu_segments_and_tracks_as_float32_does(small_model):
+    """The bfloat16 path itself, on any CPU (emulated where the CPU lacks the instructions)."""
+    import dataclasses
+
+    import numpy as np
+
+    from sam2_ros.core.model import LoadedModel
+    from sam2_ros.core.prompts import Prompt
+    from sam2_ros.core.tracker import StreamingTracker
+    from sam2_ros.tools.scenes import object_box, pan_clip
+    bf16 = LoadedModel(sam=small_model.sam, spec=dataclasses.replace(small_model.spec, precision="bfloat16"),
+                       device=small_model.device)
+    images, truths = pan_clip(4)
+    masks = {}
+    for model in (small_model, bf16):
+        tracker = StreamingTracker(model)
+        tracker.track(images[0])
+        tracker.add_prompt(Prompt(object_id=1, box=object_box(truths[0])))
+        masks[model.spec.precision] = [tracker.track(image).objects[0].mask for image in images[1:]]
+    for exact, mixed in zip(masks["float32"], masks["bfloat16"]):
+        assert np.count_nonzero(exact & mixed) / max(np.count_nonzero(exact | mixed), 1) > 0.95

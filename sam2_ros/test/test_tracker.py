@@ -24,8 +24,8 @@ def script(truths):
     }
 
 
-def run_ours(model, images, actions):
-    tracker = StreamingTracker(model, batch_objects=False)  # Meta's loop: the reference path
+def run_ours(model, images, actions, batch_objects: bool = False):
+    tracker = StreamingTracker(model, batch_objects=batch_objects)  # False: Meta's loop, the reference path
     masks = {}
     for t, image in enumerate(images):
         for kind, arg in actions.get(t, []):

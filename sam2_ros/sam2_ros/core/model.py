@@ -24,17 +24,17 @@ _CONFIGS = {
 }
 _CONFIGS.update({size: _CONFIGS[f"sam2.1_hiera_{size}"]
                  for size in ("tiny", "small", "base_plus", "large")})
-MODEL_NAMES = tuple(sorted(_CONFIGS))
+EDGETAM = "edgetam"
+MODEL_NAMES = tuple(sorted([*_CONFIGS, EDGETAM]))
 
 # What Meta's video predictor builder turns on (but fill_hole_area, which belongs to the
 # tracker): one model then serves single images, where these settings change nothing,
 # and tracking.
-_POSTPROCESSING = [
-    "++model.sam_mask_decoder_extra_args.dynamic_multimask_via_stability=true",
-    "++model.sam_mask_decoder_extra_args.dynamic_multimask_stability_delta=0.05",
-    "++model.sam_mask_decoder_extra_args.dynamic_multimask_stability_thresh=0.98",
-    "++model.binarize_mask_from_pts_for_mem_enc=true",
-]
+_POSTPROCESSING = {
+    "sam_mask_decoder_extra_args": {"dynamic_multimask_via_stability": True, "dynamic_multimask_stability_delta": 0.05,
+                                    "dynamic_multimask_stability_thresh": 0.98},
+    "binarize_mask_from_pts_for_mem_enc": True,
+}
 
 PRECISIONS = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
@@ -43,6 +43,28 @@ PRECISIONS = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": t
 # is slower than several small ones: at input size 1024, 64 points decoded at once took twice as
 # long as 2 at a time, and 8 objects tracked in one step a third longer than one by one.
 CPU_CALL_TOKENS = 8192  # image tokens per decoder call on the CPU: 32 prompts at input size 256, 2 at 1024
+
+
+# CPU instruction-set flags (Linux /proc/cpuinfo) with native bfloat16 matrix arithmetic. Without
+# them PyTorch emulates bfloat16 on the CPU, several times slower than float32.
+BF16_CPU_FLAGS = ("amx_bf16", "avx512_bf16", "bf16")  # Intel AMX, AVX512-BF16 (Intel, AMD Zen 4), Arm v8.6
+
+
+def cpu_bf16_flags(cpuinfo: str) -> list[str]:
+    """Return the bfloat16 instruction sets a /proc/cpuinfo text lists (x86 `flags`, Arm `Features`)."""
+    found = set()
+    for line in cpuinfo.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() in ("flags", "Features"):
+            found.update(flag for flag in value.split() if flag in BF16_CPU_FLAGS)
+    return sorted(found)
+
+
+def this_cpu_bf16_flags() -> list[str]:
+    try:
+        return cpu_bf16_flags(Path("/proc/cpuinfo").read_text())
+    except OSError:  # not Linux: no way to tell, so no
+        return []
 
 
 class CheckpointError(RuntimeError):
@@ -56,7 +78,7 @@ class ModelSpec:
     name: str = "sam2.1_hiera_tiny"
     checkpoint: str | None = None  # None: random weights (tests and demos only)
     device: str = "auto"  # auto, cpu, cuda, cuda:N
-    precision: str = "float32"  # float32; bfloat16 or float16 autocast on CUDA
+    precision: str = "float32"  # float32; bfloat16 autocast (CUDA, a CPU with bfloat16 instructions); float16 (CUDA)
     compile: bool = False  # torch.compile the image encoder
     image_size: int = 1024  # SAM 2's input size; 512 or 256 trade detail for speed
 
@@ -115,12 +137,17 @@ def resolve_device(device: str) -> torch.device:
 
 
 def build_network(spec: ModelSpec) -> torch.nn.Module:
-    """SAM 2's architecture for `spec` with its default (random) initialisation, on the CPU."""
-    from sam2.build_sam import build_sam2
-
+    """Build the architecture of `spec` with its default (random) initialisation, on the CPU."""
     if spec.image_size % 32 or not 128 <= spec.image_size <= 2048:
         raise ValueError(f"image_size must be a multiple of 32 in [128, 2048], got {spec.image_size}")
-    overrides = _POSTPROCESSING + [f"++model.image_size={spec.image_size}"]
+    if spec.name == EDGETAM:
+        from sam2_ros.core.edgetam import build_edgetam
+        return build_edgetam(spec.image_size, **_POSTPROCESSING)
+    from sam2.build_sam import build_sam2
+
+    decoder = [f"++model.sam_mask_decoder_extra_args.{key}={str(value).lower()}"
+               for key, value in _POSTPROCESSING["sam_mask_decoder_extra_args"].items()]
+    overrides = decoder + ["++model.binarize_mask_from_pts_for_mem_enc=true", f"++model.image_size={spec.image_size}"]
     return build_sam2(config_for(spec.name), ckpt_path=None, device="cpu",
                       hydra_overrides_extra=overrides, apply_postprocessing=False)
 
@@ -161,11 +188,42 @@ def check_fits(state: dict[str, torch.Tensor], network: torch.nn.Module, spec: M
                       if tuple(state[key].shape) != tuple(expected[key].shape))
     if missing or unexpected or reshaped:
         example = (missing + unexpected + reshaped)[0]
+        guess = model_of(state)
+        hint = (f"It looks like a '{guess}' checkpoint: set `model: {guess}`" if guess and guess != spec.name
+                else "Is it a checkpoint of another model size or family? Set `model` to match it")
         raise CheckpointError(
             f"checkpoint '{spec.checkpoint}' does not fit model '{spec.name}': "
             f"{len(missing)} missing keys, {len(unexpected)} unexpected keys, "
-            f"{len(reshaped)} keys of another shape (first: '{example}'). "
-            "Is it a checkpoint of another model size or SAM version? Set `model` to match it")
+            f"{len(reshaped)} keys of another shape (first: '{example}'). {hint}")
+
+
+_HIERA_SIZES = {(12, 96): "tiny", (16, 96): "small", (24, 112): "base_plus", (48, 144): "large"}
+
+
+def model_of(state: dict[str, torch.Tensor]) -> str | None:
+    """Name the model a checkpoint's weights belong to, from the parts each family has (None: unknown)."""
+    if "spatial_perceiver.latents" in state:
+        return EDGETAM
+    patch = state.get("image_encoder.trunk.patch_embed.proj.weight")
+    if patch is None:
+        return None
+    prefix = "image_encoder.trunk.blocks."
+    blocks = {int(key[len(prefix):].split(".")[0]) for key in state if key.startswith(prefix)}
+    size = _HIERA_SIZES.get((len(blocks), patch.shape[0]))
+    version = "sam2.1" if "no_obj_embed_spatial" in state else "sam2"
+    return f"{version}_hiera_{size}" if size else None
+
+
+def check_precision(precision: str, device: torch.device, cpu_flags: list[str] | None = None) -> None:
+    """Refuse a precision the device cannot run fast: bfloat16 on a CPU needs its instructions."""
+    if precision == "float32" or device.type == "cuda":
+        return
+    if precision != "bfloat16":
+        raise ValueError(f"precision '{precision}' needs a CUDA device; use float32 or bfloat16 on {device}")
+    if not (this_cpu_bf16_flags() if cpu_flags is None else cpu_flags):
+        raise ValueError("precision 'bfloat16' on the CPU needs bfloat16 instructions (Intel AMX or "
+                         "AVX512-BF16, AMD Zen 4, Arm v8.6 BF16), which this CPU lacks: PyTorch would "
+                         "emulate it, slower than float32. Use precision float32")
 
 
 def load_model(spec: ModelSpec) -> LoadedModel:
@@ -173,8 +231,7 @@ def load_model(spec: ModelSpec) -> LoadedModel:
     if spec.precision not in PRECISIONS:
         raise ValueError(f"unknown precision '{spec.precision}'; use {', '.join(PRECISIONS)}")
     device = resolve_device(spec.device)
-    if spec.precision != "float32" and device.type != "cuda":
-        raise ValueError(f"precision '{spec.precision}' needs a CUDA device; use float32 on {device}")
+    check_precision(spec.precision, device)
     network = build_network(spec)
     if spec.checkpoint is not None:
         path = Path(spec.checkpoint).expanduser()

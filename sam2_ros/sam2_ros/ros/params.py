@@ -80,7 +80,8 @@ class ModelParams(Section):
                       choices=MODEL_NAMES)
     checkpoint: str = param("checkpoint", "", "path of Meta's SAM 2 checkpoint (.pt); required", read_only=True)
     device: str = param("device", "auto", "auto, cpu, cuda or cuda:N", read_only=True)
-    precision: str = param("precision", "float32", "float32, or bfloat16/float16 autocast on CUDA", read_only=True,
+    precision: str = param("precision", "float32", "float32; bfloat16 autocast on CUDA or a CPU with "
+                           "bfloat16 instructions (AMX, AVX512-BF16); float16 on CUDA", read_only=True,
                            choices=tuple(PRECISIONS))
     compile: bool = param("compile", False, "torch.compile the image encoder (slow first frame)", read_only=True)
     image_size: int = param("image_size", 1024, "SAM 2 input size: 1024, 512 or 256 (faster, coarser)",

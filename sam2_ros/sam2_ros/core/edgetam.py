@@ -1,0 +1,128 @@
+"""EdgeTAM (Zhou et al., CVPR 2025): SAM 2's streaming design at a fraction of its cost.
+
+Three parts differ from SAM 2, all else is Meta's `sam2` modules: a RepViT-M1 image encoder
+(from timm, built without downloading weights), a spatial perceiver that compresses each
+memory frame to 512 tokens (`perceiver.py`), and a memory cross-attention whose rotary
+encoding knows those tokens' layout (`LatentRoPEAttention`). Module and parameter names follow
+EdgeTAM's checkpoint (`edgetam.pt`), so it loads with no key left over.
+"""
+from __future__ import annotations
+
+import torch
+from sam2.modeling.backbones.image_encoder import FpnNeck, ImageEncoder
+from sam2.modeling.memory_attention import MemoryAttention, MemoryAttentionLayer
+from sam2.modeling.memory_encoder import CXBlock, Fuser, MaskDownSampler, MemoryEncoder
+from sam2.modeling.position_encoding import PositionEmbeddingSine, compute_axial_cis
+from sam2.modeling.sam.transformer import RoPEAttention
+from sam2.modeling.sam2_base import SAM2Base
+from torch import nn
+
+from sam2_ros.core.perceiver import SpatialPerceiver
+
+BACKBONE = "repvit_m1.dist_in1k"  # timm's name; its feature maps have 48, 96, 192, 384 channels
+MEMORY_DIM, MODEL_DIM = 64, 256
+
+
+def rotated(x: torch.Tensor, freqs: torch.Tensor) -> torch.Tensor:
+    """Rotate the last N tokens' channel pairs of x (..., N, C) by freqs (N, C / 2), as SAM 2's RoPE does."""
+    pairs = torch.view_as_complex(x.float().reshape(*x.shape[:-1], -1, 2))
+    return torch.view_as_real(pairs * freqs).flatten(-2).type_as(x)
+
+
+class TimmTrunk(nn.Module):
+    """A timm backbone's feature maps, finest first; weights come from the checkpoint, never downloaded."""
+
+    def __init__(self, name: str = BACKBONE, levels: int = 4):
+        super().__init__()
+        import timm  # EdgeTAM's dependency only
+
+        self.body = timm.create_model(name, pretrained=False, features_only=True, out_indices=tuple(range(levels)))
+        self.channel_list = self.body.feature_info.channels()[::-1]  # coarsest first, as SAM 2's neck expects
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        return list(self.body(x))
+
+
+class LatentRoPEAttention(RoPEAttention):
+    """Memory cross-attention with rotary encoding on the image queries and on each frame's 2D latents.
+
+    Keys are memory frames of `frame_tokens` each (global latents first, then the 2D latents
+    of a `k_side` x `k_side` grid) followed by object pointers, which get no rotation.
+    Subclassing SAM 2's RoPEAttention makes SAM 2's memory attention tell it how many
+    pointer tokens there are.
+    """
+
+    def __init__(self, *args, rope_theta: float, q_side: int, k_side: int, frame_tokens: int, **kwargs):
+        super().__init__(*args, rope_theta=rope_theta, feat_sizes=(q_side, q_side), **kwargs)
+        self.freqs_k = compute_axial_cis(dim=self.internal_dim // self.num_heads, end_x=k_side, end_y=k_side,
+                                         theta=rope_theta)
+        self.frame_tokens = frame_tokens
+
+    def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, num_k_exclude_rope: int = 0) -> torch.Tensor:
+        q = self._separate_heads(self.q_proj(q), self.num_heads)
+        k = self._separate_heads(self.k_proj(k), self.num_heads)
+        v = self._separate_heads(self.v_proj(v), self.num_heads)
+        self.freqs_cis, self.freqs_k = self.freqs_cis.to(q.device), self.freqs_k.to(q.device)
+        if self.freqs_cis.shape[0] != q.shape[-2]:
+            raise ValueError(f"{q.shape[-2]} image tokens, but rotary encoding for {self.freqs_cis.shape[0]}")
+        q = rotated(q, self.freqs_cis)
+        spatial = k.shape[-2] - num_k_exclude_rope
+        if spatial:
+            b, h, _, c = k.shape
+            frames = k[:, :, :spatial].reshape(b, h, spatial // self.frame_tokens, self.frame_tokens, c)
+            grid = self.freqs_k.shape[0]
+            frames = torch.cat([frames[..., :-grid, :], rotated(frames[..., -grid:, :], self.freqs_k)], dim=-2)
+            k = torch.cat([frames.reshape(b, h, spatial, c), k[:, :, spatial:]], dim=-2)
+        out = nn.functional.scaled_dot_product_attention(q, k, v, dropout_p=self.dropout_p if self.training else 0.0)
+        return self.out_proj(self._recombine_heads(out))
+
+
+class EdgeTAM(SAM2Base):
+    """SAM 2 whose memory frames pass through the spatial perceiver before they are kept."""
+
+    def __init__(self, *args, spatial_perceiver: SpatialPerceiver, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.spatial_perceiver = spatial_perceiver
+
+    def _encode_new_memory(self, *args, **kwargs):
+        features, pos = super()._encode_new_memory(*args, **kwargs)
+        features, pos[0] = self.spatial_perceiver(features, pos[0])
+        return features, pos
+
+
+def sine(features: int) -> PositionEmbeddingSine:
+    return PositionEmbeddingSine(num_pos_feats=features, normalize=True, scale=None, temperature=10000)
+
+
+def build_edgetam(image_size: int, **sam_settings) -> EdgeTAM:
+    """EdgeTAM's published architecture (its `edgetam.yaml`) at `image_size`, randomly initialised."""
+    trunk = TimmTrunk()
+    neck = FpnNeck(position_encoding=sine(MODEL_DIM), d_model=MODEL_DIM, backbone_channel_list=trunk.channel_list,
+                   fpn_top_down_levels=[2, 3], fpn_interp_model="nearest")
+    perceiver = SpatialPerceiver(dim=MEMORY_DIM, depth=2, dim_head=64, num_heads=1, ff_mult=4, num_latents=256,
+                                 num_latents_2d=256, position_encoding=sine(MEMORY_DIM))
+    side = image_size // 16
+    layer = MemoryAttentionLayer(
+        activation="relu", dim_feedforward=2048, dropout=0.1, pos_enc_at_attn=False, d_model=MODEL_DIM,
+        pos_enc_at_cross_attn_keys=True, pos_enc_at_cross_attn_queries=False,
+        self_attention=RoPEAttention(rope_theta=10000.0, feat_sizes=(side, side), embedding_dim=MODEL_DIM,
+                                     num_heads=1, downsample_rate=1, dropout=0.1),
+        cross_attention=LatentRoPEAttention(rope_theta=10000.0, q_side=side, k_side=perceiver.grid,
+                                            frame_tokens=perceiver.tokens, embedding_dim=MODEL_DIM, num_heads=1,
+                                            downsample_rate=1, dropout=0.1, kv_in_dim=MEMORY_DIM))
+    memory_encoder = MemoryEncoder(
+        out_dim=MEMORY_DIM, position_encoding=sine(MEMORY_DIM),
+        mask_downsampler=MaskDownSampler(kernel_size=3, stride=2, padding=1),
+        fuser=Fuser(CXBlock(dim=MODEL_DIM, kernel_size=7, padding=3, layer_scale_init_value=1e-6, use_dwconv=True),
+                    num_layers=2))
+    return EdgeTAM(
+        image_encoder=ImageEncoder(trunk=trunk, neck=neck, scalp=1),
+        memory_attention=MemoryAttention(d_model=MODEL_DIM, pos_enc_at_input=True, layer=layer, num_layers=2),
+        memory_encoder=memory_encoder, spatial_perceiver=perceiver,
+        num_maskmem=7, image_size=image_size, sigmoid_scale_for_mem_enc=20.0, sigmoid_bias_for_mem_enc=-10.0,
+        use_mask_input_as_output_without_sam=True, directly_add_no_mem_embed=True, use_high_res_features_in_sam=True,
+        multimask_output_in_sam=True, iou_prediction_use_sigmoid=True, use_obj_ptrs_in_encoder=True,
+        add_tpos_enc_to_obj_ptrs=False, only_obj_ptrs_in_the_past_for_eval=True, pred_obj_scores=True,
+        pred_obj_scores_mlp=True, fixed_no_obj_ptr=True, multimask_output_for_tracking=True,
+        use_multimask_token_for_obj_ptr=True, multimask_min_pt_num=0, multimask_max_pt_num=1,
+        use_mlp_for_obj_ptr_proj=True, compile_image_encoder=False, **sam_settings)

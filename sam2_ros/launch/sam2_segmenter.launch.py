@@ -1,7 +1,7 @@
 """Start sam2_segmenter_node with the package's parameter file and a remapped image topic.
 
 ros2 launch sam2_ros sam2_segmenter.launch.py image:=/camera/color/image_raw \
-    checkpoint:=~/models/sam2.1_hiera_tiny.pt [namespace:=left] [rviz:=true] \
+    checkpoint:=~/models/sam2.1_hiera_tiny.pt [model:=edgetam] [image_size:=512] [namespace:=left] [rviz:=true] \
     [depth:=/camera/aligned_depth_to_color/image_raw] [camera_info:=/camera/color/camera_info]
 
 Launch arguments left empty never override `params_file`: the file is passed first and only
@@ -43,7 +43,12 @@ def generate_launch_description() -> LaunchDescription:
     return LaunchDescription([
         DeclareLaunchArgument("params_file", default_value=defaults, description="parameter YAML"),
         DeclareLaunchArgument("checkpoint", default_value="", description="Meta's SAM 2 checkpoint (.pt)"),
-        DeclareLaunchArgument("model", default_value="", description="SAM 2 model (default: the file's)"),
+        DeclareLaunchArgument("model", default_value="",
+                              description="sam2.1_hiera_tiny, edgetam, efficienttam_ti, ... (default: the file's)"),
+        DeclareLaunchArgument("image_size", default_value="",
+                              description="input size: 512 for efficienttam_*_512x512 (default: the file's)"),
+        DeclareLaunchArgument("precision", default_value="",
+                              description="float32 or bfloat16 (CUDA, or a CPU with AMX/AVX512-BF16)"),
         DeclareLaunchArgument("device", default_value="", description="auto, cpu, cuda, cuda:N (default: the file's)"),
         DeclareLaunchArgument("compressed", default_value="",
                               description="true: subscribe to IMAGE/compressed (default: the file's)"),

@@ -7,13 +7,18 @@ from __future__ import annotations
 
 from ament_index_python.packages import PackageNotFoundError, get_package_prefix
 
-OVERRIDES = ("checkpoint", "model", "device", "compressed", "depth")  # launch arguments that set a parameter
+# launch arguments that set a parameter
+OVERRIDES = ("checkpoint", "model", "device", "precision", "image_size", "compressed", "depth")
 
 
 def parameter_value(name: str, text: str) -> object:
     """Convert a launch argument's text to the parameter's type (depth:=TOPIC also turns 3D on)."""
     if name == "depth" and text.lower() not in ("true", "false"):
         return True
+    if name == "image_size":
+        if not text.isdigit():
+            raise ValueError(f"image_size:={text}: use a whole number of pixels, such as 512")
+        return int(text)
     if name in ("compressed", "depth"):
         if text.lower() not in ("true", "false"):
             raise ValueError(f"{name}:={text}: use true or false")

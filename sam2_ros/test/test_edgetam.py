@@ -12,61 +12,29 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from test_tracker import run_ours
 
 from conftest import SMALL, photo
+from families import FRAMES, clip_script, image_prompts, reference_kwargs, write_present_checkpoint
 from sam2_ros.core.encoding import to_model_input
-from sam2_ros.core.model import CheckpointError, ModelSpec, build_network, load_model, write_random_checkpoint
+from sam2_ros.core.model import CheckpointError, ModelSpec, build_network, load_model
 from sam2_ros.core.prompts import Prompt
 from sam2_ros.core.segmenter import Segmenter
 from sam2_ros.core.tracker import StreamingTracker
 from sam2_ros.tools.scenes import object_box, pan_clip
+from test_tracker import run_ours
 
 HERE = Path(__file__).resolve().parent
 REFERENCE = HERE.parents[1] / ".venv" / "reference" / "edgetam"
-FRAMES = 30
-OBJECT_PRESENT = 4.0  # logit of the object-presence head's last bias
 
 
 @pytest.fixture(scope="module")
 def edgetam_checkpoint(tmp_path_factory) -> str:
-    """Seeded random weights, but for one bias: objects are predicted present, so the clip's masks
-    are the decoder's masks and not SAM 2's fill for an absent object.
-    """
-    path = write_random_checkpoint(tmp_path_factory.mktemp("edgetam") / "edgetam.pt", name="edgetam", seed=0)
-    content = torch.load(path, weights_only=True)
-    content["model"]["sam_mask_decoder.pred_obj_score_head.layers.2.bias"].fill_(OBJECT_PRESENT)
-    torch.save(content, path)
-    return str(path)
+    return str(write_present_checkpoint(tmp_path_factory.mktemp("edgetam") / "edgetam.pt", "edgetam"))
 
 
 @pytest.fixture(scope="module")
 def edgetam(edgetam_checkpoint):
     return load_model(ModelSpec(name="edgetam", checkpoint=edgetam_checkpoint, device="cpu", image_size=SMALL))
-
-
-def clip_script(truths) -> dict:
-    """Object 1 from a box on the first frame, object 2 from a click on frame 10, object 1 corrected on 15."""
-    h, w = truths[0].shape
-    return {0: [("prompt", Prompt(object_id=1, box=object_box(truths[0])))],
-            10: [("prompt", Prompt(object_id=2, points=np.array([[w * 0.8, h * 0.25]]), point_labels=np.array([1])))],
-            15: [("prompt", Prompt(object_id=1, points=np.array([[*object_box(truths[15])[:2] + 40]]),
-                                   point_labels=np.array([1])))]}
-
-
-def image_prompts(image) -> list[tuple[Prompt, dict]]:
-    """Ours and the reference predictor's arguments for: a click, a box, clicks of both kinds with a box."""
-    h, w = image.shape[:2]
-    click = [[w * 0.45, h * 0.55]]
-    box = [w * 0.2, h * 0.15, w * 0.7, h * 0.8]
-    mixed, labels = [[w * 0.5, h * 0.5], [w * 0.25, h * 0.3]], [1, 0]
-    return [
-        (Prompt(object_id=1, points=np.array(click), point_labels=np.array([1])),
-         {"point_coords": click, "point_labels": [1], "multimask_output": True}),
-        (Prompt(object_id=1, box=np.array(box, np.float32)), {"box": box, "multimask_output": False}),
-        (Prompt(object_id=1, points=np.array(mixed), point_labels=np.array(labels), box=np.array(box, np.float32)),
-         {"point_coords": mixed, "point_labels": labels, "box": box, "multimask_output": False}),
-    ]
 
 
 @pytest.fixture(scope="module")
@@ -77,11 +45,7 @@ def reference(edgetam_checkpoint, tmp_path_factory) -> dict:
     objects = {}  # object id -> its prompts by frame
     for t, actions in clip_script(truths).items():
         for _, prompt in actions:
-            has_points = prompt.points is not None and len(prompt.points) > 0
-            objects.setdefault(prompt.object_id, {})[t] = {
-                "points": prompt.points.tolist() if has_points else None,
-                "labels": prompt.point_labels.tolist() if has_points else None,
-                "box": None if prompt.box is None else prompt.box.tolist()}
+            objects.setdefault(prompt.object_id, {})[t] = reference_kwargs(prompt)
     objects = [{"id": object_id, "prompts": prompts} for object_id, prompts in objects.items()]
     job = {"checkpoint": edgetam_checkpoint, "image_size": SMALL, "objects": objects,
            "image_prompts": [given for _, given in image_prompts(photo("astronaut"))]}
@@ -152,3 +116,54 @@ def test_edgetam_builds_without_downloading_anything(monkeypatch):
     monkeypatch.setattr(timm, "create_model", lambda *a, **k: asked.append(k.get("pretrained")) or real(*a, **k))
     build_network(ModelSpec(name="edgetam", image_size=SMALL))
     assert asked == [False]
+
+
+def test_segment_everything_on_edgetam_equals_metas_generator_on_it(edgetam):
+    from test_everything import LOOSE, assert_same, meta_generate
+
+    from sam2_ros.core.encoding import encode
+    from sam2_ros.core.everything import Everything
+    image = photo("coffee")
+    ours, _ = Everything(edgetam, LOOSE).propose(encode(edgetam, image))
+    assert_same(ours, meta_generate(edgetam, image, LOOSE))
+
+
+def test_the_node_tracks_with_edgetam_objects_added_late_corrected_and_removed_as_the_core_does(
+        edgetam_checkpoint, edgetam):
+    from geometry_msgs.msg import Point32
+
+    from rosharness import NODE, Running, add, box_prompt, full_mask, header
+    from sam2_ros_interfaces.msg import Prompt as PromptMsg
+    from sam2_ros_interfaces.srv import RemoveObject
+
+    images, truths = pan_clip(6)
+    core = StreamingTracker(edgetam)
+    running = Running(edgetam_checkpoint, model="edgetam")
+    try:
+        def frame(t):
+            running.peer.publish_rgb(images[t], header(t + 1))
+            return running.peer.result_for(header(t + 1)), core.track(images[t])
+
+        frame(0)
+        frame(1)  # the first object comes on the second frame
+        assert add(running, box_prompt(object_box(truths[1]), header(2))).success
+        core.add_prompt(Prompt(object_id=1, box=object_box(truths[1])))
+        frame(2)
+        click = [float(v) for v in object_box(truths[2])[:2] + 30]
+        correction = PromptMsg(header=header(3), object_id=1, points=[Point32(x=click[0], y=click[1])],
+                               point_labels=[1])
+        assert add(running, correction, box_prompt([10, 10, 90, 90], header(3))).success
+        core.add_prompt(Prompt(object_id=1, points=np.array([click]), point_labels=np.array([1])))
+        core.add_prompt(Prompt(object_id=2, box=np.array([10, 10, 90, 90], np.float32)))
+        for t in (3, 4):
+            published, expected = frame(t)
+            assert [o.object_id for o in published.objects] == [o.object_id for o in expected.objects] == [1, 2]
+            for obj, want in zip(published.objects, expected.objects):
+                np.testing.assert_array_equal(full_mask(obj, truths[t].shape), want.mask)
+        assert running.peer.call(RemoveObject, f"{NODE}/remove_object", RemoveObject.Request(object_id=2)).success
+        core.remove(2)
+        published, expected = frame(5)
+        assert [o.object_id for o in published.objects] == [1]
+        np.testing.assert_array_equal(full_mask(published.objects[0], truths[5].shape), expected.objects[0].mask)
+    finally:
+        running.close()

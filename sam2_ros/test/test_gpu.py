@@ -5,7 +5,7 @@ import torch
 
 from conftest import photo
 from rosharness import Running, header
-from sam2_ros.core.model import ModelSpec, load_model
+from sam2_ros.core.model import ModelSpec, load_model, write_random_checkpoint
 from sam2_ros.core.prompts import Prompt
 from sam2_ros.core.segmenter import Segmenter
 
@@ -19,20 +19,30 @@ def iou(a: np.ndarray, b: np.ndarray) -> float:
     return np.count_nonzero(a & b) / max(np.count_nonzero(a | b), 1)
 
 
-def test_bfloat16_autocast_masks_agree_with_float32(checkpoint):
+@pytest.fixture(params=["sam2.1_hiera_tiny", "edgetam", "efficienttam_s_2"])
+def weights(request, checkpoint, tmp_path) -> tuple[str, str]:
+    """(model, checkpoint) of each family."""
+    if request.param == "sam2.1_hiera_tiny":
+        return request.param, checkpoint
+    return request.param, str(write_random_checkpoint(tmp_path / f"{request.param}.pt", name=request.param))
+
+
+def test_bfloat16_autocast_masks_agree_with_float32(weights):
     image = photo("astronaut")
-    masks = {precision: Segmenter(load_model(ModelSpec(checkpoint=checkpoint, device="cuda", precision=precision,
-                                                       image_size=1024))).segment(image, [BOX]).objects[0].mask
-             for precision in ("float32", "bfloat16")}
+    name, checkpoint = weights
+    masks = {precision: Segmenter(load_model(ModelSpec(name=name, checkpoint=checkpoint, device="cuda",
+                                                       precision=precision, image_size=1024)))
+             .segment(image, [BOX]).objects[0].mask for precision in ("float32", "bfloat16")}
     assert iou(masks["float32"], masks["bfloat16"]) > 0.95
 
 
-def test_compiled_image_encoder_gives_the_uncompiled_masks(checkpoint):
+def test_compiled_image_encoder_gives_the_uncompiled_masks(weights):
     """Inductor fuses and reorders float sums: logits within rounding of 0 may flip (59 of 262,144
     pixels on an H100 with random weights), so the masks agree on 99.9 % of pixels, not all.
     """
     image = photo("astronaut")
-    masks = [Segmenter(load_model(ModelSpec(checkpoint=checkpoint, device="cuda", image_size=1024,
+    name, checkpoint = weights
+    masks = [Segmenter(load_model(ModelSpec(name=name, checkpoint=checkpoint, device="cuda", image_size=1024,
                                             compile=compiled))).segment(image, [BOX]).objects[0].mask
              for compiled in (False, True)]
     assert np.mean(masks[0] == masks[1]) >= 0.999

@@ -28,6 +28,10 @@ def test_launch_arguments_left_empty_never_override_the_parameter_file():
     assert node_parameters("/p.yaml", {"depth": "/camera/aligned_depth_to_color/image_raw"}) \
         == ["/p.yaml", {"depth": True}]
     assert node_parameters("/p.yaml", {"depth": "false"}) == ["/p.yaml", {"depth": False}]
+    assert node_parameters("/p.yaml", {"model": "efficienttam_ti_512x512", "image_size": "512"}) \
+        == ["/p.yaml", {"model": "efficienttam_ti_512x512", "image_size": 512}]
+    with pytest.raises(ValueError, match="image_size:=big: use a whole number of pixels"):
+        node_parameters("/p.yaml", {"image_size": "big"})
 
 
 def test_camera_info_sits_beside_its_image_and_a_depth_topic_brings_its_own():
@@ -53,8 +57,8 @@ def test_the_launch_file_passes_the_parameter_file_first_and_then_only_the_argum
     declared = [c for c in ast.walk(tree) if isinstance(c, ast.Call) and getattr(c.func, "id", "") ==
                 "DeclareLaunchArgument"]
     defaults = {c.args[0].value: ast.unparse(k.value) for c in declared for k in c.keywords if k.arg == "default_value"}
-    assert all(defaults[name] == "''" for name in ("checkpoint", "model", "device", "compressed", "depth",
-                                                          "camera_info")), defaults
+    assert all(defaults[name] == "''" for name in ("checkpoint", "model", "device", "precision", "image_size",
+                                                          "compressed", "depth", "camera_info")), defaults
 
 
 def test_clicks_on_the_overlay_in_rqt_image_view_reach_the_node_under_any_namespace():

@@ -105,9 +105,11 @@ def test_a_checkpoint_of_another_model_size_says_so_with_key_counts(tmp_path):
     assert "It looks like a 'sam2.1_hiera_small' checkpoint: set `model: sam2.1_hiera_small`" in message
 
 
-@pytest.mark.parametrize("name", ["sam2_hiera_small", "sam2.1_hiera_base_plus", "edgetam"])
-def test_a_checkpoints_weights_name_its_model(name):
-    assert model_of(build_network(ModelSpec(name=name, image_size=256)).state_dict()) == name
+@pytest.mark.parametrize("name, named", [
+    ("sam2_hiera_small", "sam2_hiera_small"), ("sam2.1_hiera_base_plus", "sam2.1_hiera_base_plus"),
+    ("edgetam", "edgetam"), ("efficienttam_ti_2", "efficienttam_ti"), ("efficienttam_s", "efficienttam_s")])
+def test_a_checkpoints_weights_name_its_model(name, named):
+    assert model_of(build_network(ModelSpec(name=name, image_size=256)).state_dict()) == named
     assert model_of({"unrelated.weight": torch.zeros(1)}) is None
 
 

@@ -10,17 +10,16 @@ from __future__ import annotations
 
 import torch
 from sam2.modeling.backbones.image_encoder import FpnNeck, ImageEncoder
-from sam2.modeling.memory_attention import MemoryAttention, MemoryAttentionLayer
-from sam2.modeling.memory_encoder import CXBlock, Fuser, MaskDownSampler, MemoryEncoder
-from sam2.modeling.position_encoding import PositionEmbeddingSine, compute_axial_cis
+from sam2.modeling.memory_attention import MemoryAttention
+from sam2.modeling.position_encoding import compute_axial_cis
 from sam2.modeling.sam.transformer import RoPEAttention
 from sam2.modeling.sam2_base import SAM2Base
 from torch import nn
 
+from sam2_ros.core.family_parts import ATTENTION, MEMORY_DIM, MODEL_DIM, TRACKING, memory_encoder, memory_layer, sine
 from sam2_ros.core.perceiver import SpatialPerceiver
 
 BACKBONE = "repvit_m1.dist_in1k"  # timm's name; its feature maps have 48, 96, 192, 384 channels
-MEMORY_DIM, MODEL_DIM = 64, 256
 
 
 def rotated(x: torch.Tensor, freqs: torch.Tensor) -> torch.Tensor:
@@ -90,10 +89,6 @@ class EdgeTAM(SAM2Base):
         return features, pos
 
 
-def sine(features: int) -> PositionEmbeddingSine:
-    return PositionEmbeddingSine(num_pos_feats=features, normalize=True, scale=None, temperature=10000)
-
-
 def build_edgetam(image_size: int, **sam_settings) -> EdgeTAM:
     """EdgeTAM's published architecture (its `edgetam.yaml`) at `image_size`, randomly initialised."""
     trunk = TimmTrunk()
@@ -102,27 +97,11 @@ def build_edgetam(image_size: int, **sam_settings) -> EdgeTAM:
     perceiver = SpatialPerceiver(dim=MEMORY_DIM, depth=2, dim_head=64, num_heads=1, ff_mult=4, num_latents=256,
                                  num_latents_2d=256, position_encoding=sine(MEMORY_DIM))
     side = image_size // 16
-    layer = MemoryAttentionLayer(
-        activation="relu", dim_feedforward=2048, dropout=0.1, pos_enc_at_attn=False, d_model=MODEL_DIM,
-        pos_enc_at_cross_attn_keys=True, pos_enc_at_cross_attn_queries=False,
-        self_attention=RoPEAttention(rope_theta=10000.0, feat_sizes=(side, side), embedding_dim=MODEL_DIM,
-                                     num_heads=1, downsample_rate=1, dropout=0.1),
-        cross_attention=LatentRoPEAttention(rope_theta=10000.0, q_side=side, k_side=perceiver.grid,
-                                            frame_tokens=perceiver.tokens, embedding_dim=MODEL_DIM, num_heads=1,
-                                            downsample_rate=1, dropout=0.1, kv_in_dim=MEMORY_DIM))
-    memory_encoder = MemoryEncoder(
-        out_dim=MEMORY_DIM, position_encoding=sine(MEMORY_DIM),
-        mask_downsampler=MaskDownSampler(kernel_size=3, stride=2, padding=1),
-        fuser=Fuser(CXBlock(dim=MODEL_DIM, kernel_size=7, padding=3, layer_scale_init_value=1e-6, use_dwconv=True),
-                    num_layers=2))
+    cross = LatentRoPEAttention(rope_theta=10000.0, q_side=side, k_side=perceiver.grid, frame_tokens=perceiver.tokens,
+                                kv_in_dim=MEMORY_DIM, **ATTENTION)
     return EdgeTAM(
         image_encoder=ImageEncoder(trunk=trunk, neck=neck, scalp=1),
-        memory_attention=MemoryAttention(d_model=MODEL_DIM, pos_enc_at_input=True, layer=layer, num_layers=2),
-        memory_encoder=memory_encoder, spatial_perceiver=perceiver,
-        num_maskmem=7, image_size=image_size, sigmoid_scale_for_mem_enc=20.0, sigmoid_bias_for_mem_enc=-10.0,
-        use_mask_input_as_output_without_sam=True, directly_add_no_mem_embed=True, use_high_res_features_in_sam=True,
-        multimask_output_in_sam=True, iou_prediction_use_sigmoid=True, use_obj_ptrs_in_encoder=True,
-        add_tpos_enc_to_obj_ptrs=False, only_obj_ptrs_in_the_past_for_eval=True, pred_obj_scores=True,
-        pred_obj_scores_mlp=True, fixed_no_obj_ptr=True, multimask_output_for_tracking=True,
-        use_multimask_token_for_obj_ptr=True, multimask_min_pt_num=0, multimask_max_pt_num=1,
-        use_mlp_for_obj_ptr_proj=True, compile_image_encoder=False, **sam_settings)
+        memory_attention=MemoryAttention(d_model=MODEL_DIM, pos_enc_at_input=True, layer=memory_layer(side, cross),
+                                         num_layers=2),
+        memory_encoder=memory_encoder(), spatial_perceiver=perceiver, image_size=image_size,
+        use_high_res_features_in_sam=True, **TRACKING, **sam_settings)

@@ -12,7 +12,9 @@ import torch
 CHECKPOINT_HELP = (
     "Meta publishes the SAM 2.1 checkpoints at https://github.com/facebookresearch/sam2"
     "#model-description (for example https://dl.fbaipublicfiles.com/segment_anything_2/"
-    "092824/sam2.1_hiera_tiny.pt); download one on a machine with internet and pass its "
+    "092824/sam2.1_hiera_tiny.pt), EdgeTAM's edgetam.pt at https://github.com/facebookresearch/EdgeTAM "
+    "(checkpoints/), EfficientTAM's at https://huggingface.co/yunyangx/efficient-track-anything "
+    "(efficienttam_ti.pt, ...); download one on a machine with internet and pass its "
     "path as the `checkpoint` parameter"
 )
 
@@ -25,7 +27,9 @@ _CONFIGS = {
 _CONFIGS.update({size: _CONFIGS[f"sam2.1_hiera_{size}"]
                  for size in ("tiny", "small", "base_plus", "large")})
 EDGETAM = "edgetam"
-MODEL_NAMES = tuple(sorted([*_CONFIGS, EDGETAM]))
+# EfficientTAM's variants: ViT-S or ViT-Ti; `_1`/`_2` average memory over 2x2 patches; `_512x512` trained at 512
+EFFICIENTTAM = tuple(f"efficienttam_{size}{suffix}" for size in ("s", "ti") for suffix in ("", "_1", "_2", "_512x512"))
+MODEL_NAMES = tuple(sorted([*_CONFIGS, EDGETAM, *EFFICIENTTAM]))
 
 # What Meta's video predictor builder turns on (but fill_hole_area, which belongs to the
 # tracker): one model then serves single images, where these settings change nothing,
@@ -143,6 +147,9 @@ def build_network(spec: ModelSpec) -> torch.nn.Module:
     if spec.name == EDGETAM:
         from sam2_ros.core.edgetam import build_edgetam
         return build_edgetam(spec.image_size, **_POSTPROCESSING)
+    if spec.name in EFFICIENTTAM:
+        from sam2_ros.core.efficienttam import build_efficienttam
+        return build_efficienttam(spec.name, spec.image_size, **_POSTPROCESSING)
     from sam2.build_sam import build_sam2
 
     decoder = [f"++model.sam_mask_decoder_extra_args.{key}={str(value).lower()}"
@@ -163,12 +170,12 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
             raise CheckpointError(_unreadable(path, error)) from None
         raise CheckpointError(
             f"refusing checkpoint '{path}': it holds Python objects other than tensors, "
-            "which could run code when loaded. Use Meta's original .pt file") from None
+            "which could run code when loaded. Use the original published .pt file") from None
     except Exception as error:  # torch.load fails on garbage in many ways
         raise CheckpointError(_unreadable(path, error)) from None
     if not isinstance(content, dict) or not isinstance(content.get("model"), dict):
         raise CheckpointError(f"'{path}' is a PyTorch file but not a SAM 2 checkpoint: "
-                              "expected a dict with a 'model' state dict, as Meta ships")
+                              "expected a dict with a 'model' state dict, as Meta, EdgeTAM and EfficientTAM ship")
     return content["model"]
 
 
@@ -189,8 +196,13 @@ def check_fits(state: dict[str, torch.Tensor], network: torch.nn.Module, spec: M
     if missing or unexpected or reshaped:
         example = (missing + unexpected + reshaped)[0]
         guess = model_of(state)
-        hint = (f"It looks like a '{guess}' checkpoint: set `model: {guess}`" if guess and guess != spec.name
-                else "Is it a checkpoint of another model size or family? Set `model` to match it")
+        if guess and guess.startswith("efficienttam_"):  # the variants of one width share every weight
+            hint = (f"It looks like an EfficientTAM checkpoint of width '{guess}': set `model` to {guess}, "
+                    f"{guess}_1, {guess}_2 or {guess}_512x512, as its file name says")
+        elif guess and guess != spec.name:
+            hint = f"It looks like a '{guess}' checkpoint: set `model: {guess}`"
+        else:
+            hint = "Is it a checkpoint of another model size or family? Set `model` to match it"
         raise CheckpointError(
             f"checkpoint '{spec.checkpoint}' does not fit model '{spec.name}': "
             f"{len(missing)} missing keys, {len(unexpected)} unexpected keys, "
@@ -201,12 +213,18 @@ _HIERA_SIZES = {(12, 96): "tiny", (16, 96): "small", (24, 112): "base_plus", (48
 
 
 def model_of(state: dict[str, torch.Tensor]) -> str | None:
-    """Name the model a checkpoint's weights belong to, from the parts each family has (None: unknown)."""
+    """Name the model a checkpoint's weights belong to, from the parts each family has (None: unknown).
+
+    EfficientTAM's variants of one width have the same weights: for them the width's name
+    (efficienttam_s or efficienttam_ti) comes back.
+    """
     if "spatial_perceiver.latents" in state:
         return EDGETAM
     patch = state.get("image_encoder.trunk.patch_embed.proj.weight")
     if patch is None:
         return None
+    if "image_encoder.neck.convs.0.conv_1x1.weight" in state:  # EfficientTAM's one-level ViTDet neck
+        return {384: "efficienttam_s", 192: "efficienttam_ti"}.get(patch.shape[0])
     prefix = "image_encoder.trunk.blocks."
     blocks = {int(key[len(prefix):].split(".")[0]) for key in state if key.startswith(prefix)}
     size = _HIERA_SIZES.get((len(blocks), patch.shape[0]))

@@ -76,9 +76,10 @@ class Section:
 class ModelParams(Section):
     """Which SAM 2 runs and how: fixed for a configured node (a change needs a restart)."""
 
-    name: str = param("model", "sam2.1_hiera_tiny", f"SAM 2 model: {', '.join(MODEL_NAMES)}", read_only=True,
-                      choices=MODEL_NAMES)
-    checkpoint: str = param("checkpoint", "", "path of Meta's SAM 2 checkpoint (.pt); required", read_only=True)
+    name: str = param("model", "sam2.1_hiera_tiny", f"SAM 2, EdgeTAM or EfficientTAM: {', '.join(MODEL_NAMES)}",
+                      read_only=True, choices=MODEL_NAMES)
+    checkpoint: str = param("checkpoint", "", "path of the model's published checkpoint (.pt); required",
+                            read_only=True)
     device: str = param("device", "auto", "auto, cpu, cuda or cuda:N", read_only=True)
     precision: str = param("precision", "float32", "float32; bfloat16 autocast on CUDA or a CPU with "
                            "bfloat16 instructions (AMX, AVX512-BF16); float16 on CUDA", read_only=True,

@@ -26,7 +26,7 @@ from sam2_ros.core.tracker import StreamingTracker
 from sam2_ros.tools.meta_live import MetaLiveStream
 from sam2_ros.tools.scenes import object_box, pan_clip
 
-SUITES = ("core", "tracker", "node", "gpu")  # "soak" and "stream" run only when named: they take minutes
+SUITES = ("core", "tracker", "node", "gpu")  # "models", "soak" and "stream" run only when named: they take minutes
 
 
 def median_ms(action: Callable[[], object], repeats: int, sync: Callable[[], None]) -> float:
@@ -138,9 +138,9 @@ def polygons_per_object(result) -> float:
 
 
 def bench_gpu(frames: int) -> dict:
-    """On CUDA: encode and track 1 and 8 objects, tiny and large, float32 and bfloat16, compiled or not; the node.
+    """On CUDA: tiny, large, EdgeTAM and EfficientTAM-S/_2 encode and track 1 and 8 objects, in every precision.
 
-    The node runs end to end at 1024 with a 30 Hz camera. Random weights take the time real ones do.
+    Then the node runs end to end at 1024 with a 30 Hz camera. Random weights take the time real ones do.
     """
     if not torch.cuda.is_available():
         return {"gpu": "skipped: CUDA not available"}
@@ -152,8 +152,8 @@ def _bench_gpu(frames: int, checkpoint_dir: Path) -> dict:
     images, _ = pan_clip(frames)
     height, width = images[0].shape[:2]
     results: dict = {"gpu": torch.cuda.get_device_name()}
-    for size in ("tiny", "large"):
-        name = f"sam2.1_hiera_{size}"
+    for size, name in (("tiny", "sam2.1_hiera_tiny"), ("large", "sam2.1_hiera_large"), ("edgetam", "edgetam"),
+                       ("efficienttam_s", "efficienttam_s"), ("efficienttam_s_2", "efficienttam_s_2")):
         checkpoint = str(write_random_checkpoint(checkpoint_dir / f"{name}.pt", name))
         for precision in ("float32", "bfloat16"):
             for compiled in (False, True):
@@ -382,7 +382,7 @@ def markdown(results: dict) -> str:
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--suite", choices=SUITES + ("soak", "stream", "all"), default="all")
+    parser.add_argument("--suite", choices=SUITES + ("models", "soak", "stream", "all"), default="all")
     parser.add_argument("--minutes", type=float, default=20.0, help="soak suite: how long to stream")
     parser.add_argument("--json", type=Path, help="write the results here")
     parser.add_argument("--model", default="sam2.1_hiera_tiny")
@@ -399,6 +399,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--node-frames", type=int, default=20, help="node suite: frames timed one by one")
     parser.add_argument("--gpu-frames", type=int, default=54, help="gpu suite: frames per configuration")
     parser.add_argument("--stream-seconds", type=float, default=20.0, help="stream suite: seconds per run")
+    parser.add_argument("--model-frames", type=int, default=12,
+                        help="models suite: frames per run (those after the 8th, when the memory is full, are timed)")
     return parser.parse_args(argv)
 
 
@@ -441,6 +443,9 @@ def run_suites(args: argparse.Namespace, checkpoint: str) -> dict:
     if args.suite == "stream":  # the node in its own process, as robots run it
         from sam2_ros.tools.stream import bench_stream
         results.update(bench_stream(checkpoint, args.image_size, args.device, args.stream_seconds))
+    if args.suite == "models":  # every model and input size, each loaded in turn
+        from sam2_ros.tools.models_bench import bench_models
+        results.update(bench_models(args.device, args.model_frames, args.repeats, sync))
     if args.suite == "soak":
         from sam2_ros.tools.soak import soak
         results.update(soak({"checkpoint": checkpoint, "device": args.device, "image_size": args.image_size,

@@ -214,6 +214,22 @@ def test_replay_refuses_when_no_node_listens(tmp_path):
         rclpy.shutdown()
 
 
+def test_replay_refuses_a_node_that_hears_the_camera_but_not_the_prompts(tmp_path):
+    """A prompt published before anyone listens is lost for good: every later mask would differ."""
+    from sensor_msgs.msg import Image
+    bag = make_sample_bag(tmp_path / "sample", frames=2)
+    rclpy.init()
+    camera_only = rclpy.create_node("camera_only")
+    try:
+        camera_only.create_subscription(Image, IMAGE_TOPIC, lambda _: None, 10)
+        with pytest.raises(BagError, match=f"subscribes to '{PROMPT_TOPIC}' after 1 s: start it with "
+                                           f"-r prompt:={PROMPT_TOPIC}"):
+            replay(bag, tmp_path / "out", prompt_topic=PROMPT_TOPIC, progress=False, timeout=1)
+    finally:
+        camera_only.destroy_node()
+        rclpy.shutdown()
+
+
 def write_output_bag(path: Path, sizes: list[tuple[int, int]]) -> None:
     """An output bag as sam2_replay writes it: frames (of the given sizes) and label images."""
     from rclpy.serialization import serialize_message

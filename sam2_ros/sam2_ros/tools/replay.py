@@ -144,7 +144,7 @@ class Replayer:
     def __init__(self, node_name: str):
         self.node = rclpy.create_node("sam2_replay")
         self.results: dict[int, list[tuple[float, SegmentationResult, bytes]]] = {}
-        self.masks: dict[int, bytes] = {}
+        self.masks: dict[int, list[bytes]] = {}  # every result has its label image, on a topic of its own
         self._lock = threading.Condition()
         reliable = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
         self.node.create_subscription(SegmentationResult, f"{node_name}/result", self._result_cb, reliable, raw=True)
@@ -178,7 +178,8 @@ class Replayer:
     def _mask_cb(self, raw: bytes) -> None:
         msg = deserialize_message(raw, Image)
         with self._lock:
-            self.masks[stamp_ns(msg.header)] = raw
+            self.masks.setdefault(stamp_ns(msg.header), []).append(raw)
+            self._lock.notify_all()
 
     def publisher(self, topic: str, msgtype: str):
         if topic not in self._publishers:
@@ -186,13 +187,23 @@ class Replayer:
             self._publishers[topic] = self.node.create_publisher(message_class(msgtype), topic, reliable)
         return self._publishers[topic]
 
-    def wait_for_node(self, topic: str, timeout: float) -> None:
-        """Wait until the node subscribes to the camera topic: replaying into nothing is an error."""
+    def wait_for_node(self, required: dict[str, str], optional: list[str], timeout: float,
+                      grace: float = 2.0) -> None:
+        """Wait until the node subscribes to every required topic (camera, prompts), then briefly for the rest.
+
+        A message published before its subscriber is matched is lost (volatile QoS): a prompt lost so
+        changes every later mask. `required` maps a topic to the node's input name it must be remapped from.
+        """
         deadline = time.monotonic() + timeout
-        while self._publishers[topic].get_subscription_count() == 0:
-            if time.monotonic() > deadline:
-                raise BagError(f"no sam2_segmenter_node subscribes to '{topic}' after {timeout:.0f} s: start "
-                               f"it with -r image:={topic}")
+        for topic, name in required.items():
+            while self._publishers[topic].get_subscription_count() == 0:
+                if time.monotonic() > deadline:
+                    raise BagError(f"no sam2_segmenter_node subscribes to '{topic}' after {timeout:.0f} s: start "
+                                   f"it with -r {name}:={topic}")
+                time.sleep(0.05)
+        deadline = time.monotonic() + grace  # depth and camera infos: the node may not want them
+        while (time.monotonic() < deadline
+               and any(self._publishers[topic].get_subscription_count() == 0 for topic in optional)):
             time.sleep(0.05)
 
     def answered_up_to(self) -> int | None:
@@ -203,7 +214,7 @@ class Replayer:
     def take(self, stamp: int) -> tuple[list[tuple[float, SegmentationResult, bytes]], bytes | None]:
         """Hand over (and forget) a settled frame's answers and label image."""
         with self._lock:
-            return self.results.pop(stamp, []), self.masks.pop(stamp, None)
+            return self.results.pop(stamp, []), (self.masks.pop(stamp, None) or [None])[-1]
 
     def forget_before(self, stamp: int) -> None:
         """Drop answers for frames before `stamp` that nobody will ask for (memory stays flat)."""
@@ -212,10 +223,19 @@ class Replayer:
                 for old in [s for s in kept if s < stamp]:
                     del kept[old]
 
+    def answers(self, stamp: int) -> int:
+        """How many complete answers (result and label image) a frame has had so far."""
+        with self._lock:
+            return self._answers(stamp)
+
+    def _answers(self, stamp: int) -> int:
+        return min(len(self.results.get(stamp, [])), len(self.masks.get(stamp, [])))
+
     def wait_results(self, stamp: int, count: int, timeout: float) -> bool:
+        """Wait for `count` answers to a frame, each with its label image (published just after it)."""
         deadline = time.monotonic() + timeout
         with self._lock:
-            while len(self.results.get(stamp, [])) < count:
+            while self._answers(stamp) < count:
                 if not self._lock.wait(max(0.0, deadline - time.monotonic())):
                     return False
         return True
@@ -294,8 +314,13 @@ def replay(bag: Path, out: Path, image_topic: str = "/camera/image_raw", prompt_
     replayer = Replayer(node_name)
     recorder = None
     try:
-        replayer.publisher(image_topic, plan.image_type)
-        replayer.wait_for_node(image_topic, timeout=min(timeout, 30.0))
+        published = {c.topic: c.msgtype for c in plan.connections if c.topic not in (truth_topic, centroid_topic)}
+        for topic, msgtype in published.items():  # all made now: each must be matched before its first message
+            replayer.publisher(topic, msgtype)
+        required = {image_topic: "image/compressed" if plan.image_type.endswith("CompressedImage") else "image"}
+        if prompt_topic in published:
+            required[prompt_topic] = "prompt"
+        replayer.wait_for_node(required, [t for t in published if t not in required], timeout=min(timeout, 30.0))
         recorder = Recorder(out, storage, image_topic, plan.image_type, node_name, summary)
         start, first_bag_ns, newest = time.monotonic(), None, None
         try:
@@ -321,7 +346,7 @@ def replay(bag: Path, out: Path, image_topic: str = "/camera/image_raw", prompt_
                 elif msgtype != PROMPT_TYPE:  # depth and camera infos: the node pairs them itself
                     replayer.publisher(topic, msgtype).publish(msg)
                 else:
-                    before = len(replayer.results.get(newest, []))
+                    before = replayer.answers(newest)
                     replayer.publisher(topic, msgtype).publish(msg)
                     if not rate and newest is not None:  # the node answers a prompt with a new result
                         replayer.wait_results(newest, before + 1, timeout)

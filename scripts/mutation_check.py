@@ -188,6 +188,14 @@ MUTATIONS = [
      "test/test_efficienttam.py -k single_images", "EfficientTAM: every ViT block windowed"),
     ("sam2_ros/core/efficienttam.py", 'mode="bicubic"', 'mode="bilinear"',
      "test/test_efficienttam.py -k single_images", "EfficientTAM: position embedding resized bilinearly"),
+    ("sam2_ros/core/edgetam.py", "                fuse_below(child)\n", "",
+     "test/test_edgetam.py -k re_parameterised", "EdgeTAM: only RepViT's top-level blocks fused"),
+    ("sam2_ros/core/sine_maps.py", "self.cache[cache_key] = self.cache[cache_key].contiguous()", "pass",
+     "test/test_model.py -k position_maps", "position maps handed out in another layout than Meta's"),
+    ("sam2_ros/core/model.py", 'f"++model.memory_encoder.position_encoding._target_={SHARED_SINE}"', "",
+     "test/test_model.py -k position_maps", "SAM 2's memory frames keep a copied position map each"),
+    ("sam2_ros/tools/replay.py", '            required[prompt_topic] = "prompt"\n', "            pass\n",
+     "test/test_bag_tools.py -k hears_the_camera", "sam2_replay publishes prompts nobody hears yet"),
 ]
 
 

@@ -32,6 +32,21 @@ def as_meta_runs_it() -> None:
     transformer.ALLOW_ALL_KERNELS = True
 
 
+def deployed(model: torch.nn.Module) -> torch.nn.Module:
+    """RepViT re-parameterised by timm's own `fuse` after loading, as the node runs it.
+
+    Fusion only reorders float sums; test_edgetam checks it against the unfused network.
+    """
+    def fuse_below(parent: torch.nn.Module) -> None:
+        for name, child in parent.named_children():
+            if hasattr(child, "fuse"):
+                child = child.fuse()
+                setattr(parent, name, child)
+            fuse_below(child)
+    fuse_below(model.image_encoder.trunk.body)
+    return model
+
+
 def overrides(image_size: int) -> list[str]:
     """The published config at another input size: EdgeTAM fixes its rotary grid for 1024."""
     side = image_size // 16
@@ -45,7 +60,7 @@ def image_results(checkpoint: str, image_size: int, photo: np.ndarray, prompts: 
     from sam2.sam2_image_predictor import SAM2ImagePredictor
 
     model = build_sam2("configs/edgetam.yaml", checkpoint, device="cpu", hydra_overrides_extra=overrides(image_size))
-    predictor = SAM2ImagePredictor(model)
+    predictor = SAM2ImagePredictor(deployed(model))
     side = image_size // 16
     predictor._bb_feat_sizes = [(4 * side, 4 * side), (2 * side, 2 * side), (side, side)]
     predictor.set_image(photo)
@@ -71,6 +86,7 @@ def video_results(checkpoint: str, image_size: int, frames: np.ndarray, inputs: 
                                            hydra_overrides_extra=overrides(image_size) + [
                                                # a correction makes a conditioning frame, as in our tracker
                                                "++model.add_all_frames_to_correct_as_cond=true"])
+    deployed(predictor)
     predictor.fill_hole_area = 0  # as Meta's predictor on an install without sam2's CUDA extension
     out = {}
     with tempfile.TemporaryDirectory() as folder:

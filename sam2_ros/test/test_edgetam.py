@@ -1,7 +1,9 @@
 """EdgeTAM equals EdgeTAM's own predictors on the same seeded random weights, every pixel.
 
 The reference (`edgetam-dimos` 1.0.1, installed by `make` under .venv/reference/edgetam) has
-a `sam2` module of its own, so it runs in a subprocess (edgetam_reference.py).
+a `sam2` module of its own, so it runs in a subprocess (edgetam_reference.py). Both sides run
+RepViT re-parameterised by timm's `fuse`, as the node does; the fusion itself is checked
+against the network as loaded.
 """
 import json
 import os
@@ -89,6 +91,21 @@ def test_a_30_frame_clip_with_an_object_added_late_and_a_correction_equals_edget
         for t in range(first, FRAMES):
             diff = np.count_nonzero(ours[t][object_id] != expected[t - first])
             assert diff == 0, f"object {object_id}, frame {t}: {diff} pixels differ from EdgeTAM's"
+
+
+def test_the_re_parameterised_repvit_equals_the_unfused_one_to_float_rounding(edgetam_checkpoint):
+    """The node fuses RepViT's branches and batch norms (timm's `fuse`); the oracle is the network as loaded."""
+    unfused = build_network(ModelSpec(name="edgetam", image_size=SMALL))
+    unfused.load_state_dict(torch.load(edgetam_checkpoint, weights_only=True)["model"])
+    fused = load_model(ModelSpec(name="edgetam", checkpoint=edgetam_checkpoint, device="cpu", image_size=SMALL)).sam
+    norms = [type(m).__name__ for m in fused.image_encoder.trunk.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert norms == [] and any(isinstance(m, torch.nn.BatchNorm2d) for m in unfused.modules())
+    x = to_model_input(photo("astronaut"), SMALL, torch.device("cpu"))
+    with torch.inference_mode():
+        want, got = unfused.eval().image_encoder(x), fused.image_encoder(x)
+    for level, (a, b) in enumerate(zip(want["backbone_fpn"], got["backbone_fpn"], strict=True)):
+        assert a.abs().max() > 0.05, "features worth comparing"
+        np.testing.assert_allclose(b, a, atol=1e-5, rtol=0, err_msg=f"level {level}")
 
 
 def test_edgetam_memory_is_512_tokens_a_frame_at_any_input_size(edgetam):

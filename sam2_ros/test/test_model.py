@@ -180,3 +180,19 @@ def test_bfloat16_autocast_on_the_cpu_segments_and_tracks_as_float32_does(small_
         masks[model.spec.precision] = [tracker.track(image).objects[0].mask for image in images[1:]]
     for exact, mixed in zip(masks["float32"], masks["bfloat16"]):
         assert np.count_nonzero(exact & mixed) / max(np.count_nonzero(exact | mixed), 1) > 0.95
+
+
+@pytest.mark.parametrize("name", ["sam2.1_hiera_tiny", "edgetam", "efficienttam_ti"])
+def test_position_maps_equal_metas_and_are_shared_rather_than_copied_per_frame(name):
+    """Every family's sine maps hold Meta's numbers, in the layout Meta's copy had, without the copy."""
+    from sam2.modeling.position_encoding import PositionEmbeddingSine
+    network = build_network(ModelSpec(name=name, image_size=256))
+    for module in (network.image_encoder.neck.position_encoding, network.memory_encoder.position_encoding):
+        meta = PositionEmbeddingSine(num_pos_feats=2 * module.num_pos_feats, normalize=True, temperature=10000)
+        for shape in ((1, 8, 64, 64), (3, 8, 16, 16), (2, 8, 12, 20)):
+            x = torch.zeros(shape)
+            meta(x)  # Meta's first call fills its cache; every later one copies the cached map
+            first, again, want = module(x), module(x), meta(x)
+            assert first.shape == want.shape and first.stride()[1:] == want.stride()[1:]
+            assert torch.equal(first, want)
+            assert again.data_ptr() == first.data_ptr(), "the same map, not a copy"

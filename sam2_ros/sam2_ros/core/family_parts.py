@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from sam2.modeling.memory_attention import MemoryAttentionLayer
 from sam2.modeling.memory_encoder import CXBlock, Fuser, MaskDownSampler, MemoryEncoder
-from sam2.modeling.position_encoding import PositionEmbeddingSine
 from sam2.modeling.sam.transformer import RoPEAttention
 from torch import nn
+
+from sam2_ros.core.sine_maps import SharedSine
 
 MEMORY_DIM, MODEL_DIM = 64, 256
 
@@ -24,8 +25,8 @@ TRACKING = dict(
 ATTENTION = dict(embedding_dim=MODEL_DIM, num_heads=1, downsample_rate=1, dropout=0.1)
 
 
-def sine(features: int) -> PositionEmbeddingSine:
-    return PositionEmbeddingSine(num_pos_feats=features, normalize=True, scale=None, temperature=10000)
+def sine(features: int) -> SharedSine:
+    return SharedSine(num_pos_feats=features, normalize=True, scale=None, temperature=10000)
 
 
 def memory_encoder() -> MemoryEncoder:

@@ -140,6 +140,9 @@ def resolve_device(device: str) -> torch.device:
     return resolved
 
 
+SHARED_SINE = "sam2_ros.core.sine_maps.SharedSine"  # Meta's position maps without a copy per frame
+
+
 def build_network(spec: ModelSpec) -> torch.nn.Module:
     """Build the architecture of `spec` with its default (random) initialisation, on the CPU."""
     if spec.image_size % 32 or not 128 <= spec.image_size <= 2048:
@@ -154,7 +157,9 @@ def build_network(spec: ModelSpec) -> torch.nn.Module:
 
     decoder = [f"++model.sam_mask_decoder_extra_args.{key}={str(value).lower()}"
                for key, value in _POSTPROCESSING["sam_mask_decoder_extra_args"].items()]
-    overrides = decoder + ["++model.binarize_mask_from_pts_for_mem_enc=true", f"++model.image_size={spec.image_size}"]
+    overrides = decoder + ["++model.binarize_mask_from_pts_for_mem_enc=true", f"++model.image_size={spec.image_size}",
+                           f"++model.image_encoder.neck.position_encoding._target_={SHARED_SINE}",
+                           f"++model.memory_encoder.position_encoding._target_={SHARED_SINE}"]
     return build_sam2(config_for(spec.name), ckpt_path=None, device="cpu",
                       hydra_overrides_extra=overrides, apply_postprocessing=False)
 
@@ -256,7 +261,10 @@ def load_model(spec: ModelSpec) -> LoadedModel:
         state = read_state_dict(path)
         check_fits(state, network, spec)
         network.load_state_dict(state)
-    network = network.to(device).eval()
+    network = network.eval()
+    if hasattr(network.image_encoder.trunk, "fuse"):  # a re-parameterisable trunk (EdgeTAM's RepViT)
+        network.image_encoder.trunk.fuse()
+    network = network.to(device)
     model = LoadedModel(sam=network, spec=spec, device=device)
     if spec.compile:
         network.image_encoder.forward = torch.compile(network.image_encoder.forward, dynamic=False)

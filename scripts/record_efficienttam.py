@@ -9,7 +9,7 @@ runs it once, outside the project, and stores what it gives in sam2_ros/test/dat
     python3 scripts/record_efficienttam.py ~/src/EfficientTAM
 
 It records, for every published variant, the parameter names and shapes of EfficientTAM's own
-network; and for efficienttam_ti, _ti_1 and _ti_2 at input size 256, on our seeded random
+network; and for efficienttam_s, _ti, _ti_1 and _ti_2 at input size 256, on our seeded random
 weights loaded strictly into EfficientTAM's network: its image predictor on three prompts and
 its video predictor on a 30-frame clip (an object added on frame 10, a correction on 15).
 """
@@ -23,7 +23,7 @@ import torch
 
 REPO = Path(__file__).resolve().parents[1]
 OUT = REPO / "sam2_ros" / "test" / "data" / "efficienttam_reference.npz"
-RECORDED = ("efficienttam_ti", "efficienttam_ti_1", "efficienttam_ti_2")
+RECORDED = ("efficienttam_s", "efficienttam_ti", "efficienttam_ti_1", "efficienttam_ti_2")
 SIZE = 256
 
 

@@ -18,7 +18,7 @@ from sam2_ros.tools.scenes import pan_clip
 from test_tracker import run_ours
 
 RECORDED = Path(__file__).resolve().parent / "data" / "efficienttam_reference.npz"
-VARIANTS = ("efficienttam_ti", "efficienttam_ti_1", "efficienttam_ti_2")
+VARIANTS = ("efficienttam_s", "efficienttam_ti", "efficienttam_ti_1", "efficienttam_ti_2")
 
 
 @pytest.fixture(scope="module")

@@ -262,16 +262,16 @@ def bench_node(checkpoint: str, args: argparse.Namespace, frames: int) -> dict:
         "max_result_age_over_model_period": max(ages) / period_ms,
         "stream_result_age_ms_p50": statistics.median(ages),
         "stream_result_interval_ms_p50": statistics.median(intervals),
-        "stream_age_trend_ms_per_result": _slope(ages),
+        "stream_age_trend_ms_per_result": slope(ages),
         "stream_frames_skipped": skipped,
     }
 
 
-def _rss_mb() -> float:
+def rss_mb() -> float:
     return psutil.Process().memory_info().rss / 2**20
 
 
-def _slope(values: list[float]) -> float:
+def slope(values: list[float]) -> float:
     """Least-squares growth per step."""
     return float(np.polyfit(np.arange(len(values)), values, 1)[0]) if len(values) > 1 else 0.0
 
@@ -293,12 +293,12 @@ def bench_tracker(model: LoadedModel, checkpoint: str, frames: int, sync: Callab
                 tracker.add_prompt(prompt)
         sync()
         times.append((time.perf_counter() - start) * 1e3)
-        rss.append(_rss_mb())
+        rss.append(rss_mb())
     retained = tracker.retained_tensor_bytes() / 2**20
     del tracker
     gc.collect()
 
-    rss_before = _rss_mb()
+    rss_before = rss_mb()
     start = time.perf_counter()
     meta = MetaLiveStream(checkpoint, images, model.image_size, model.spec.name, str(model.device))
     meta_init_ms = (time.perf_counter() - start) * 1e3
@@ -311,14 +311,14 @@ def bench_tracker(model: LoadedModel, checkpoint: str, frames: int, sync: Callab
                 meta.add_prompt(0, prompt)
         sync()
         meta_times.append((time.perf_counter() - start) * 1e3)
-    meta_growth = (_rss_mb() - rss_before) / frames
+    meta_growth = (rss_mb() - rss_before) / frames
     return {
         "frames": frames,
         "tracker_ms_per_frame": statistics.median(times[1:]),
         "meta_ms_per_frame": statistics.median(meta_times[1:]),
         # init_state decodes and preprocesses every frame up front; a live tracker pays that per frame
         "meta_init_ms_per_frame": meta_init_ms / frames,
-        "tracker_rss_growth_mb_per_frame": _slope(rss[window:]),
+        "tracker_rss_growth_mb_per_frame": slope(rss[window:]),
         "meta_rss_growth_mb_per_frame": meta_growth,
         "tracker_retained_state_mb": retained,
         "tracker_rss_mb_after_window": rss[min(window, frames - 1)],

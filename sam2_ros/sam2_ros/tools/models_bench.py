@@ -21,7 +21,7 @@ from sam2_ros.core.efficienttam import VARIANTS
 from sam2_ros.core.encoding import encode
 from sam2_ros.core.model import LoadedModel, ModelSpec, load_model, this_cpu_bf16_flags, write_random_checkpoint
 from sam2_ros.core.tracker import StreamingTracker
-from sam2_ros.tools.bench import _rss_mb, _slope, camera_frame, eight_boxes, median_ms
+from sam2_ros.tools.bench import camera_frame, eight_boxes, median_ms, rss_mb, slope
 
 CONFIGS = (("sam2.1_hiera_tiny", 1024), ("sam2.1_hiera_tiny", 512), ("sam2.1_hiera_tiny", 256), ("edgetam", 1024),
            *((name, native) for name, (_, _, _, native) in VARIANTS.items()))  # EfficientTAM at its native sizes
@@ -55,7 +55,7 @@ def track_run(model: LoadedModel, frames: list[np.ndarray], prompts: list, sync:
         times.append((time.perf_counter() - start) * 1e3)
         sizes.append(rss())
         masks.append(result.objects[0].mask)
-    return statistics.median(times[FULL_MEMORY:]), _slope(sizes[FULL_MEMORY:]), masks
+    return statistics.median(times[FULL_MEMORY:]), slope(sizes[FULL_MEMORY:]), masks
 
 
 def bench_models(device: str, frames: int, repeats: int, sync: Callable[[], None]) -> dict:
@@ -75,7 +75,7 @@ def bench_models(device: str, frames: int, repeats: int, sync: Callable[[], None
             results[f"models_encoder_ms_{k}"] = median_ms(lambda m=model: encode(m, image), repeats, sync)
             masks = {}
             for count in OBJECTS:
-                ms, growth, masks[count] = track_run(model, clip, boxes[:count], sync, _rss_mb, f"{k} {count} obj")
+                ms, growth, masks[count] = track_run(model, clip, boxes[:count], sync, rss_mb, f"{k} {count} obj")
                 results[f"models_track_ms_{count}obj_{k}"] = ms
                 results[f"models_ram_mb_per_frame_{count}obj_{k}"] = growth
             bf16 = (name, size) in BF16_CONFIGS if flags else (name, size) == EMULATED_BF16
@@ -99,7 +99,7 @@ def bf16_beside(model: LoadedModel, k: str, image: np.ndarray, clip: list[np.nda
     """
     mixed = LoadedModel(sam=model.sam, spec=dataclasses.replace(model.spec, precision="bfloat16"),
                         device=model.device)
-    ms, _, masks = track_run(mixed, clip, boxes[:1], sync, _rss_mb, f"{k} bfloat16")
+    ms, _, masks = track_run(mixed, clip, boxes[:1], sync, rss_mb, f"{k} bfloat16")
     agree = float(np.mean([np.mean(a == b) for a, b in zip(exact, masks)]))
     return {f"models_bf16_native_{k}": native,
             f"models_bf16_encoder_ms_{k}": median_ms(lambda: encode(mixed, image), repeats, sync),

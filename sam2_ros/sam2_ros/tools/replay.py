@@ -207,9 +207,9 @@ class Replayer:
             time.sleep(0.05)
 
     def answered_up_to(self) -> int | None:
-        """Return the newest frame stamp answered: frames before it get no more answers."""
+        """Return the newest frame stamp answered (result and label image): frames before it get no more."""
         with self._lock:
-            return max(self.results, default=None)
+            return max((stamp for stamp in self.results if self._answers(stamp)), default=None)
 
     def take(self, stamp: int) -> tuple[list[tuple[float, SegmentationResult, bytes]], bytes | None]:
         """Hand over (and forget) a settled frame's answers and label image."""

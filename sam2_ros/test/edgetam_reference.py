@@ -33,9 +33,12 @@ def as_meta_runs_it() -> None:
 
 
 def deployed(model: torch.nn.Module) -> torch.nn.Module:
-    """RepViT re-parameterised by timm's own `fuse` after loading, as the node runs it.
+    """EdgeTAM's network rearranged after loading as the node runs it.
 
-    Fusion only reorders float sums; test_edgetam checks it against the unfused network.
+    RepViT re-parameterised by timm's own `fuse` and run channels-last; the neck's lateral
+    1x1 convolution of each high-resolution level merged with the decoder's 1x1 projection that
+    alone reads it. All of it only reorders float sums; test_edgetam checks the node's network
+    against the one as loaded.
     """
     def fuse_below(parent: torch.nn.Module) -> None:
         for name, child in parent.named_children():
@@ -44,6 +47,17 @@ def deployed(model: torch.nn.Module) -> torch.nn.Module:
                 setattr(parent, name, child)
             fuse_below(child)
     fuse_below(model.image_encoder.trunk.body)
+    model.image_encoder.trunk.to(memory_format=torch.channels_last)
+    neck, decoder = model.image_encoder.neck, model.sam_mask_decoder
+    with torch.no_grad():
+        for lateral, name in ((neck.convs[-1], "conv_s0"), (neck.convs[-2], "conv_s1")):  # finest level last
+            a, b = lateral.conv, getattr(decoder, name)
+            merged = torch.nn.Conv2d(a.in_channels, b.out_channels, 1)
+            wa, wb = a.weight.double()[:, :, 0, 0], b.weight.double()[:, :, 0, 0]
+            merged.weight.copy_(torch.einsum("om,mi->oi", wb, wa)[:, :, None, None])
+            merged.bias.copy_(torch.einsum("om,m->o", wb, a.bias.double()) + b.bias.double())
+            lateral.conv = merged
+            setattr(decoder, name, torch.nn.Identity())
     return model
 
 

@@ -2,8 +2,9 @@
 
 The reference (`edgetam-dimos` 1.0.1, installed by `make` under .venv/reference/edgetam) has
 a `sam2` module of its own, so it runs in a subprocess (edgetam_reference.py). Both sides run
-RepViT re-parameterised by timm's `fuse`, as the node does; the fusion itself is checked
-against the network as loaded.
+the network rearranged for inference as the node does (RepViT fused, channels-last, the
+high-resolution neck convolutions merged into the decoder's); that is checked against the
+network as loaded.
 """
 import json
 import os
@@ -93,19 +94,21 @@ def test_a_30_frame_clip_with_an_object_added_late_and_a_correction_equals_edget
             assert diff == 0, f"object {object_id}, frame {t}: {diff} pixels differ from EdgeTAM's"
 
 
-def test_the_re_parameterised_repvit_equals_the_unfused_one_to_float_rounding(edgetam_checkpoint):
-    """The node fuses RepViT's branches and batch norms (timm's `fuse`); the oracle is the network as loaded."""
-    unfused = build_network(ModelSpec(name="edgetam", image_size=SMALL))
-    unfused.load_state_dict(torch.load(edgetam_checkpoint, weights_only=True)["model"])
-    fused = load_model(ModelSpec(name="edgetam", checkpoint=edgetam_checkpoint, device="cpu", image_size=SMALL)).sam
-    norms = [type(m).__name__ for m in fused.image_encoder.trunk.modules() if isinstance(m, torch.nn.BatchNorm2d)]
-    assert norms == [] and any(isinstance(m, torch.nn.BatchNorm2d) for m in unfused.modules())
+def test_the_network_rearranged_for_inference_equals_the_one_as_loaded_to_float_rounding(edgetam_checkpoint):
+    """RepViT fused (timm's `fuse`), channels-last, high-resolution convolutions merged; oracle: the loaded network."""
+    loaded = build_network(ModelSpec(name="edgetam", image_size=SMALL))
+    loaded.load_state_dict(torch.load(edgetam_checkpoint, weights_only=True)["model"])
+    deployed = load_model(ModelSpec(name="edgetam", checkpoint=edgetam_checkpoint, device="cpu", image_size=SMALL)).sam
+    norms = [type(m).__name__ for m in deployed.image_encoder.trunk.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert norms == [] and any(isinstance(m, torch.nn.BatchNorm2d) for m in loaded.modules())
     x = to_model_input(photo("astronaut"), SMALL, torch.device("cpu"))
     with torch.inference_mode():
-        want, got = unfused.eval().image_encoder(x), fused.image_encoder(x)
+        want, got = loaded.eval().forward_image(x), deployed.forward_image(x)
+    assert [f.shape[1] for f in got["backbone_fpn"]] == [32, 64, 256], "SAM 2's high-resolution projections"
     for level, (a, b) in enumerate(zip(want["backbone_fpn"], got["backbone_fpn"], strict=True)):
         assert a.abs().max() > 0.05, "features worth comparing"
         np.testing.assert_allclose(b, a, atol=1e-5, rtol=0, err_msg=f"level {level}")
+    np.testing.assert_array_equal(got["vision_pos_enc"][-1], want["vision_pos_enc"][-1])
 
 
 def test_edgetam_memory_is_512_tokens_a_frame_at_any_input_size(edgetam):

@@ -370,6 +370,33 @@ def test_on_the_cpu_one_step_batches_about_1024_image_tokens_of_objects_of_one_l
     assert [[obj.object_id for obj in group] for group in tracker._groups()] == [[1], [2], [3]]
 
 
+def test_objects_stepped_one_by_one_share_the_frames_own_self_attention(small_model):
+    """The memory attention's first self-attention reads only the frame: once a frame, not once an object.
+
+    Its exactness is Meta's: test_masks_equal_meta_video_predictor_driven_live steps two objects
+    one by one and compares every pixel.
+    """
+    images, truths = pan_clip(3)
+    h, w = truths[0].shape
+    tracker = StreamingTracker(small_model, batch_objects=False)  # one SAM 2 step per object
+    tracker.track(images[0])
+    for object_id, (x, y) in enumerate(((0.3, 0.3), (0.7, 0.3), (0.5, 0.7)), start=1):
+        tracker.add_prompt(Prompt(object_id=object_id, points=np.array([[w * x, h * y]]), point_labels=np.array([1])))
+    layers = small_model.sam.memory_attention.layers
+    calls = [0] * len(layers)
+
+    def counter(index):
+        return lambda *_: calls.__setitem__(index, calls[index] + 1)
+    hooks = [layer.self_attn.register_forward_hook(counter(i)) for i, layer in enumerate(layers)]
+    try:
+        for image in images[1:]:
+            assert len(tracker.track(image).objects) == 3
+    finally:
+        for hook in hooks:
+            hook.remove()
+    assert calls == [2] + [6] * (len(layers) - 1), "first layer once a frame, the others once an object a frame"
+
+
 def test_a_batched_frame_that_fails_leaves_every_object_as_before(small_model, monkeypatch):
     images, truths = pan_clip(5)
     reference, tracker = (two_objects(small_model, images, truths) for _ in range(2))

@@ -14,7 +14,6 @@ import torch
 import torch.nn.functional as F
 from sam2.modeling.backbones.image_encoder import ImageEncoder
 from sam2.modeling.backbones.utils import PatchEmbed, window_partition, window_unpartition
-from sam2.modeling.memory_attention import MemoryAttention
 from sam2.modeling.position_encoding import apply_rotary_enc
 from sam2.modeling.sam.transformer import RoPEAttention
 from sam2.modeling.sam2_base import SAM2Base
@@ -22,6 +21,7 @@ from sam2.modeling.sam2_utils import MLP, LayerNorm2d
 from torch import nn
 
 from sam2_ros.core.family_parts import ATTENTION, MEMORY_DIM, MODEL_DIM, TRACKING, memory_encoder, memory_layer, sine
+from sam2_ros.core.memory_attention import FrameMemoryAttention
 
 PRETRAIN_GRID = 14  # the ViT was pretrained on 224-pixel images: 14 x 14 patches (and a class token)
 # name -> (ViT width, heads, memory cross-attention: None = SAM 2's, 1 or 2 = landmark variant, native size)
@@ -183,7 +183,7 @@ def build_efficienttam(name: str, image_size: int, **sam_settings) -> SAM2Base:
                        else LandmarkRoPEAttention(variant=variant, **cross))
     return SAM2Base(
         image_encoder=ImageEncoder(trunk=ViTTrunk(width, heads), neck=ViTDetNeck(width, sine(MODEL_DIM)), scalp=0),
-        memory_attention=MemoryAttention(d_model=MODEL_DIM, pos_enc_at_input=True,
-                                         layer=memory_layer(side, cross_attention), num_layers=4),
+        memory_attention=FrameMemoryAttention(d_model=MODEL_DIM, pos_enc_at_input=True,
+                                              layer=memory_layer(side, cross_attention), num_layers=4),
         memory_encoder=memory_encoder(), image_size=image_size, use_high_res_features_in_sam=False,
         **TRACKING, **sam_settings)

@@ -141,6 +141,7 @@ def resolve_device(device: str) -> torch.device:
 
 
 SHARED_SINE = "sam2_ros.core.sine_maps.SharedSine"  # Meta's position maps without a copy per frame
+FRAME_ATTENTION = "sam2_ros.core.memory_attention.FrameMemoryAttention"  # the frame's own part once, not per object
 
 
 def build_network(spec: ModelSpec) -> torch.nn.Module:
@@ -159,7 +160,8 @@ def build_network(spec: ModelSpec) -> torch.nn.Module:
                for key, value in _POSTPROCESSING["sam_mask_decoder_extra_args"].items()]
     overrides = decoder + ["++model.binarize_mask_from_pts_for_mem_enc=true", f"++model.image_size={spec.image_size}",
                            f"++model.image_encoder.neck.position_encoding._target_={SHARED_SINE}",
-                           f"++model.memory_encoder.position_encoding._target_={SHARED_SINE}"]
+                           f"++model.memory_encoder.position_encoding._target_={SHARED_SINE}",
+                           f"++model.memory_attention._target_={FRAME_ATTENTION}"]
     return build_sam2(config_for(spec.name), ckpt_path=None, device="cpu",
                       hydra_overrides_extra=overrides, apply_postprocessing=False)
 
@@ -262,8 +264,8 @@ def load_model(spec: ModelSpec) -> LoadedModel:
         check_fits(state, network, spec)
         network.load_state_dict(state)
     network = network.eval()
-    if hasattr(network.image_encoder.trunk, "fuse"):  # a re-parameterisable trunk (EdgeTAM's RepViT)
-        network.image_encoder.trunk.fuse()
+    if hasattr(network, "deploy"):  # rearranged for inference once loaded (EdgeTAM)
+        network.deploy()
     network = network.to(device)
     model = LoadedModel(sam=network, spec=spec, device=device)
     if spec.compile:

@@ -49,7 +49,7 @@ class FrameMemoryAttention(MemoryAttention):
         if self.batch_first:
             memory, memory_pos = memory.transpose(0, 1), memory_pos.transpose(0, 1)
         query_pos = curr_pos.transpose(0, 1) if self.batch_first and curr_pos is not None else curr_pos
-        output = self._first_self_attention(curr, curr_pos)
+        output = self._first_self_attention(curr, curr_pos, query_pos)
         for index, layer in enumerate(self.layers):
             rotary = isinstance(layer.cross_attn_image, RoPEAttention)
             rope = {"num_k_exclude_rope": num_obj_ptr_tokens} if rotary else {}
@@ -62,7 +62,8 @@ class FrameMemoryAttention(MemoryAttention):
         output = self.norm(output)
         return output.transpose(0, 1) if self.batch_first else output
 
-    def _first_self_attention(self, curr: torch.Tensor, curr_pos: torch.Tensor | None) -> torch.Tensor:
+    def _first_self_attention(self, curr: torch.Tensor, curr_pos: torch.Tensor | None,
+                              query_pos: torch.Tensor | None) -> torch.Tensor:
         """Run the first layer's self-attention block (residual included) on the frame's features, or reuse it."""
         device = curr.device.type
         state = (torch.is_autocast_enabled(device), torch.get_autocast_dtype(device))
@@ -70,17 +71,7 @@ class FrameMemoryAttention(MemoryAttention):
         if kept and kept[0][0] is curr and kept[0][1] is curr_pos and kept[1] == state:
             return kept[2]
         output = curr + 0.1 * curr_pos if self.pos_enc_at_input and curr_pos is not None else curr
-        query_pos = curr_pos
-        if self.batch_first:
-            output = output.transpose(0, 1)
-            query_pos = None if curr_pos is None else curr_pos.transpose(0, 1)
-        output = self.layers[0]._forward_sa(output, query_pos)
+        output = self.layers[0]._forward_sa(output.transpose(0, 1) if self.batch_first else output, query_pos)
         if kept is not None:
             kept[:] = [(curr, curr_pos), state, output]
         return output
-
-
-def one_frame(network: torch.nn.Module) -> contextlib.AbstractContextManager:
-    """`FrameMemoryAttention.one_frame` of a SAM 2 network's memory attention; nothing for any other."""
-    attention = network.memory_attention
-    return attention.one_frame() if isinstance(attention, FrameMemoryAttention) else contextlib.nullcontext()

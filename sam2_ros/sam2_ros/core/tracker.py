@@ -21,7 +21,6 @@ import torch.nn.functional as F
 from sam2.utils.misc import fill_holes_in_mask_scores
 
 from sam2_ros.core.encoding import EncodedFrame, encode
-from sam2_ros.core.memory_attention import one_frame
 from sam2_ros.core.model import LoadedModel
 from sam2_ros.core.prompts import ASSIGN_NEW_ID, Prompt, validate
 
@@ -145,7 +144,7 @@ class StreamingTracker:
             # On CUDA masks leave the device once per frame (one synchronisation); on the CPU each
             # batch's masks go out at once, so the caller's post-processing overlaps the next batch.
             deferred: list | None = [] if self.model.device.type == "cuda" else None
-            with one_frame(self.model.sam):  # what of SAM 2's step depends on the frame alone, once
+            with self.model.sam.memory_attention.one_frame():  # what depends on the frame alone, once
                 for group in groups:
                     self._track_group(group, on_object, deferred)
             if deferred:

@@ -63,6 +63,8 @@ def test_a_point_in_another_frame_needs_a_transform():
         in_camera_frame(click, camera_info(), None)
     half = np.sqrt(0.5)  # map -> optical: a quarter turn about z, then 1 m along z
     shift = Transform(translation=Vector3(x=0.0, y=0.0, z=1.0), rotation=Quaternion(x=0.0, y=0.0, z=half, w=half))
-    np.testing.assert_allclose(in_camera_frame(click, camera_info(), lambda target, source: shift), [-2, 1, 4])
+    transforms = {("camera_optical", "map"): shift}  # tf2's lookup_transform(target, source): map -> optical
+    np.testing.assert_allclose(in_camera_frame(click, camera_info(), lambda target, source: transforms[target, source]),
+                               [-2, 1, 4])
     same = PointStamped(header=Header(frame_id="camera_optical"), point=Point(x=1.0, y=2.0, z=3.0))
     np.testing.assert_array_equal(in_camera_frame(same, camera_info(), None), [1, 2, 3])

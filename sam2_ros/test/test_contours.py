@@ -34,6 +34,14 @@ def test_min_area_drops_small_regions():
     assert [c.is_hole for c in contours] == [False, True]
 
 
+def test_a_hole_goes_with_its_region_when_the_region_is_too_small_even_if_the_hole_is_not():
+    mask = np.zeros((40, 40), bool)
+    mask[5:27, 5:27] = True  # a 22 x 22 square ...
+    mask[6:26, 6:26] = False  # ... hollowed to a one-pixel frame: 484 - 400 = 84 pixels round a hole of 400
+    assert [c.is_hole for c in find_contours(mask, min_area=84)] == [False, True]
+    assert find_contours(mask, min_area=85) == []
+
+
 @pytest.mark.parametrize("min_area, kept", [
     (5, ["speck", "line", "square", "hole"]),  # 9, 36, 3,200 and 400 pixels: all at least 5
     (9, ["speck", "line", "square", "hole"]),

@@ -138,8 +138,10 @@ def test_a_proposal_is_new_unless_mostly_on_a_taken_mask_and_big_enough_best_fir
     on_half = square(30, 0, 70, 40)  # 1600 px, 1200 on half_on (accepted just before): covered
     speck = square(90, 90, 95, 95)  # 25 px: below min_area
     far = square(60, 60, 90, 90)  # 900 px, nothing under it
-    found = novel([on_tracked, half_on, on_half, speck, far], [tracked], min_area=100, max_overlap=0.5, room=5)
-    assert found == [half_on, far]
+    least = square(90, 40, 100, 50)  # 100 px: exactly min_area, so big enough
+    found = novel([on_tracked, half_on, on_half, speck, far, least], [tracked], min_area=100, max_overlap=0.5,
+                  room=6)
+    assert found == [half_on, far, least]
     assert novel([on_tracked, half_on, on_half, speck, far], [tracked], 100, 0.5, room=1) == [half_on]
 
 
@@ -183,3 +185,22 @@ def test_the_stability_filter_on_graded_logits_equals_metas_generator(graded_mod
     assert_same(kept, meta_generate(graded_model, image, strict))
     expected = sorted(p.stability for p in all_found if p.stability >= 0.7)  # the filter, as a plain loop
     assert 0 < len(kept) < len(all_found) and sorted(p.stability for p in kept) == expected
+
+
+def test_at_a_threshold_equal_to_a_masks_own_value_stability_keeps_it_and_predicted_iou_drops_it(graded_model):
+    """Meta's rules at equality: stability_score >= stability_score_thresh, predicted_iou > pred_iou_thresh."""
+    image = photo("astronaut")
+    frame = encode(graded_model, image)
+    everything = replace(LOOSE, box_nms_thresh=1.0)  # every point's three masks
+    found, _ = Everything(graded_model, everything).propose(frame)
+    stability_at = sorted(p.stability for p in found)[len(found) // 2]
+    iou_at = sorted(p.score for p in found)[len(found) // 2]
+    for at, expected, on_threshold, taken in (
+            (replace(everything, stability_score_thresh=stability_at),
+             [p for p in found if p.stability >= stability_at], lambda p: p.stability == stability_at, True),
+            (replace(everything, pred_iou_thresh=iou_at),
+             [p for p in found if p.score > iou_at], lambda p: p.score == iou_at, False)):
+        kept, _ = Everything(graded_model, at).propose(frame)
+        assert_same(kept, meta_generate(graded_model, image, at))
+        assert sorted((p.score, p.stability) for p in kept) == sorted((p.score, p.stability) for p in expected)
+        assert 0 < len(kept) < len(found) and any(on_threshold(p) for p in kept) == taken

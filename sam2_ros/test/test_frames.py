@@ -59,3 +59,4 @@ def test_prompt_max_age_refuses_an_old_prompt_even_when_its_stamp_is_a_kept_fram
         with pytest.raises(FrameNotKept, match="more than prompt_max_age_s 1.5 s"):
             ring.find(stamp, max_age_ns=1_500_000_000)
     assert ring.find(3_000_000_000, max_age_ns=1_500_000_000).seq == 2
+    assert ring.find(2_500_000_000, max_age_ns=1_500_000_000).seq == 2  # exactly 1.5 s old: within the limit

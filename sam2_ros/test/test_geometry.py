@@ -49,6 +49,15 @@ def test_a_box_face_at_one_metre_has_its_hand_worked_centroid_and_extent():
     assert found.count == 76 * 76  # a 5x5 ellipse reaches 2 px along rows and columns: 2 px off each side
 
 
+def test_non_square_pixels_back_project_columns_with_fx_and_rows_with_fy():
+    mask, depth = scene()
+    camera = Intrinsics(fx=500.0, fy=400.0, cx=319.5, cy=239.5, width=640, height=480)
+    found = object_3d(mask, depth_in_metres(depth, "16UC1"), camera, erode_px=2)
+    # as above, rows 202..277 now divided by fy 400: y from -37.5 / 400 to 37.5 / 400
+    np.testing.assert_allclose(found.minimum, [(302 - 319.5) / 500, -37.5 / 400, 1.0], atol=1e-6)
+    np.testing.assert_allclose(found.maximum, [(377 - 319.5) / 500, 37.5 / 400, 1.0], atol=1e-6)
+
+
 def test_the_float_encoding_gives_the_same_points():
     mask, depth = scene(0.75)
     metres = depth.astype(np.float32) / 1000

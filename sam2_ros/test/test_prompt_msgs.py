@@ -21,6 +21,12 @@ def test_a_prompt_message_keeps_points_labels_box_and_mask():
     np.testing.assert_array_equal(prompt.mask, [[False, True, False], [False, False, True]])
 
 
+def test_an_8uc1_mask_and_a_mask_of_ones_are_read_like_mono8_255():
+    """OpenCV's CV_8UC1 is mono8's layout; any non-zero pixel is inside (numpy masks saved as 0/1)."""
+    ones = Image(height=1, width=3, encoding="8UC1", step=3, data=bytes([1, 0, 1]))
+    np.testing.assert_array_equal(from_prompt_msg(PromptMsg(mask=ones)).mask, [[True, False, True]])
+
+
 def test_background_clicks_arrive_as_sent():
     points = [Point32(x=10.0, y=20.0), Point32(x=30.0, y=40.0), Point32(x=50.0, y=60.0)]
     prompt = from_prompt_msg(PromptMsg(object_id=-1, points=points, point_labels=[1, 0, 0]))

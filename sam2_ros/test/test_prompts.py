@@ -24,6 +24,12 @@ def click(x, y, label=1, **kwargs) -> Prompt:
     (click(-5, 10), "falls entirely outside the 640x480 image"),
     (click(700, 500), "falls entirely outside the 640x480 image"),
     (Prompt(box=np.array([650, 10, 700, 40])), "falls entirely outside"),
+    (Prompt(box=np.array([10, 500, 40, 600])), "falls entirely outside"),  # below the image, columns inside
+    (Prompt(box=np.array([10, -60, 40, -5])), "falls entirely outside"),  # above it
+    (Prompt(box=np.array([640, 10, 700, 40])), "falls entirely outside"),  # from the right edge: no column
+    (Prompt(box=np.array([10, -30, 40, 0])), "falls entirely outside"),  # up to the top edge: no row
+    (click(640, 10), "falls entirely outside"),  # columns are 0..639: x 640 is past the last one
+    (click(10, 480), "falls entirely outside"),
     (Prompt(mask=np.zeros(HW, bool)), "empty mask"),
     (Prompt(mask=np.ones((240, 320), bool)), "320x240 mask for a 640x480 image"),
     (Prompt(object_id=0, box=np.array([1, 1, 5, 5])), "object id 0 is invalid: ids start at 1"),
@@ -40,6 +46,11 @@ def test_points_and_boxes_partly_outside_are_clipped_to_the_image():
     np.testing.assert_array_equal(checked.points, [[10, 10], [639, 0]])
     np.testing.assert_array_equal(checked.box, [0, 5, 640, 480])
     assert checked.points.dtype == np.float32 and checked.point_labels.dtype == np.int32
+
+
+def test_a_click_on_the_last_pixel_and_a_box_one_pixel_in_are_inside():
+    assert validate(click(639.5, 479.5), HW).points.tolist() == [[639, 479]]  # kept, at the last pixel
+    assert validate(Prompt(box=np.array([639, 479, 700, 500])), HW).box.tolist() == [639, 479, 640, 480]
 
 
 def test_a_box_partly_inside_with_no_points_is_kept():

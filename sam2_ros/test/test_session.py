@@ -9,9 +9,11 @@ from test_everything import meta_generate
 from conftest import photo
 from sam2_ros.core.everything import EverythingSettings
 from sam2_ros.core.frames import FrameNotKept
-from sam2_ros.core.prompts import ASSIGN_NEW_ID, Prompt
+from sam2_ros.core.prompts import ASSIGN_NEW_ID, Prompt, PromptError
+from sam2_ros.core.segmenter import Segmenter
 from sam2_ros.core.tracker import StreamingTracker, TrackerError
 from sam2_ros.ros import params as P
+from sam2_ros.ros.prompt_msgs import Detections
 from sam2_ros.ros.session import TrackingSession
 
 
@@ -140,3 +142,55 @@ def test_image_mode_frames_never_reach_the_tracker_and_track_mode_prompts_wait_f
     session.process(2, "track mode", 2, photo("coffee"), track_mode)
     ids, frame, _ = session.apply([box(10, 10, 100, 100)], 0, track_mode)
     assert ids == [1] and frame.header == "track mode"
+
+
+def test_a_one_off_request_numbers_its_new_objects_with_the_smallest_ids_it_does_not_name(small_model):
+    settings = config()
+    session = TrackingSession(small_model, settings, Recorder())
+    session.process(1, "header", 1, photo("coffee"), settings)
+    objects, *_ = session.segment_once([box(10, 10, 100, 100), box(200, 10, 300, 100, object_id=1),
+                                        box(10, 200, 100, 300)], 0, None, settings)
+    assert [o.object_id for o in objects] == [2, 1, 3]
+    with pytest.raises(PromptError, match=r"object ids \[1\] appear more than once"):
+        session.segment_once([box(10, 10, 100, 100, object_id=1), box(200, 10, 300, 100, object_id=1)], 0, None,
+                             settings)
+
+
+@pytest.mark.parametrize("encoding, largest", [("mono8", 255), ("16UC1", 65535)])
+def test_the_largest_id_the_label_image_carries_is_taken_and_the_next_refused(small_model, encoding, largest):
+    settings = config(mode="image", mask_encoding=encoding)
+    session = TrackingSession(small_model, settings, Recorder())
+    session.process(1, "header", 1, photo("coffee"), settings)
+    assert session.apply([box(10, 10, 100, 100, object_id=largest)], 0, settings)[0] == [largest]
+    with pytest.raises(PromptError, match=fr"object id {largest + 1} does not fit the {encoding} label image"):
+        session.apply([box(10, 10, 100, 100, object_id=largest + 1)], 0, settings)
+    assert session.object_labels() == {largest: ""}
+
+
+def test_a_detector_box_mostly_on_a_tracked_object_is_not_tracked_again_and_one_a_quarter_on_it_is(small_model):
+    """The tracked object is a mask prompt: on its own frame SAM 2 returns that mask (to its border pixels)."""
+    settings = config()
+    session = TrackingSession(small_model, settings, Recorder())
+    session.process(1, "header", 1, cv2.resize(photo("astronaut"), (640, 480), interpolation=cv2.INTER_AREA),
+                    settings)
+    square = np.zeros((480, 640), bool)
+    square[100:300, 100:300] = True
+    _, _, (tracked,) = session.apply([Prompt(object_id=1, mask=square)], 0, settings)
+    assert np.count_nonzero(tracked.mask != square) < 0.02 * square.sum()
+    inside = box(120, 120, 280, 280, label="on it")  # all of it on the object
+    quarter = box(250, 100, 450, 300, label="beside it")  # columns 250..449: 50 of 200 on the object
+    ids, _, _ = session.apply_detections(Detections([inside, quarter], []), 0, settings)
+    assert ids == [2] and session.object_labels() == {1: "", 2: "beside it"}
+
+
+def test_in_image_mode_the_prompts_in_force_move_with_a_change_of_camera_resolution(small_model):
+    """A box drawn on a 640x480 frame covers the same part of the scene on a 320x240 one: halved by hand."""
+    settings = config(mode="image")
+    big = cv2.resize(photo("astronaut"), (640, 480), interpolation=cv2.INTER_AREA)
+    small = cv2.resize(big, (320, 240), interpolation=cv2.INTER_AREA)
+    session = TrackingSession(small_model, settings, Recorder())
+    session.process(1, "big", 1, big, settings)
+    session.apply([box(100, 40, 400, 470, object_id=1)], 0, settings)
+    processed = session.process(2, "small", 2, small, settings)
+    expected = Segmenter(small_model).segment(small, [box(50, 20, 200, 235, object_id=1)]).objects[0]
+    np.testing.assert_array_equal(processed.objects[0].mask, expected.mask)

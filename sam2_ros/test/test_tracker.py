@@ -1,6 +1,7 @@
 """The streaming tracker: SAM 2 memory on a live stream, exact to Meta's SAM2VideoPredictor."""
 import numpy as np
 import pytest
+import skimage
 
 from conftest import SMALL, fail_on_step
 from sam2_ros.core.prompts import Prompt
@@ -68,7 +69,10 @@ def test_masks_equal_meta_video_predictor_driven_live(small_model, checkpoint):
 
 
 def test_background_clicks_and_corrections_that_only_remove_equal_meta_video_predictor(small_model, checkpoint):
-    """Negative clicks at every step a user takes them: with the first click, alone as a correction, in a batch."""
+    """Negative clicks at every step a user takes them: with the first click, alone as a correction, in a batch.
+
+    A second prompt on the same frame refines the first: Meta feeds the first one's logits back with it.
+    """
     images, truths = pan_clip(16)
     h, w = truths[0].shape
     x0, y0, x1, y1 = object_box(truths[0])
@@ -77,8 +81,10 @@ def test_background_clicks_and_corrections_that_only_remove_equal_meta_video_pre
         0: [("prompt", Prompt(object_id=1, points=np.array([[(x0 + x1) / 2, (y0 + y1) / 2], [w * 0.9, h * 0.1]]),
                               point_labels=np.array([1, 0])))],
         5: [("prompt", Prompt(object_id=2, points=np.array([[w * 0.75, h * 0.5], [w * 0.75, h * 0.2]]),
-                              point_labels=np.array([1, 0])))],
-        8: [("prompt", Prompt(object_id=1, points=trim[None], point_labels=np.array([0])))],
+                              point_labels=np.array([1, 0]))),
+            ("prompt", Prompt(object_id=2, points=np.array([[w * 0.7, h * 0.45]]), point_labels=np.array([1])))],
+        8: [("prompt", Prompt(object_id=1, points=trim[None], point_labels=np.array([0]))),
+            ("prompt", Prompt(object_id=1, points=trim[None] - 20, point_labels=np.array([0])))],
         12: [("prompt", Prompt(object_id=2, points=np.array([[w * 0.6, h * 0.6]]), point_labels=np.array([0])))],
     }
     ours = run_ours(small_model, images, actions)
@@ -247,15 +253,19 @@ def test_a_batch_failing_on_its_last_prompt_undoes_the_object_added_and_the_one_
     images, truths = pan_clip(5)
     reference = two_objects(small_model, images, truths)
     tracker = two_objects(small_model, images, truths)
-    before = {i: (o.pending, len(o.cond)) for i, o in tracker.objects.items()}
+    before = {i: (o.label, o.pending, len(o.cond)) for i, o in tracker.objects.items()}
+    shown = [(o.object_id, o.mask) for o in tracker.current()]
     fail_on_step(monkeypatch, tracker, 3)
     with pytest.raises(RuntimeError), tracker.transaction():
         tracker.add_prompt(Prompt(object_id=3, box=np.array([10, 10, 80, 80], np.float32)))  # step 1: added
-        tracker.add_prompt(Prompt(object_id=1, points=np.array([[60.0, 60.0]]), point_labels=np.array([0])))  # 2
+        tracker.add_prompt(Prompt(object_id=1, points=np.array([[60.0, 60.0]]), point_labels=np.array([0]),
+                                  label="mug"))  # step 2: corrected and renamed
         tracker.add_prompt(Prompt(object_id=2, points=np.array([[240.0, 60.0]]), point_labels=np.array([1])))  # 3
     monkeypatch.undo()
     assert sorted(tracker.objects) == [1, 2]
-    assert {i: (o.pending, len(o.cond)) for i, o in tracker.objects.items()} == before
+    assert {i: (o.label, o.pending, len(o.cond)) for i, o in tracker.objects.items()} == before
+    for (object_id, mask), now in zip(shown, tracker.current(), strict=True):  # the frame's masks as before
+        assert now.object_id == object_id and np.array_equal(now.mask, mask)
     for image in images[2:]:  # as if the batch had never been sent
         for mine, expected in zip(tracker.track(image).objects, reference.track(image).objects, strict=True):
             np.testing.assert_array_equal(mine.mask, expected.mask)
@@ -413,3 +423,20 @@ def test_a_batched_frame_that_fails_leaves_every_object_as_before(small_model, m
     for image in (images[3], images[4]):
         for mine, expected in zip(tracker.track(image).objects, reference.track(image).objects, strict=True):
             np.testing.assert_array_equal(mine.mask, expected.mask)
+
+
+def test_a_mask_prompts_edge_that_scales_down_to_exactly_half_is_inside_as_in_metas_add_new_mask(
+        small_model, checkpoint):
+    """512 pixels to input size 256: antialiasing weighs columns 2i-1..2i+2 by 1/8, 3/8, 3/8, 1/8.
+
+    So a mask starting at odd column 2i+1 covers input column i by exactly 1/2, which Meta counts in (>= 0.5).
+    """
+    photo = skimage.data.astronaut()  # 512 x 512
+    images = [photo, np.roll(photo, 4, axis=1), np.roll(photo, 8, axis=1)]
+    mask = np.zeros((512, 512), bool)
+    mask[101:301, 151:351] = True
+    actions = {0: [("prompt", Prompt(object_id=1, mask=mask))]}
+    ours, meta = run_ours(small_model, images, actions), run_meta(checkpoint, images, actions)
+    for t in range(len(images)):
+        diff = np.count_nonzero(ours[t][1] != meta[t][1])
+        assert diff <= 4, f"frame {t}: {diff} pixels differ from Meta"

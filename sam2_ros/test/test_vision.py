@@ -1,4 +1,4 @@
-"""vision_msgs outputs: the numbers worked by hand here, the real message classes where vision_msgs is installed."""
+"""vision_msgs outputs: what each message carries worked by hand, the real classes where vision_msgs is installed."""
 import pytest
 from geometry_msgs.msg import Point
 from sensor_msgs.msg import RegionOfInterest
@@ -19,7 +19,7 @@ def cup() -> SegmentedObject:
 
 def test_the_2d_box_is_the_mask_box_in_pixel_edge_coordinates():
     # columns 10..13 and rows 20..25: edges at 10 and 14, 20 and 26
-    assert vision.box_2d(cup()) == (12.0, 23.0, 4.0, 6.0)
+    assert vision.box_2d(cup()) == ((12.0, 23.0), (4.0, 6.0))
 
 
 def test_the_3d_box_is_the_middle_and_size_of_the_extent():
@@ -30,6 +30,34 @@ def test_the_3d_box_is_the_middle_and_size_of_the_extent():
 def test_every_object_names_its_label_value_and_unlabelled_ones_are_named_by_id():
     result = SegmentationResult(objects=[cup(), SegmentedObject(object_id=7)])
     assert vision.label_map(result) == ((3, "cup"), (7, "object 7"))
+
+
+def result_with_a_hidden_and_a_flat_object() -> SegmentationResult:
+    """cup: visible with 3D; 4: hidden; 9: visible, unlabelled, no depth readings on it."""
+    flat = SegmentedObject(object_id=9, score=0.5, visible=True,
+                           box=RegionOfInterest(x_offset=0, y_offset=1, width=3, height=2))
+    return SegmentationResult(header=header(5, frame_id="color"), depth_header=header(5, 2, frame_id="depth"),
+                              objects=[cup(), SegmentedObject(object_id=4, label="gone", visible=False), flat])
+
+
+def test_the_2d_detections_are_the_visible_objects_in_the_colour_frame():
+    result = result_with_a_hidden_and_a_flat_object()
+    assert vision.detections_2d(result) == [
+        vision.Detection(header(5, frame_id="color"), "3", "cup", 0.75, (12.0, 23.0), (4.0, 6.0)),
+        vision.Detection(header(5, frame_id="color"), "9", "object 9", 0.5, (1.5, 2.0), (3.0, 2.0))]
+
+
+def test_the_3d_detections_are_the_objects_with_3d_in_the_depth_frame():
+    (found,) = vision.detections_3d(result_with_a_hidden_and_a_flat_object())
+    assert (found.header, found.id, found.class_id, found.score) == (header(5, 2, frame_id="depth"), "3", "cup", 0.75)
+    assert found.centre == pytest.approx((0.1, 0.225, 1.25)) and found.size == pytest.approx((0.4, 0.05, 0.5))
+
+
+def test_3d_outputs_without_a_paired_depth_frame_carry_the_colour_frames_header():
+    paired = result_with_a_hidden_and_a_flat_object()
+    assert vision.header_3d(paired) == header(5, 2, frame_id="depth")
+    unpaired = SegmentationResult(header=header(5, frame_id="color"))
+    assert vision.header_3d(unpaired) == header(5, frame_id="color")
 
 
 @needs_vision_msgs

@@ -29,10 +29,6 @@ class ObjectMask:
     presence: float  # SAM 2's object-presence probability
     logits: np.ndarray  # (1, S/4, S/4) low-res logits: feed back as mask_logits to refine
 
-    @property
-    def visible(self) -> bool:
-        return self.presence > 0.5 and bool(self.mask.any())
-
 
 @dataclass
 class Segmentation:

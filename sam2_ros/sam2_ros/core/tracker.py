@@ -86,10 +86,6 @@ class TrackedMask:
     presence: float  # SAM 2's object-presence probability
     logits: np.ndarray  # (1, S/4, S/4) low-res mask logits
 
-    @property
-    def visible(self) -> bool:
-        return self.presence > 0.5 and bool(self.mask.any())
-
 
 @dataclass
 class FrameResult:

@@ -211,7 +211,7 @@ class EverythingParams(Section):
     points_per_batch: int = param("everything_points_per_batch", 64, "~/segment_everything: points per batch "
                                   "(one discovery step)", int_range=(1, 4096))
     pred_iou_thresh: float = param("everything_pred_iou_thresh", 0.8, "~/segment_everything: keep masks SAM 2 "
-                                   "scores at least this", float_range=(0.0, 1.0))
+                                   "scores above this", float_range=(0.0, 1.0))
     stability_score_thresh: float = param("everything_stability_score_thresh", 0.95, "~/segment_everything: "
                                           "keep masks at least this stable", float_range=(0.0, 1.0))
     box_nms_thresh: float = param("everything_box_nms_thresh", 0.7, "~/segment_everything: box IoU above which "

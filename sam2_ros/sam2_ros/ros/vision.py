@@ -1,10 +1,13 @@
 """SegmentationResult -> vision_msgs (Detection2DArray, Detection3DArray, LabelInfo), where vision_msgs is installed.
 
-vision_msgs ships with ROS 2 desktop on robots; it is optional here. The numbers each message
-carries are worked out by the plain functions below, which need no vision_msgs; the builders
-only fill the message classes.
+vision_msgs ships with ROS 2 desktop on robots; it is optional here. Everything each message
+carries (which objects, their headers, ids, classes, scores, boxes) is worked out by the plain
+functions below, which need no vision_msgs and are tested wherever the suite runs; the builders
+only copy those records into the message classes, field for field.
 """
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 from std_msgs.msg import Header
 
@@ -31,14 +34,14 @@ def available() -> bool:
     return Detection2DArray is not None
 
 
-def box_2d(obj: SegmentedObject) -> tuple[float, float, float, float]:
-    """Return (centre x, centre y, width, height) of the mask's box, in pixel-edge coordinates.
+def box_2d(obj: SegmentedObject) -> tuple[tuple[float, float], tuple[float, float]]:
+    """Return ((centre x, centre y), (width, height)) of the mask's box, in pixel-edge coordinates.
 
     The box covers columns x_offset .. x_offset + width - 1, so its left edge is x_offset and
     its centre x_offset + width / 2 (as detectors' xyxy boxes are converted).
     """
     box = obj.box
-    return (box.x_offset + box.width / 2, box.y_offset + box.height / 2, float(box.width), float(box.height))
+    return (box.x_offset + box.width / 2, box.y_offset + box.height / 2), (float(box.width), float(box.height))
 
 
 def box_3d(obj: SegmentedObject) -> tuple[tuple[float, float, float], tuple[float, float, float]]:
@@ -64,39 +67,55 @@ def label_map(result: SegmentationResult) -> tuple[tuple[int, str], ...]:
     return tuple((obj.object_id, class_name(obj)) for obj in result.objects)
 
 
-def _hypothesis(obj: SegmentedObject):
+@dataclass(frozen=True)
+class Detection:
+    """What one Detection2D or Detection3D carries: its header, id, one hypothesis and its box."""
+
+    header: Header
+    id: str
+    class_id: str
+    score: float
+    centre: tuple[float, ...]  # (x, y) pixels, or (x, y, z) metres
+    size: tuple[float, ...]
+
+
+def detections_2d(result: SegmentationResult) -> list[Detection]:
+    """Describe the visible objects in the colour frame: id = object id, box from the mask, label, score."""
+    return [Detection(result.header, str(obj.object_id), class_name(obj), float(obj.score), *box_2d(obj))
+            for obj in result.objects if obj.visible]
+
+
+def detections_3d(result: SegmentationResult) -> list[Detection]:
+    """Describe the objects with 3D, in the depth frame: box = their points' axis-aligned extent."""
+    return [Detection(header_3d(result), str(obj.object_id), class_name(obj), float(obj.score), *box_3d(obj))
+            for obj in result.objects if obj.has_3d]
+
+
+def _hypothesis(detection: Detection):
     hypothesis = ObjectHypothesisWithPose()
-    hypothesis.hypothesis.class_id, hypothesis.hypothesis.score = class_name(obj), float(obj.score)
+    hypothesis.hypothesis.class_id, hypothesis.hypothesis.score = detection.class_id, detection.score
     return hypothesis
 
 
 def detection_2d_array(result: SegmentationResult):
-    """Detection2DArray of the visible objects: id = object id, bbox from the mask, hypothesis = label, score."""
+    """Detection2DArray of `detections_2d`."""
     detections = []
-    for obj in result.objects:
-        if not obj.visible:
-            continue
-        cx, cy, w, h = box_2d(obj)
-        bbox = BoundingBox2D(size_x=w, size_y=h)
-        bbox.center.position.x, bbox.center.position.y = cx, cy
-        detections.append(Detection2D(header=result.header, results=[_hypothesis(obj)], bbox=bbox,
-                                      id=str(obj.object_id)))
+    for found in detections_2d(result):
+        bbox = BoundingBox2D(size_x=found.size[0], size_y=found.size[1])
+        bbox.center.position.x, bbox.center.position.y = found.centre
+        detections.append(Detection2D(header=found.header, results=[_hypothesis(found)], bbox=bbox, id=found.id))
     return Detection2DArray(header=result.header, detections=detections)
 
 
 def detection_3d_array(result: SegmentationResult):
-    """Detection3DArray of the objects with 3D, in the depth frame: bbox = their points' extent."""
+    """Detection3DArray of `detections_3d` (identity orientation: the boxes are axis-aligned)."""
     detections = []
-    for obj in result.objects:
-        if not obj.has_3d:
-            continue
-        (x, y, z), (sx, sy, sz) = box_3d(obj)
+    for found in detections_3d(result):
         bbox = BoundingBox3D()
-        bbox.center.position.x, bbox.center.position.y, bbox.center.position.z = x, y, z
+        bbox.center.position.x, bbox.center.position.y, bbox.center.position.z = found.centre
         bbox.center.orientation.w = 1.0
-        bbox.size.x, bbox.size.y, bbox.size.z = sx, sy, sz
-        detections.append(Detection3D(header=result.depth_header, results=[_hypothesis(obj)], bbox=bbox,
-                                      id=str(obj.object_id)))
+        bbox.size.x, bbox.size.y, bbox.size.z = found.size
+        detections.append(Detection3D(header=found.header, results=[_hypothesis(found)], bbox=bbox, id=found.id))
     return Detection3DArray(header=header_3d(result), detections=detections)
 
 

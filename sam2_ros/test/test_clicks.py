@@ -46,9 +46,10 @@ def test_a_right_stereo_cameras_click_takes_its_baseline_from_p():
     assert project(np.array([0.1, -0.2, 2.0]), rectified_camera(tx=-54.0)) == pytest.approx((305.5, 190.0))
 
 
-def test_a_point_behind_the_camera_is_refused():
+@pytest.mark.parametrize("z", [-1.0, 0.0])  # 0: on the camera's plane, it projects to no pixel
+def test_a_point_behind_or_beside_the_camera_is_refused(z):
     with pytest.raises(PromptError, match="behind the camera"):
-        project(np.array([0.0, 0.0, -1.0]), camera_info())
+        project(np.array([0.1, 0.0, z]), camera_info())
 
 
 def test_a_quarter_turn_about_z_takes_x_to_y():

@@ -21,6 +21,12 @@ def test_a_prompt_message_keeps_points_labels_box_and_mask():
     np.testing.assert_array_equal(prompt.mask, [[False, True, False], [False, False, True]])
 
 
+def test_a_label_of_256_characters_is_taken_and_one_of_257_refused():
+    assert from_prompt_msg(PromptMsg(label="x" * 256, box=[1.0, 2.0, 3.0, 4.0])).label == "x" * 256
+    with pytest.raises(PromptError, match="label of 257 characters is over the limit of 256"):
+        from_prompt_msg(PromptMsg(label="x" * 257, box=[1.0, 2.0, 3.0, 4.0]))
+
+
 def test_an_8uc1_mask_and_a_mask_of_ones_are_read_like_mono8_255():
     """OpenCV's CV_8UC1 is mono8's layout; any non-zero pixel is inside (numpy masks saved as 0/1)."""
     ones = Image(height=1, width=3, encoding="8UC1", step=3, data=bytes([1, 0, 1]))

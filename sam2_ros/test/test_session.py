@@ -194,3 +194,44 @@ def test_in_image_mode_the_prompts_in_force_move_with_a_change_of_camera_resolut
     processed = session.process(2, "small", 2, small, settings)
     expected = Segmenter(small_model).segment(small, [box(50, 20, 200, 235, object_id=1)]).objects[0]
     np.testing.assert_array_equal(processed.objects[0].mask, expected.mask)
+
+
+def test_in_track_mode_a_prompt_drawn_on_an_older_larger_frame_is_halved_onto_the_newest(small_model):
+    """Tracking only moves forward: the box drawn on the 640x480 frame lands, halved by hand, on the 320x240 one."""
+    settings = config()
+    big = cv2.resize(photo("astronaut"), (640, 480), interpolation=cv2.INTER_AREA)
+    small = cv2.resize(big, (320, 240), interpolation=cv2.INTER_AREA)
+    session = TrackingSession(small_model, settings, Recorder())
+    session.process(1, "big", 1, big, settings)
+    session.process(2, "small", 2, small, settings)
+    _, frame, (obj,) = session.apply([box(100, 40, 400, 470, object_id=1)], 1, settings)
+    core = StreamingTracker(small_model)
+    core.track(big)
+    core.track(small)
+    _, expected = core.add_prompt(box(50, 20, 200, 235, object_id=1))
+    assert frame.header == "small"
+    np.testing.assert_array_equal(obj.mask, expected.objects[0].mask)
+
+
+def test_reset_in_image_mode_drops_every_prompt_in_force_and_counts_them(small_model):
+    settings = config(mode="image")
+    session = TrackingSession(small_model, settings, Recorder())
+    session.process(1, "header", 1, photo("coffee"), settings)
+    session.apply([box(10, 10, 100, 100), box(200, 10, 300, 100)], 0, settings)
+    assert session.reset() == 2 and session.object_labels() == {}
+    assert session.process(2, "header", 2, photo("coffee"), settings).objects == []
+
+
+def test_discovery_stops_at_discover_max_objects_unknown_objects(small_model):
+    """One unknown object allowed: the first pass adds one, and no later pass starts while it is tracked."""
+    image = photo("coffee")
+    settings = config(max_objects=8, discover_max_objects=1, discover_period_s=0.001, discover_min_area=50,
+                      discover_batches_per_frame=100, everything_points_per_side=8,
+                      everything_pred_iou_thresh=0.0, everything_stability_score_thresh=0.0)
+    session = TrackingSession(small_model, settings, Recorder())
+    first = session.process(1, "header", 1, image, settings)
+    (ids, _, _), _ = session.discover(first.frame, settings)
+    assert len(ids) == 1
+    second = session.process(2, "header", 2, image, settings)
+    assert session.discover(second.frame, settings) is None
+    assert list(session.object_labels().values()) == ["unknown"]

@@ -168,17 +168,19 @@ def test_a_mask_prompt_follows_metas_add_new_mask_on_every_later_frame(small_mod
     assert ours[5].keys() == {1, 2}
 
 
-def test_conditioning_frames_are_capped_keeping_the_first_and_newest(small_model):
-    tracker = StreamingTracker(small_model, max_cond_frames=3)
-    images, truths = pan_clip(6)
-    drops = []
-    for t, image in enumerate(images):
-        drops.append(tracker.track(image).dropped_cond_frames)
+@pytest.mark.parametrize("cap, prompted, kept, drops", [
+    (3, 6, [0, 4, 5], [{1: [1]}, {1: [2]}, {1: [3]}]),  # each one past the cap drops the oldest but the first
+    (1, 2, [1], [{1: [0]}]),  # a cap of one keeps the newest prompt
+])
+def test_conditioning_frames_are_capped_keeping_the_first_and_newest(small_model, cap, prompted, kept, drops):
+    tracker = StreamingTracker(small_model, max_cond_frames=cap)
+    images, truths = pan_clip(prompted)
+    seen = []
+    for t, image in enumerate(images):  # a prompt on every frame
+        seen.append(tracker.track(image).dropped_cond_frames)
         tracker.add_prompt(Prompt(object_id=1, box=object_box(truths[t])))
-    drops.append(tracker.track(images[0]).dropped_cond_frames)
-    assert sorted(tracker.objects[1].cond) == [0, 4, 5]
-    # prompted frames 0..5, at most 3 kept: each new one past the cap drops the oldest but the first
-    assert [d for d in drops if d] == [{1: [1]}, {1: [2]}, {1: [3]}]
+    seen.append(tracker.track(images[0]).dropped_cond_frames)  # the last prompt's frame ends
+    assert sorted(tracker.objects[1].cond) == kept and [d for d in seen if d] == drops
 
 
 def test_retained_memory_stops_growing_once_sams_windows_are_full(small_model):
@@ -195,6 +197,17 @@ def test_retained_memory_stops_growing_once_sams_windows_are_full(small_model):
     assert len(set(sizes[window:])) == 1, f"retained bytes still change: {sizes[window:]}"
     assert all(len(obj.non_cond) <= small_model.sam.max_obj_ptrs_in_encoder
                for obj in tracker.objects.values())
+
+
+def test_a_correction_without_a_label_keeps_the_objects_label_and_one_with_a_label_renames_it(tracker):
+    images, truths = pan_clip(1)
+    tracker.track(images[0])
+    tracker.add_prompt(Prompt(object_id=1, box=object_box(truths[0]), label="cat"))
+    click = np.array([[*object_box(truths[0])[:2] + 10]])
+    tracker.add_prompt(Prompt(object_id=1, points=click, point_labels=np.array([1])))
+    assert [o.label for o in tracker.current()] == ["cat"]
+    tracker.add_prompt(Prompt(object_id=1, points=click, point_labels=np.array([1]), label="kitten"))
+    assert [o.label for o in tracker.current()] == ["kitten"]
 
 
 def test_new_objects_take_the_smallest_free_id_so_ids_fit_a_mono8_label_image(tracker):

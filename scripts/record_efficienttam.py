@@ -60,11 +60,11 @@ def main(checkout: Path) -> None:
 
     from families import FRAMES, clip_script, image_prompts, reference_kwargs, weights_digest, write_present_checkpoint
     from sam2_ros.core.encoding import to_model_input
-    from sam2_ros.core.model import EFFICIENTTAM
+    from sam2_ros.core.networks.efficienttam import VARIANTS
     from sam2_ros.tools.scenes import pan_clip
 
     layouts = {name: {k: list(v.shape) for k, v in reference_network(checkout, name, None, False).state_dict().items()}
-               for name in EFFICIENTTAM}
+               for name in VARIANTS}
     out = {"layouts": json.dumps(layouts)}
     images, truths = pan_clip(FRAMES)
     inputs = torch.cat([to_model_input(image, SIZE, torch.device("cpu")) for image in images])

@@ -67,3 +67,16 @@ def test_a_one_minute_soak_keeps_every_promise(tmp_path, checkpoint):
     assert SOAK_KEYS <= results.keys(), SOAK_KEYS - results.keys()
     assert results["soak_header_mismatches"] == 0 and results["soak_unanswered_requests"] == 0
     assert results["soak_failures"] == 0 and results["soak_frames"] > 10 and results["soak_requests"] > 10
+
+
+PROMPTS_KEYS = {"prompts_frames_per_s_without", "prompts_frames_per_s_with", "prompts_frames_per_s_with_over_without",
+                "prompts_depth_wait_ms", "prompts_seconds_per_run"}
+
+
+def test_prompts_suite_counts_the_frames_the_worker_took_with_and_without_prompts(tmp_path, checkpoint):
+    out = tmp_path / "bench.json"
+    assert main(["--suite", "prompts", "--checkpoint", checkpoint, "--device", "cpu", "--image-size", "256",
+                 "--prompt-seconds", "1", "--json", str(out)]) == 0
+    results = json.loads(out.read_text())
+    assert PROMPTS_KEYS <= results.keys(), PROMPTS_KEYS - results.keys()
+    assert results["prompts_frames_per_s_without"] > 0 and results["prompts_frames_per_s_with"] > 0

@@ -9,15 +9,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 from conftest import SMALL, photo
 from families import FRAMES, clip_script, image_prompts, weights_digest, write_present_checkpoint
-from sam2_ros.core.model import EFFICIENTTAM, CheckpointError, ModelSpec, build_network, load_model
+from sam2_ros.core.model import CheckpointError, ModelSpec, build_network, load_model
+from sam2_ros.core.networks.efficienttam import VARIANTS as EFFICIENTTAM
 from sam2_ros.core.segmenter import Segmenter
 from sam2_ros.tools.scenes import pan_clip
 from test_tracker import run_ours
 
 RECORDED = Path(__file__).resolve().parent / "data" / "efficienttam_reference.npz"
+ROUNDING = 1e-6  # a mask logit this close to 0 may fall on either side on another CPU
 VARIANTS = ("efficienttam_s", "efficienttam_ti", "efficienttam_ti_1", "efficienttam_ti_2")
 
 
@@ -63,17 +66,28 @@ def test_single_images_equal_efficienttams_image_predictor(variant, reference):
 @pytest.mark.parametrize("batched", [False, True], ids=["one object per step", "objects batched"])
 def test_a_30_frame_clip_with_an_object_added_late_and_a_correction_equals_efficienttams_video_predictor(
         variant, reference, batched):
+    """Equal but where the mask's logit is within float rounding of SAM 2's threshold.
+
+    The reference was recorded on another CPU (AVX2), whose kernels sum in another order: on an
+    AVX-512 CPU a pixel whose logit is 1e-8 from 0 can land on the other side (seen: 3 pixels of
+    the clip's 180,000, logits -7.5e-08, 2.3e-09 and 2.3e-08).
+    """
     name, model = variant
     images, truths = pan_clip(FRAMES)
-    ours = run_ours(model, images, clip_script(truths), batch_objects=batched)
+    ours = run_ours(model, images, clip_script(truths), batch_objects=batched, keep_objects=True)
     for t in range(FRAMES):
         recorded = {int(key.rsplit("_", 1)[1]) for key in reference if key.startswith(f"{name}_clip_{t}_")}
         assert set(ours[t]) == recorded, f"frame {t}"
         for object_id in recorded:
             expected = unpacked(reference[f"{name}_clip_{t}_{object_id}"], truths[t].shape)
-            diff = np.count_nonzero(ours[t][object_id] != expected)
-            assert diff == 0, f"{name} object {object_id}, frame {t}: {diff} pixels differ from EfficientTAM's"
-    assert 0 < np.mean([ours[t][1].mean() for t in range(FRAMES)]) < 1, "masks of the clip are not trivial"
+            obj = ours[t][object_id]
+            differ = obj.mask != expected
+            logits = F.interpolate(torch.as_tensor(obj.logits)[None], size=expected.shape, mode="bilinear",
+                                   align_corners=False)[0, 0].numpy()  # as the mask was thresholded
+            assert np.all(np.abs(logits[differ]) < ROUNDING), (
+                f"{name} object {object_id}, frame {t}: {np.count_nonzero(differ)} pixels differ from EfficientTAM's, "
+                f"logits there {logits[differ][:5]}")
+    assert 0 < np.mean([ours[t][1].mask.mean() for t in range(FRAMES)]) < 1, "masks of the clip are not trivial"
 
 
 def test_an_efficienttam_checkpoint_given_as_sam2_is_refused_naming_its_variants(tmp_path):

@@ -147,7 +147,7 @@ def test_a_proposal_is_new_unless_mostly_on_a_taken_mask_and_big_enough_best_fir
 
 def test_the_defaults_are_metas_automatic_mask_generators_own():
     """Read from Meta's signature, not restated: the settings, and the node's parameter defaults."""
-    from sam2_ros.ros.params import EverythingParams
+    from sam2_ros.core.settings import EverythingParams
     meta = {k: v.default for k, v in inspect.signature(SAM2AutomaticMaskGenerator.__init__).parameters.items()}
     ours = EverythingSettings()
     for name in ("points_per_side", "points_per_batch", "pred_iou_thresh", "stability_score_thresh",

@@ -321,3 +321,44 @@ def test_depth_window_s_set_at_run_time_keeps_that_many_seconds_of_depth_by_stam
         assert obj.has_3d == kept
     set_double(depth.running, "depth_window_s", 2.5)
     assert stream(300) == {300 * 10**9 + k * 10**8 for k in range(5, 31)}  # 300.5 .. 303.0 s
+
+
+def test_a_prompt_waiting_behind_a_frame_that_waits_for_depth_does_not_hold_the_model_thread(checkpoint):
+    """The delivery waits for a lagging depth frame; the worker hands the prompt over and takes the next frame.
+
+    Frames 1 and 2's depth never comes while depth keeps flowing (older stamps), so their outputs
+    wait on the delivery thread (depth_wait_ms 8 s, or until depth stalls for 5 s), and the
+    prompt's outputs queue behind frame 1's. The worker must process frame 2 meanwhile; outputs
+    still go out in processing order.
+    """
+    from sam2_ros_interfaces.msg import Prompt as PromptMsg
+
+    harness = Depth(checkpoint, depth_wait_ms=8000.0)
+    running, session = harness.running, harness.running.node.session
+    prompts = running.peer.node.create_publisher(PromptMsg, "prompt", 10)
+    try:
+        harness.frame(0, header(120))
+        box = object_box(harness.truths[0])
+        assert add(running, box_prompt(box, header(120))).success
+        wait_until(lambda: prompts.get_subscription_count() > 0, 30, "the prompt subscription")
+
+        def keep_depth_flowing():  # a depth frame stamped before frame 1: depth flows, frame 1's is late
+            harness.depth.publish(depth_image(harness.truths[0], 1000, header(120, 500_000_000)))
+            wait_until(lambda: 120_500_000_000 in running.node.depth.stamps(), 30, "the older depth frame")
+
+        keep_depth_flowing()
+        harness.info.publish(camera_info(COLOUR, header(121)))
+        running.peer.publish_rgb(harness.images[1], header(121))
+        wait_until(lambda: session.newest_stamp() == 121 * 10**9, 30, "frame 1 processed")
+        prompts.publish(box_prompt([v + 2 for v in box], header(121), object_id=1, label="cup"))  # a correction
+        wait_until(lambda: session.object_labels() == {1: "cup"}, 30, "the worker to apply the prompt")
+        keep_depth_flowing()
+        running.peer.publish_rgb(harness.images[2], header(122))  # its depth is late too
+        wait_until(lambda: session.newest_stamp() == 122 * 10**9, 4.0,
+                   "the worker to process frame 2 while frame 1's outputs wait for depth")
+        assert not any(r.header == header(121) for r in running.peer.results), "frame 1's depth wait was cut short"
+        running.peer.result_for(header(122), timeout=30)
+        published = [r.header for r in running.peer.results if r.header in (header(121), header(122))]
+        assert published == [header(121), header(121), header(122)], "frame 1, the prompt's result, frame 2"
+    finally:
+        harness.close()

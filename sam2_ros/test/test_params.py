@@ -4,7 +4,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from sam2_ros.ros.params import DEFAULTS, PARAMS, SECTIONS, NodeConfig
+from sam2_ros.core.settings import DEFAULTS, PARAMS, SECTIONS, NodeConfig
+from sam2_ros.ros.params import descriptor
 
 YAML = Path(__file__).resolve().parents[1] / "config" / "sam2_segmenter.yaml"
 
@@ -14,7 +15,7 @@ def test_yaml_defaults_equal_the_declared_defaults():
 
 
 def test_every_parameter_has_a_description_and_belongs_to_exactly_one_section():
-    assert all(param.descriptor().description for param in PARAMS)
+    assert all(descriptor(param).description for param in PARAMS)
     names = [param.name for section in SECTIONS.values() for param in section.params()]
     assert len(names) == len(set(names))
     assert set(names) == set(yaml.safe_load(YAML.read_text())["/**"]["ros__parameters"])
@@ -54,7 +55,7 @@ def test_invalid_values_are_refused_with_the_reason(change, reason):
 
 def test_the_allowed_choices_are_in_the_descriptor_for_ros2_param_describe():
     mode = next(param for param in PARAMS if param.name == "mode")
-    assert mode.descriptor().additional_constraints == "one of: track, image"
+    assert descriptor(mode).additional_constraints == "one of: track, image"
 
 
 def test_a_checkpoint_is_required_to_build_the_model_spec():

@@ -25,7 +25,8 @@ def script(truths):
     }
 
 
-def run_ours(model, images, actions, batch_objects: bool = False):
+def run_ours(model, images, actions, batch_objects: bool = False, keep_objects: bool = False):
+    """Each frame's masks by object id (`keep_objects`: the tracker's whole result per object)."""
     tracker = StreamingTracker(model, batch_objects=batch_objects)  # False: Meta's loop, the reference path
     masks = {}
     for t, image in enumerate(images):
@@ -36,7 +37,7 @@ def run_ours(model, images, actions, batch_objects: bool = False):
         for kind, arg in actions.get(t, []):
             if kind == "prompt":
                 _, result = tracker.add_prompt(arg)
-        masks[t] = {obj.object_id: obj.mask for obj in result.objects}
+        masks[t] = {obj.object_id: obj if keep_objects else obj.mask for obj in result.objects}
     return masks
 
 

@@ -3,7 +3,7 @@ import threading
 
 import pytest
 
-from sam2_ros.ros.work_queue import Job, Refused, WorkQueue
+from sam2_ros.core.work_queue import Job, Refused, WorkQueue
 
 
 def drain(queue: WorkQueue, count: int) -> list:

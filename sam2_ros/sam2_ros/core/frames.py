@@ -21,6 +21,10 @@ class FrameNotKept(KeyError):
         return str(self.args[0])
 
 
+class FrameMismatch(RuntimeError):
+    """An output that does not describe the frame whose header it would carry: never published."""
+
+
 @dataclass(frozen=True)
 class RecentFrame:
     """A processed frame: what results for it carry, and what prompting it again needs."""

@@ -1,4 +1,4 @@
-"""Load SAM 2 models from Meta's checkpoints, safely, with errors a user can act on."""
+"""Load the network of any registered family from its checkpoint, safely, with errors a user can act on."""
 from __future__ import annotations
 
 import contextlib
@@ -9,36 +9,14 @@ from typing import ContextManager
 
 import torch
 
-CHECKPOINT_HELP = (
-    "Meta publishes the SAM 2.1 checkpoints at https://github.com/facebookresearch/sam2"
-    "#model-description (for example https://dl.fbaipublicfiles.com/segment_anything_2/"
-    "092824/sam2.1_hiera_tiny.pt), EdgeTAM's edgetam.pt at https://github.com/facebookresearch/EdgeTAM "
-    "(checkpoints/), EfficientTAM's at https://huggingface.co/yunyangx/efficient-track-anything "
-    "(efficienttam_ti.pt, ...); download one on a machine with internet and pass its "
-    "path as the `checkpoint` parameter"
-)
+from sam2_ros.core.networks import registry
 
-# Model name -> config inside the `sam2` package. Short names mean SAM 2.1.
-_CONFIGS = {
-    f"{version}_hiera_{size}": f"configs/{version}/{version}_hiera_{abbrev}.yaml"
-    for version in ("sam2", "sam2.1")
-    for size, abbrev in (("tiny", "t"), ("small", "s"), ("base_plus", "b+"), ("large", "l"))
-}
-_CONFIGS.update({size: _CONFIGS[f"sam2.1_hiera_{size}"]
-                 for size in ("tiny", "small", "base_plus", "large")})
-EDGETAM = "edgetam"
-# EfficientTAM's variants: ViT-S or ViT-Ti; `_1`/`_2` average memory over 2x2 patches; `_512x512` trained at 512
-EFFICIENTTAM = tuple(f"efficienttam_{size}{suffix}" for size in ("s", "ti") for suffix in ("", "_1", "_2", "_512x512"))
-MODEL_NAMES = tuple(sorted([*_CONFIGS, EDGETAM, *EFFICIENTTAM]))
 
-# What Meta's video predictor builder turns on (but fill_hole_area, which belongs to the
-# tracker): one model then serves single images, where these settings change nothing,
-# and tracking.
-_POSTPROCESSING = {
-    "sam_mask_decoder_extra_args": {"dynamic_multimask_via_stability": True, "dynamic_multimask_stability_delta": 0.05,
-                                    "dynamic_multimask_stability_thresh": 0.98},
-    "binarize_mask_from_pts_for_mem_enc": True,
-}
+def checkpoint_help() -> str:
+    """Where each family's checkpoints are published, and what to do with one."""
+    return ("; ".join(family.published for family in registry.families() if family.published)
+            + "; download one on a machine with internet and pass its path as the `checkpoint` parameter")
+
 
 PRECISIONS = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
@@ -113,14 +91,6 @@ class LoadedModel:
         return torch.autocast(self.device.type, dtype=PRECISIONS[self.spec.precision])
 
 
-def config_for(name: str) -> str:
-    """Return the `sam2` package config of a model name; unknown names list the known ones."""
-    try:
-        return _CONFIGS[name]
-    except KeyError:
-        raise ValueError(f"unknown model '{name}'; choose one of: {', '.join(MODEL_NAMES)}") from None
-
-
 def resolve_device(device: str) -> torch.device:
     """`auto` picks CUDA when present; an unavailable CUDA device is an error, not a fallback."""
     if device == "auto":
@@ -140,36 +110,18 @@ def resolve_device(device: str) -> torch.device:
     return resolved
 
 
-SHARED_SINE = "sam2_ros.core.sine_maps.SharedSine"  # Meta's position maps without a copy per frame
-FRAME_ATTENTION = "sam2_ros.core.memory_attention.FrameMemoryAttention"  # the frame's own part once, not per object
-
-
 def build_network(spec: ModelSpec) -> torch.nn.Module:
     """Build the architecture of `spec` with its default (random) initialisation, on the CPU."""
+    family = registry.family_of(spec.name)
     if spec.image_size % 32 or not 128 <= spec.image_size <= 2048:
         raise ValueError(f"image_size must be a multiple of 32 in [128, 2048], got {spec.image_size}")
-    if spec.name == EDGETAM:
-        from sam2_ros.core.edgetam import build_edgetam
-        return build_edgetam(spec.image_size, **_POSTPROCESSING)
-    if spec.name in EFFICIENTTAM:
-        from sam2_ros.core.efficienttam import build_efficienttam
-        return build_efficienttam(spec.name, spec.image_size, **_POSTPROCESSING)
-    from sam2.build_sam import build_sam2
-
-    decoder = [f"++model.sam_mask_decoder_extra_args.{key}={str(value).lower()}"
-               for key, value in _POSTPROCESSING["sam_mask_decoder_extra_args"].items()]
-    overrides = decoder + ["++model.binarize_mask_from_pts_for_mem_enc=true", f"++model.image_size={spec.image_size}",
-                           f"++model.image_encoder.neck.position_encoding._target_={SHARED_SINE}",
-                           f"++model.memory_encoder.position_encoding._target_={SHARED_SINE}",
-                           f"++model.memory_attention._target_={FRAME_ATTENTION}"]
-    return build_sam2(config_for(spec.name), ckpt_path=None, device="cpu",
-                      hydra_overrides_extra=overrides, apply_postprocessing=False)
+    return family.build(spec.name, spec.image_size)
 
 
 def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     """Read a checkpoint's weights without unpickling anything but tensors."""
     if not path.is_file():
-        raise CheckpointError(f"checkpoint not found: '{path}'. {CHECKPOINT_HELP}")
+        raise CheckpointError(f"checkpoint not found: '{path}'. {checkpoint_help()}")
     try:
         content = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
@@ -182,7 +134,7 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
         raise CheckpointError(_unreadable(path, error)) from None
     if not isinstance(content, dict) or not isinstance(content.get("model"), dict):
         raise CheckpointError(f"'{path}' is a PyTorch file but not a SAM 2 checkpoint: "
-                              "expected a dict with a 'model' state dict, as Meta, EdgeTAM and EfficientTAM ship")
+                              "expected a dict with a 'model' state dict, as every published checkpoint is")
     return content["model"]
 
 
@@ -190,7 +142,7 @@ def _unreadable(path: Path, error: Exception) -> str:
     reason = str(error).split(".")[0].splitlines()[0] if str(error) else "no detail"
     return (f"'{path}' is not a readable PyTorch checkpoint: it is truncated or not a "
             f"checkpoint at all ({type(error).__name__}: {reason}). Download it again. "
-            f"{CHECKPOINT_HELP}")
+            f"{checkpoint_help()}")
 
 
 def check_fits(state: dict[str, torch.Tensor], network: torch.nn.Module, spec: ModelSpec) -> None:
@@ -202,12 +154,9 @@ def check_fits(state: dict[str, torch.Tensor], network: torch.nn.Module, spec: M
                       if tuple(state[key].shape) != tuple(expected[key].shape))
     if missing or unexpected or reshaped:
         example = (missing + unexpected + reshaped)[0]
-        guess = model_of(state)
-        if guess and guess.startswith("efficienttam_"):  # the variants of one width share every weight
-            hint = (f"It looks like an EfficientTAM checkpoint of width '{guess}': set `model` to {guess}, "
-                    f"{guess}_1, {guess}_2 or {guess}_512x512, as its file name says")
-        elif guess and guess != spec.name:
-            hint = f"It looks like a '{guess}' checkpoint: set `model: {guess}`"
+        known = registry.recognise(state)
+        if known is not None and known[1] != spec.name:
+            hint = known[0].hint(known[1])
         else:
             hint = "Is it a checkpoint of another model size or family? Set `model` to match it"
         raise CheckpointError(
@@ -216,27 +165,10 @@ def check_fits(state: dict[str, torch.Tensor], network: torch.nn.Module, spec: M
             f"{len(reshaped)} keys of another shape (first: '{example}'). {hint}")
 
 
-_HIERA_SIZES = {(12, 96): "tiny", (16, 96): "small", (24, 112): "base_plus", (48, 144): "large"}
-
-
 def model_of(state: dict[str, torch.Tensor]) -> str | None:
-    """Name the model a checkpoint's weights belong to, from the parts each family has (None: unknown).
-
-    EfficientTAM's variants of one width have the same weights: for them the width's name
-    (efficienttam_s or efficienttam_ti) comes back.
-    """
-    if "spatial_perceiver.latents" in state:
-        return EDGETAM
-    patch = state.get("image_encoder.trunk.patch_embed.proj.weight")
-    if patch is None:
-        return None
-    if "image_encoder.neck.convs.0.conv_1x1.weight" in state:  # EfficientTAM's one-level ViTDet neck
-        return {384: "efficienttam_s", 192: "efficienttam_ti"}.get(patch.shape[0])
-    prefix = "image_encoder.trunk.blocks."
-    blocks = {int(key[len(prefix):].split(".")[0]) for key in state if key.startswith(prefix)}
-    size = _HIERA_SIZES.get((len(blocks), patch.shape[0]))
-    version = "sam2.1" if "no_obj_embed_spatial" in state else "sam2"
-    return f"{version}_hiera_{size}" if size else None
+    """Name the model a checkpoint's weights belong to, as its family recognises it (None: unknown)."""
+    known = registry.recognise(state)
+    return None if known is None else known[1]
 
 
 def check_precision(precision: str, device: torch.device, cpu_flags: list[str] | None = None) -> None:

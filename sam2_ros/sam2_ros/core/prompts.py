@@ -107,3 +107,11 @@ def rescale(prompt: Prompt, from_hw: tuple[int, int], to_hw: tuple[int, int]) ->
     mask = None if prompt.mask is None else cv2.resize(
         np.asarray(prompt.mask, np.uint8), (to_w, to_h), interpolation=cv2.INTER_NEAREST).astype(bool)
     return replace(prompt, points=points, box=box, mask=mask)
+
+
+@dataclass(frozen=True)
+class Detections:
+    """Box prompts from a detector, best score first, and why any boxes were dropped."""
+
+    prompts: list[Prompt]
+    dropped: list[str]

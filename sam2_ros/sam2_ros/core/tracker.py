@@ -170,35 +170,20 @@ class StreamingTracker:
 
         A group of one is exactly Meta's per-object step (the reference path is groups of one).
         """
-        sam, size = self.model.sam, len(group)
-        feats, pos, sizes = self._features
-        if size == 1:  # the object's own bank and the frame's features as they are: nothing copied
-            bank = {"cond_frame_outputs": group[0].cond, "non_cond_frame_outputs": group[0].non_cond}
-        else:
+        size = len(group)
+        feats, pos, _ = self._features
+        if size > 1:
             feats = [torch.cat([x] * size, dim=1) for x in feats]  # (HW, 1, C) -> (HW, B, C)
             # SAM 2 reads only the last level's positions (memory attention); the high-res levels'
             # would be megabytes of copies per frame, so they are views
             pos = [x.expand(-1, size, -1) for x in pos[:-1]] + [torch.cat([pos[-1]] * size, dim=1)]
-            bank = {key: {t: self._stacked([getattr(o, attr)[t] for o in group], size) for t in getattr(group[0], attr)}
-                    for key, attr in (("cond_frame_outputs", "cond"), ("non_cond_frame_outputs", "non_cond"))}
-        with self.model.autocast():
-            _, sam_outputs, _, _ = sam._track_step(self.frame_index, False, feats, pos, sizes, None, None, bank,
-                                                   _ENDLESS, False, None)
-            _, _, ious, low_res, high_res, obj_ptr, object_logits = sam_outputs
-        if self.fill_hole_area > 0 and HOLE_FILLING:
-            low_res = fill_holes_in_mask_scores(low_res, self.fill_hole_area)
+        low_res, ious, high_res, obj_ptr, object_logits = self._sam_step(feats, pos, self._bank(group), False)
         batch = (group, low_res, ious, object_logits)
         if deferred is None:  # the masks are final: their memory is for later frames
             self._hand_over([batch], on_object)
         else:
             deferred.append(batch)
-        with self.model.autocast():
-            memory, memory_pos = sam._encode_new_memory(current_vision_feats=feats, feat_sizes=sizes,
-                                                pred_masks_high_res=high_res, object_score_logits=object_logits,
-                                                is_mask_from_pts=False)
-        if self._maskmem_pos_enc is None:
-            self._maskmem_pos_enc = [x[0:1].clone() for x in memory_pos]
-        memory = memory.to(torch.bfloat16)
+        memory = self._encode_memory(feats, high_res, object_logits, is_mask_from_pts=False)
         # A batch's slices are cloned, so each object's memory lives and dies with it; one object owns its tensors.
         own = (lambda x: x) if size == 1 else torch.clone
         for i, obj in enumerate(group):
@@ -207,6 +192,14 @@ class StreamingTracker:
                 "object_score_logits": own(object_logits[i:i + 1]),
                 "maskmem_features": own(memory[i:i + 1]), "maskmem_pos_enc": self._maskmem_pos_enc}
             self._forget(obj)
+
+    def _bank(self, group: list[TrackedObject]) -> dict:
+        """Return the memory SAM 2 reads for a group: one object's own bank as it is, a batch's stacked."""
+        if len(group) == 1:  # nothing copied
+            return {"cond_frame_outputs": group[0].cond, "non_cond_frame_outputs": group[0].non_cond}
+        size = len(group)
+        return {key: {t: self._stacked([getattr(o, attr)[t] for o in group], size) for t in getattr(group[0], attr)}
+                for key, attr in (("cond_frame_outputs", "cond"), ("non_cond_frame_outputs", "non_cond"))}
 
     @staticmethod
     def _stacked(outputs: list[dict], size: int) -> dict:
@@ -229,7 +222,7 @@ class StreamingTracker:
 
     def _results(self, group: list[TrackedObject], low_res: torch.Tensor, ious: torch.Tensor,
                  object_logits: torch.Tensor) -> list[TrackedMask]:
-        """Masks of a batch at the frame's size, moved to the CPU once for the whole batch."""
+        """Masks of one object or a batch at the frame's size, moved to the CPU once for them all."""
         logits = low_res.float()
         masks = (F.interpolate(logits, size=self._frame.image_hw, mode="bilinear", align_corners=False) > 0)
         masks, logits = masks[:, 0].cpu().numpy(), logits.cpu().numpy()
@@ -278,15 +271,19 @@ class StreamingTracker:
             obj = self.objects.setdefault(object_id, TrackedObject(object_id, prompt.label))
             obj.label = prompt.label or obj.label
             init = self.frame_index not in obj.non_cond  # as SAM 2: not yet tracked on this frame
+            feats, pos, _ = self._features
             if prompt.mask is not None:
-                out, result, _ = self._step(obj, None, self._mask_input(prompt.mask), init)
+                step = self._sam_step(feats, pos, self._bank([obj]), init, mask_inputs=self._mask_input(prompt.mask))
             else:
                 previous = obj.pending or obj.non_cond.get(self.frame_index)
                 prev_logits = None if previous is None else torch.clamp(previous["pred_masks"], -32.0, 32.0)
-                out, result, _ = self._step(obj, self._point_input(prompt), None, init, prev_logits)
-            obj.pending = out
+                step = self._sam_step(feats, pos, self._bank([obj]), init, self._point_input(prompt),
+                                      prev_logits=prev_logits)
+            low_res, ious, _, obj_ptr, object_logits = step  # the memory is encoded when the frame ends
+            obj.pending = {"pred_masks": low_res, "obj_ptr": obj_ptr, "object_score_logits": object_logits,
+                           "maskmem_features": None, "maskmem_pos_enc": None}
             obj.pending_is_cond = init or self.corrections_as_conditioning
-            self._last[object_id] = result
+            self._last[object_id] = self._results([obj], low_res, ious, object_logits)[0]
         return object_id, FrameResult(self.frame_index, self.current(), 0.0,
                                       (time.perf_counter() - start) * 1e3)
 
@@ -317,37 +314,33 @@ class StreamingTracker:
         return total
 
     # ----- SAM 2 steps -----
-    def _step(self, obj: TrackedObject, point_inputs, mask_inputs, init: bool,
-              prev_logits: torch.Tensor | None = None) -> tuple[dict, TrackedMask, torch.Tensor]:
-        """One SAM 2 track step for one object on the current frame (SAM2Base._track_step).
+    def _sam_step(self, feats: list, pos: list, bank: dict, init: bool, point_inputs: dict | None = None,
+                  mask_inputs: torch.Tensor | None = None, prev_logits: torch.Tensor | None = None) -> tuple:
+        """One SAM 2 track step (SAM2Base._track_step) on the current frame, for one object or a batch.
 
-        Returns the output, the mask, and the high-resolution mask that the memory encoder
-        takes; the memory is left to the caller (SAM 2 encodes it from these same inputs).
+        Returns the low-resolution mask logits (holes filled), predicted IoUs, the high-resolution
+        masks the memory encoder takes, object pointers and object-score logits.
         """
-        sam = self.model.sam
-        feats, pos, sizes = self._features
-        bank = {"cond_frame_outputs": obj.cond, "non_cond_frame_outputs": obj.non_cond}
+        sizes = self._features[2]
         with self.model.autocast():
-            _, sam_outputs, _, _ = sam._track_step(
-                self.frame_index, init, feats, pos, sizes, point_inputs, mask_inputs, bank,
-                _ENDLESS, False, prev_logits)
+            _, sam_outputs, _, _ = self.model.sam._track_step(
+                self.frame_index, init, feats, pos, sizes, point_inputs, mask_inputs, bank, _ENDLESS, False,
+                prev_logits)
             _, _, ious, low_res, high_res, obj_ptr, object_logits = sam_outputs
-            out = {"pred_masks": low_res, "obj_ptr": obj_ptr, "object_score_logits": object_logits,
-                   "maskmem_features": None, "maskmem_pos_enc": None}
         if self.fill_hole_area > 0 and HOLE_FILLING:
-            out["pred_masks"] = fill_holes_in_mask_scores(out["pred_masks"], self.fill_hole_area)
-        return out, self._result(obj, out, float(ious.float().max())), high_res
+            low_res = fill_holes_in_mask_scores(low_res, self.fill_hole_area)
+        return low_res, ious, high_res, obj_ptr, object_logits
 
-    def _encode_memory(self, out: dict, high_res_masks: torch.Tensor, is_mask_from_pts: bool) -> None:
+    def _encode_memory(self, feats: list, high_res_masks: torch.Tensor, object_logits: torch.Tensor,
+                       is_mask_from_pts: bool) -> torch.Tensor:
         """Memory of this frame for later ones; stored in bfloat16, as Meta's predictor does."""
-        feats, _, sizes = self._features
-        features, pos_enc = self.model.sam._encode_new_memory(
-            current_vision_feats=feats, feat_sizes=sizes, pred_masks_high_res=high_res_masks,
-            object_score_logits=out["object_score_logits"], is_mask_from_pts=is_mask_from_pts)
-        if self._maskmem_pos_enc is None:
+        with self.model.autocast():
+            memory, pos_enc = self.model.sam._encode_new_memory(
+                current_vision_feats=feats, feat_sizes=self._features[2], pred_masks_high_res=high_res_masks,
+                object_score_logits=object_logits, is_mask_from_pts=is_mask_from_pts)
+        if self._maskmem_pos_enc is None:  # the same for every frame and object
             self._maskmem_pos_enc = [x[0:1].clone() for x in pos_enc]
-        out["maskmem_features"] = features.to(torch.bfloat16)
-        out["maskmem_pos_enc"] = self._maskmem_pos_enc
+        return memory.to(torch.bfloat16)
 
     def _finish_frame(self) -> dict[int, list[int]]:
         """Encode the memory of prompts made on the frame that is ending, and file them."""
@@ -359,8 +352,9 @@ class StreamingTracker:
                 continue
             high_res = F.interpolate(out["pred_masks"], size=(size, size), mode="bilinear",
                                      align_corners=False)
-            with torch.inference_mode(), self.model.autocast():
-                self._encode_memory(out, high_res, is_mask_from_pts=True)
+            out["maskmem_features"] = self._encode_memory(self._features[0], high_res, out["object_score_logits"],
+                                                          is_mask_from_pts=True)
+            out["maskmem_pos_enc"] = self._maskmem_pos_enc
             if obj.pending_is_cond:
                 obj.cond[self.frame_index] = out
                 obj.non_cond.pop(self.frame_index, None)
@@ -424,13 +418,6 @@ class StreamingTracker:
                                    antialias=True)
             tensor = (tensor >= 0.5).float()
         return tensor
-
-    def _result(self, obj: TrackedObject, out: dict, score: float) -> TrackedMask:
-        logits = out["pred_masks"].float()
-        mask = F.interpolate(logits, size=self._frame.image_hw, mode="bilinear", align_corners=False) > 0
-        presence = float(torch.sigmoid(out["object_score_logits"].float()).reshape(-1)[0])
-        return TrackedMask(obj.object_id, obj.label, mask[0, 0].cpu().numpy(), score, presence,
-                           logits[0].cpu().numpy())
 
     def current(self) -> list[TrackedMask]:
         """Every tracked object's latest result on the newest frame, in ascending id."""

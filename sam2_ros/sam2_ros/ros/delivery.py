@@ -12,8 +12,8 @@ import time
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 
+from sam2_ros.core import settings as S
 from sam2_ros.core.frames import RecentFrame
-from sam2_ros.ros import params as P
 from sam2_ros.ros.depth import DepthInput, DepthScene, NoDepth
 from sam2_ros.ros.diagnostics import Diagnostics
 from sam2_ros.ros.outputs import Outputs
@@ -28,7 +28,7 @@ class Parcel:
 
     frame: RecentFrame
     objects: list
-    config: P.NodeConfig
+    config: S.NodeConfig
     builder: ResultBuilder
     deadline: float  # time.monotonic(): wait for its depth frame until then
     model_ms: float | None  # a camera frame's, counted in /diagnostics; None for a prompt's change
@@ -50,7 +50,7 @@ class Delivery:
         self._thread = threading.Thread(target=self._run, name="sam2_delivery", daemon=True)
         self._thread.start()
 
-    def send(self, frame: RecentFrame, objects, config: P.NodeConfig, builder: ResultBuilder,
+    def send(self, frame: RecentFrame, objects, config: S.NodeConfig, builder: ResultBuilder,
              model_ms: float | None = None, **timings: float) -> Future:
         """Queue a frame's outputs; the future gets the published result (or the reason it was not)."""
         parcel = Parcel(frame, list(objects), config, builder, time.monotonic() + config.depth.wait_ms / 1e3,
@@ -90,7 +90,7 @@ class Delivery:
                                                scene is not None)
         return result
 
-    def scene_now(self, stamp: int, image_hw: tuple[int, int], config: P.NodeConfig) -> DepthScene | None:
+    def scene_now(self, stamp: int, image_hw: tuple[int, int], config: S.NodeConfig) -> DepthScene | None:
         """Return the depth frame of exactly this stamp if it is here already (3D goes with the masks)."""
         if not config.depth.enabled or not self._depth.has(stamp):
             return None
@@ -99,7 +99,7 @@ class Delivery:
         except NoDepth:  # counted when the frame's outputs are built
             return None
 
-    def _scene(self, frame: RecentFrame, config: P.NodeConfig, deadline: float) -> DepthScene | None:
+    def _scene(self, frame: RecentFrame, config: S.NodeConfig, deadline: float) -> DepthScene | None:
         """Pair the depth frame of `frame`'s stamp (waiting until `deadline`); None when 3D is off or none."""
         if not config.depth.enabled:
             return None

@@ -17,8 +17,8 @@ from sam2_ros.core.frames import FrameNotKept
 from sam2_ros.core.prompts import PromptError
 from sam2_ros.core.segmenter import FrameNotCached
 from sam2_ros.core.tracker import TrackerError
+from sam2_ros.core.work_queue import Refused
 from sam2_ros.ros.conversions import ImageError, ImageTooLarge
-from sam2_ros.ros.work_queue import Refused
 
 # What a sender got wrong: answered and counted as a refusal, never as a model failure.
 REFUSED = (PromptError, TrackerError, FrameNotKept, FrameNotCached, ImageError, Refused)

@@ -16,15 +16,15 @@ from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from rclpy.time import Time
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 
-from sam2_ros.core.prompts import PromptError
-from sam2_ros.ros import params as P
+from sam2_ros.core import settings as S
+from sam2_ros.core.prompts import Detections, PromptError
+from sam2_ros.core.session import TrackingSession
+from sam2_ros.core.work_queue import Refused, WorkQueue
 from sam2_ros.ros import vision
 from sam2_ros.ros.clicks import click_prompt, from_pixel_click, in_camera_frame, project
 from sam2_ros.ros.depth import DepthInput
 from sam2_ros.ros.diagnostics import Diagnostics
-from sam2_ros.ros.prompt_msgs import Detections, from_detections, from_prompt_msg, stamp_ns
-from sam2_ros.ros.session import TrackingSession
-from sam2_ros.ros.work_queue import Refused, WorkQueue
+from sam2_ros.ros.prompt_msgs import from_detections, from_prompt_msg, stamp_ns
 from sam2_ros.ros.worker import Worker
 from sam2_ros_interfaces.msg import Prompt as PromptMsg
 
@@ -39,8 +39,8 @@ DEPTH_QUEUE = 10
 class Inputs:
     """Camera, prompt, click, detection, camera_info and depth subscriptions of an active node."""
 
-    def __init__(self, node, config: P.NodeConfig, queue: WorkQueue, session: TrackingSession, worker: Worker,
-                 diagnostics: Diagnostics, depth: DepthInput, settings: Callable[[], P.NodeConfig],
+    def __init__(self, node, config: S.NodeConfig, queue: WorkQueue, session: TrackingSession, worker: Worker,
+                 diagnostics: Diagnostics, depth: DepthInput, settings: Callable[[], S.NodeConfig],
                  arrivals: Iterator[int]):
         self._node, self._queue, self._session, self._worker = node, queue, session, worker
         self._diagnostics, self._depth, self._settings = diagnostics, depth, settings
@@ -93,11 +93,11 @@ class Inputs:
         replaced = self._queue.put_frame((next(self._arrivals), msg))
         self._diagnostics.stats.count(received=1, skipped=int(replaced))
 
-    def submit(self, change: Callable[[P.NodeConfig], object]) -> None:
-        """Queue a change no caller waits for; the worker publishes it with its own settings."""
+    def submit(self, change: Callable[[S.NodeConfig], object]) -> None:
+        """Queue a change no caller waits for; the worker hands it to the delivery with its own settings."""
         def run():
             config = self._settings()
-            return self._worker.publish(change(config), config)
+            return self._worker.deliver(change(config), config)
         try:
             self._queue.submit(run)
         except Refused as error:

@@ -15,7 +15,7 @@ from rclpy.exceptions import InvalidHandle
 from rclpy.executors import Executor, ExternalShutdownException, MultiThreadedExecutor
 from rclpy.signals import SignalHandlerOptions
 
-from sam2_ros.ros import params as P
+from sam2_ros.core import settings as S
 from sam2_ros.ros.node import Sam2SegmenterNode
 from sam2_ros.ros.process import ProcessTuning
 
@@ -53,7 +53,7 @@ def usage() -> str:
         "",
         "parameters, by section:",
     ]
-    for section, params in P.SECTIONS.items():
+    for section, params in S.SECTIONS.items():
         lines.append(f"  {section}:")
         for param in params.params():
             fixed = " (read-only)" if param.read_only else ""

@@ -16,20 +16,22 @@ import gc
 import itertools
 import threading
 
+from rcl_interfaces.msg import SetParametersResult
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 
+from sam2_ros.core import settings as S
 from sam2_ros.core.model import CheckpointError, LoadedModel, load_model
+from sam2_ros.core.session import TrackingSession
 from sam2_ros.core.tracker import HOLE_FILLING, HOLE_FILLING_NOTE
-from sam2_ros.ros import params as P
+from sam2_ros.core.work_queue import WorkQueue
 from sam2_ros.ros.delivery import Delivery
 from sam2_ros.ros.depth import DepthInput
 from sam2_ros.ros.diagnostics import Counts, Diagnostics
 from sam2_ros.ros.inputs import Inputs
 from sam2_ros.ros.outputs import Outputs
+from sam2_ros.ros.params import descriptor, refuse_or_accept
 from sam2_ros.ros.process import ProcessTuning
 from sam2_ros.ros.requests import Requests
-from sam2_ros.ros.session import TrackingSession
-from sam2_ros.ros.work_queue import WorkQueue
 from sam2_ros.ros.worker import Worker
 
 
@@ -43,12 +45,12 @@ class Sam2SegmenterNode(LifecycleNode):
     def __init__(self, *, tuning: ProcessTuning | None = None, **kwargs) -> None:
         super().__init__("sam2_segmenter_node", **kwargs)
         self._tuning = tuning
-        for param in P.PARAMS:
-            self.declare_parameter(param.name, param.default, param.descriptor())
+        for param in S.PARAMS:
+            self.declare_parameter(param.name, param.default, descriptor(param))
         self.add_on_set_parameters_callback(self._on_set_parameters)
         self.finished = threading.Event()  # set by the shutdown transition: the process should exit
-        self._config: P.NodeConfig | None = None  # replaced whole, never changed: each frame takes one
-        self._queue = WorkQueue(P.RequestParams.max_queued, P.RequestParams.per_frame)
+        self._config: S.NodeConfig | None = None  # replaced whole, never changed: each frame takes one
+        self._queue = WorkQueue(S.RequestParams.max_queued, S.RequestParams.per_frame)
         self.depth = DepthInput()
         self._arrivals = itertools.count()  # camera frames' arrival numbers (recent frames are found by them)
         self.model: LoadedModel | None = None
@@ -65,9 +67,9 @@ class Sam2SegmenterNode(LifecycleNode):
                 self.trigger_activate()
 
     # ----- what others may ask -----
-    def config(self) -> P.NodeConfig:
+    def config(self) -> S.NodeConfig:
         """Return the settings in force now (one immutable snapshot)."""
-        return self._config if self._config is not None else P.NodeConfig.from_values(self._values())
+        return self._config if self._config is not None else S.NodeConfig.from_values(self._values())
 
     def counts(self) -> Counts:
         """Return the /diagnostics counters now (zero before configure)."""
@@ -85,35 +87,35 @@ class Sam2SegmenterNode(LifecycleNode):
 
     # ----- parameters -----
     def _values(self) -> dict:
-        return {param.name: self.get_parameter(param.name).value for param in P.PARAMS}
+        return {param.name: self.get_parameter(param.name).value for param in S.PARAMS}
 
-    def _on_set_parameters(self, changes) -> P.SetParametersResult:
+    def _on_set_parameters(self, changes) -> SetParametersResult:
         """Validate run-time changes against a snapshot of the objects; never waits for the worker."""
         values = {**self._values(), **{p.name: p.value for p in changes}}
         try:
-            config = P.NodeConfig.from_values(values)
+            config = S.NodeConfig.from_values(values)
             ids = set(self.session.object_labels()) if self.session is not None else set()
             if config.tracking.mode != self.config().tracking.mode and ids:
                 raise ValueError("cannot change mode while objects are tracked: call ~/reset first")
-            limit = config.output.max_label
-            if any(i > limit for i in ids):
-                raise ValueError(f"object ids {sorted(i for i in ids if i > limit)} do not fit a "
-                                 f"{config.output.mask_encoding} label image: remove them first")
+            unlabelled = S.unlabelled(ids, config.output.mask_encoding)
+            if unlabelled:
+                raise ValueError(f"object ids {unlabelled} do not fit a {config.output.mask_encoding} label image: "
+                                 "remove them first")
             if len(ids) > config.tracking.max_objects:
                 raise ValueError(f"{len(ids)} objects are tracked, more than max_objects "
                                  f"{config.tracking.max_objects}: remove some first")
         except ValueError as error:
-            return P.refuse_or_accept(error)
+            return refuse_or_accept(error)
         if self._config is not None:
             self._config = config
         self._queue.set_limits(config.requests.max_queued, config.requests.per_frame)
         self.depth.set_window(config.depth.window_s)
-        return P.refuse_or_accept(None)
+        return refuse_or_accept(None)
 
     # ----- lifecycle -----
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
         try:
-            config = P.NodeConfig.from_values(self._values())
+            config = S.NodeConfig.from_values(self._values())
             self.model = load_model(config.model.spec())
         except (CheckpointError, ValueError) as error:
             self.get_logger().error(f"cannot configure: {error}")

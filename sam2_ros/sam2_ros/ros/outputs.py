@@ -14,8 +14,8 @@ from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image, PointCloud2
 from visualization_msgs.msg import MarkerArray
 
+from sam2_ros.core import settings as S
 from sam2_ros.core.frames import RecentFrame
-from sam2_ros.ros import params as P
 from sam2_ros.ros import vision
 from sam2_ros.ros.depth import DepthScene
 from sam2_ros.ros.results import FrameMismatch, ResultBuilder, label_image, overlay_image
@@ -28,7 +28,7 @@ RELIABLE = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
 class Outputs:
     """~/result, ~/mask, ~/overlay, 3D (~/points, ~/markers) and vision_msgs outputs of one node."""
 
-    def __init__(self, node, config: P.NodeConfig):
+    def __init__(self, node, config: S.NodeConfig):
         self._node = node
         self._pool = ThreadPoolExecutor(max_workers=os.cpu_count() or 1, thread_name_prefix="sam2_describe")
         make = node.create_publisher
@@ -45,14 +45,14 @@ class Outputs:
             self._pubs["label_info"] = make(vision.LabelInfo, "~/label_info", latched)
             if config.depth.enabled:
                 self._pubs["detections_3d"] = make(vision.Detection3DArray, "~/detections_3d", RELIABLE)
-        self._labels_sent = None  # the label map last sent on ~/label_info (the worker's alone)
+        self._labels_sent = None  # the label map last sent on ~/label_info (the delivery thread's alone)
 
     def subscribers(self, output: str) -> int:
         """How many subscribe to one output ('result', 'mask', 'overlay', 'points', ...); 0 if absent."""
         publisher = self._pubs.get(output)
         return publisher.get_subscription_count() if publisher is not None else 0
 
-    def builder(self, frame_header, image_hw: tuple[int, int], config: P.NodeConfig,
+    def builder(self, frame_header, image_hw: tuple[int, int], config: S.NodeConfig,
                 scene: DepthScene | None = None) -> ResultBuilder:
         """Start a result: objects are described on the pool as the tracker hands them over.
 
@@ -60,12 +60,12 @@ class Outputs:
         """
         return ResultBuilder(frame_header, image_hw, config.output_settings, self._pool, scene)
 
-    def describe(self, objects, header, image_hw: tuple[int, int], config: P.NodeConfig,
+    def describe(self, objects, header, image_hw: tuple[int, int], config: S.NodeConfig,
                  **timings: float) -> SegmentationResult:
         """Build a result that is answered, not published (one-off segmentation)."""
         return self.builder(header, image_hw, config).build(objects, **timings)
 
-    def publish(self, frame: RecentFrame, objects, config: P.NodeConfig, builder: ResultBuilder | None = None,
+    def publish(self, frame: RecentFrame, objects, config: S.NodeConfig, builder: ResultBuilder | None = None,
                 scene: DepthScene | None = None, **timings: float) -> SegmentationResult:
         """Publish the result first (what consumers wait for), then the label image, overlay and 3D.
 
@@ -91,7 +91,7 @@ class Outputs:
         return result
 
     def _publish_3d(self, result: SegmentationResult, builder: ResultBuilder, frame: RecentFrame,
-                    config: P.NodeConfig, scene: DepthScene | None) -> None:
+                    config: S.NodeConfig, scene: DepthScene | None) -> None:
         """Every frame updates the 3D outputs; without depth: an empty cloud, markers deleted, no detections."""
         depth = config.depth
         if not depth.enabled:
@@ -104,7 +104,7 @@ class Outputs:
         if self.subscribers("detections_3d"):
             self._pubs["detections_3d"].publish(vision.detection_3d_array(result))
 
-    def _publish_vision(self, result: SegmentationResult, config: P.NodeConfig) -> None:
+    def _publish_vision(self, result: SegmentationResult, config: S.NodeConfig) -> None:
         if "detections" not in self._pubs:
             return
         if self.subscribers("detections"):

@@ -2,11 +2,10 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import numpy as np
 
-from sam2_ros.core.prompts import ASSIGN_NEW_ID, Prompt, PromptError
+from sam2_ros.core.prompts import ASSIGN_NEW_ID, Detections, Prompt, PromptError
 from sam2_ros.ros.conversions import DEFAULT_MAX_PIXELS, ImageError, check_size, image_to_array
 from sam2_ros_interfaces.msg import Prompt as PromptMsg
 
@@ -49,14 +48,6 @@ def from_prompt_msg(msg: PromptMsg, max_points: int = DEFAULT_MAX_POINTS,
             raise PromptError(f"mask prompt: {error}") from None
     return Prompt(object_id=msg.object_id, label=msg.label, points=points, point_labels=labels,
                   box=box, mask=mask)
-
-
-@dataclass(frozen=True)
-class Detections:
-    """Box prompts from a detector, best score first, and why any boxes were dropped."""
-
-    prompts: list[Prompt]
-    dropped: list[str]
 
 
 def from_detections(msg) -> Detections:

@@ -16,14 +16,14 @@ from typing import Callable
 from rclpy.callback_groups import ReentrantCallbackGroup
 from std_srvs.srv import Trigger
 
+from sam2_ros.core import settings as S
 from sam2_ros.core.prompts import Prompt, PromptError
-from sam2_ros.ros import params as P
+from sam2_ros.core.session import TrackingSession
+from sam2_ros.core.work_queue import Job, Refused, WorkQueue
 from sam2_ros.ros.conversions import image_to_rgb
 from sam2_ros.ros.diagnostics import Diagnostics
 from sam2_ros.ros.outputs import Outputs
 from sam2_ros.ros.prompt_msgs import from_prompt_msg, stamp_ns
-from sam2_ros.ros.session import TrackingSession
-from sam2_ros.ros.work_queue import Job, Refused, WorkQueue
 from sam2_ros.ros.worker import Worker
 from sam2_ros_interfaces.srv import AddObjects, RemoveObject, Segment, SegmentEverything
 
@@ -40,7 +40,7 @@ class Requests:
     """~/segment, ~/add_objects, ~/remove_object, ~/reset and ~/segment_everything."""
 
     def __init__(self, node, queue: WorkQueue, session: TrackingSession, worker: Worker, outputs: Outputs,
-                 diagnostics: Diagnostics, settings: Callable[[], P.NodeConfig]):
+                 diagnostics: Diagnostics, settings: Callable[[], S.NodeConfig]):
         self._node, self._queue, self._session, self._worker = node, queue, session, worker
         self._outputs, self._diagnostics, self._settings = outputs, diagnostics, settings
         self._in_flight = 0
@@ -153,11 +153,12 @@ class Requests:
 
     def _add_objects_srv(self, request, response):
         def run(prompts, key, config):
-            return self._worker.publish(self._session.apply(prompts, key, config), config)
+            return self._worker.deliver(self._session.apply(prompts, key, config), config)
 
         def done(outcome) -> str:
-            response.object_ids, response.result = outcome
-            return f"applied prompts to object(s) {list(outcome[0])}"
+            ids, published = outcome
+            response.object_ids, response.result = ids, published.result()  # answered once it is out
+            return f"applied prompts to object(s) {list(ids)}"
         return self._with_prompts(request, response, run, done)
 
     def _remove_object_srv(self, request, response):

@@ -12,15 +12,13 @@ from sensor_msgs.msg import Image, RegionOfInterest
 from std_msgs.msg import Header
 
 from sam2_ros.core.contours import Contour, describe
+from sam2_ros.core.frames import FrameMismatch
 from sam2_ros.core.geometry import Object3D, mask_on_depth, object_3d
 from sam2_ros.core.render import DrawnObject, overlay
+from sam2_ros.core.settings import OutputSettings, unlabelled
 from sam2_ros.ros.conversions import array_to_image
 from sam2_ros.ros.depth import DepthScene
 from sam2_ros_interfaces.msg import SegmentationResult, SegmentedObject
-
-
-class FrameMismatch(RuntimeError):
-    """An output that does not describe the frame whose header it would carry: never published."""
 
 
 def check_objects(objects: Sequence[ObjectResult], image_hw: tuple[int, int]) -> None:
@@ -39,18 +37,6 @@ class ObjectResult(Protocol):
     mask: np.ndarray
     score: float
     presence: float
-
-
-@dataclass(frozen=True)
-class OutputSettings:
-    """How masks become messages (node parameters)."""
-
-    score_threshold: float = 0.0  # masks scoring below are reported as not visible
-    contour_epsilon: float = 0.0  # polygon simplification tolerance, pixels
-    min_area: float = 0.0  # smaller regions and holes are left out of contours, pixels
-    mask_encoding: str = "mono8"  # label image: mono8 (ids <= 255) or 16UC1
-    depth_erode_px: int = 2  # the mask shrinks by this before depth is sampled (borders mix depths)
-    depth_min_pixels: int = 10  # fewer valid depth readings on an object: no 3D
 
 
 def shown(obj: ObjectResult, settings: OutputSettings) -> np.ndarray:
@@ -188,7 +174,7 @@ def label_image(objects: Sequence[ObjectResult], header: Header, image_hw: tuple
     """Build the label image: pixel = object id (0 background); a higher score wins overlaps."""
     check_objects(objects, image_hw)
     dtype = np.uint8 if settings.mask_encoding == "mono8" else np.uint16
-    too_big = [o.object_id for o in objects if o.object_id > np.iinfo(dtype).max]
+    too_big = unlabelled((o.object_id for o in objects), settings.mask_encoding)
     if too_big:
         raise FrameMismatch(f"object ids {too_big} do not fit a {settings.mask_encoding} label image")
     labels = np.zeros(image_hw, dtype)

@@ -4,31 +4,33 @@ Per camera frame: deserialise, convert, one settings snapshot, SAM 2 (the sessio
 frame to the delivery (its outputs go out once its depth frame is paired), then a discovery
 step. A request is a job that runs on this thread between frames; long ones (segment
 everything) run a slice per turn, so the camera keeps its turn and `stop()` returns within one
-slice.
+slice. What a request or discovery changed goes to the delivery like a camera frame, in
+processing order; this thread never waits for it to be published (nor for its depth).
 """
 from __future__ import annotations
 
 import threading
+from concurrent.futures import Future
 from typing import Callable
 
 from rclpy.serialization import deserialize_message
 from sensor_msgs.msg import CompressedImage, Image
 
-from sam2_ros.ros import params as P
+from sam2_ros.core import settings as S
+from sam2_ros.core.session import Change, TrackingSession
+from sam2_ros.core.work_queue import Job, WorkQueue
 from sam2_ros.ros.conversions import ImageError, compressed_to_rgb, image_to_rgb
 from sam2_ros.ros.delivery import Delivery
 from sam2_ros.ros.diagnostics import Diagnostics
 from sam2_ros.ros.outputs import Outputs
 from sam2_ros.ros.prompt_msgs import stamp_ns
-from sam2_ros.ros.session import Change, TrackingSession
-from sam2_ros.ros.work_queue import Job, WorkQueue
 
 
 class Worker:
     """The model's thread: started on activate, stopped (after its current slice) on deactivate."""
 
     def __init__(self, node, queue: WorkQueue, session: TrackingSession, outputs: Outputs,
-                 delivery: Delivery, diagnostics: Diagnostics, config: Callable[[], P.NodeConfig]):
+                 delivery: Delivery, diagnostics: Diagnostics, config: Callable[[], S.NodeConfig]):
         self._node, self._queue, self._session, self._outputs = node, queue, session, outputs
         self._delivery, self._diagnostics, self._config = delivery, diagnostics, config
         self._thread: threading.Thread | None = None
@@ -49,13 +51,16 @@ class Worker:
             self._thread = None
         return answered
 
-    def publish(self, change: Change | None, config: P.NodeConfig):
-        """Publish a change's frame (prompts, detections, discovery); return (ids, result)."""
+    def deliver(self, change: Change | None, config: S.NodeConfig) -> tuple[list[int], Future] | None:
+        """Hand a change's frame (prompts, detections, discovery) to the delivery; never wait for it.
+
+        Returns the ids touched and the future of the published result: a service call waits on
+        it in its own thread, and the model goes on with the next camera frame meanwhile.
+        """
         if change is None:
             return None
-        ids, frame, objects = change
-        builder = self._outputs.builder(frame.header, frame.image_hw, config)
-        return ids, self._delivery.send(frame, objects, config, builder).result()
+        builder = self._outputs.builder(change.frame.header, change.frame.image_hw, config)
+        return change.ids, self._delivery.send(change.frame, change.objects, config, builder)
 
     def _work(self) -> None:
         while (item := self._queue.take()) is not None:
@@ -96,13 +101,13 @@ class Worker:
         if config.tracking.tracks and config.discovery.on:
             self._discover(done.frame, config)
 
-    def _discover(self, frame, config: P.NodeConfig) -> None:
+    def _discover(self, frame, config: S.NodeConfig) -> None:
         try:
             outcome = self._session.discover(frame, config)
             if outcome is not None:
                 change, ms = outcome
-                self.publish(change, config)
-                self._diagnostics.stats.discovery_done(ms, len(change[0]) if change else 0)
+                self.deliver(change, config)
+                self._diagnostics.stats.discovery_done(ms, len(change.ids) if change else 0)
         except Exception as error:  # discovery is extra: the stream goes on without it
             self._session.forget_discovery()
             self._diagnostics.fail(f"discovery failed: {type(error).__name__}: {error}")

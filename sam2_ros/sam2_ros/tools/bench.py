@@ -2,57 +2,40 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import gc
 import json
 import statistics
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
-import psutil
-import skimage.data
 import torch
 from tqdm import tqdm
 
 from sam2_ros.core.contours import describe
 from sam2_ros.core.encoding import encode
-from sam2_ros.core.model import LoadedModel, ModelSpec, load_model, write_random_checkpoint
+from sam2_ros.core.model import LoadedModel, ModelSpec, load_model, resolve_device, write_random_checkpoint
 from sam2_ros.core.prompts import Prompt
 from sam2_ros.core.segmenter import Segmenter
 from sam2_ros.core.tracker import StreamingTracker
+from sam2_ros.tools.measure import (
+    camera_frame,
+    depth_scene,
+    eight_boxes,
+    median_ms,
+    per_frame_ms,
+    polygons_per_object,
+    rss_mb,
+    slope,
+    spread_clicks,
+)
 from sam2_ros.tools.meta_live import MetaLiveStream
 from sam2_ros.tools.scenes import object_box, pan_clip
-
-SUITES = ("core", "tracker", "node", "gpu")  # "models", "soak" and "stream" run only when named: they take minutes
-
-
-def median_ms(action: Callable[[], object], repeats: int, sync: Callable[[], None]) -> float:
-    """Median wall time of `action` over `repeats` runs, after one warm-up."""
-    action()
-    sync()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        action()
-        sync()
-        times.append((time.perf_counter() - start) * 1e3)
-    return statistics.median(times)
-
-
-def camera_frame(height: int = 480, width: int = 640) -> np.ndarray:
-    """Return a real photograph at a camera's resolution."""
-    import cv2
-    return cv2.resize(skimage.data.astronaut(), (width, height), interpolation=cv2.INTER_AREA)
-
-
-def eight_boxes(width: int, height: int) -> list[Prompt]:
-    """Eight box prompts tiled over the frame (same shape, so they batch)."""
-    boxes = [(x * width / 4, y * height / 2, (x + 1) * width / 4, (y + 1) * height / 2)
-             for y in range(2) for x in range(4)]
-    return [Prompt(object_id=i + 1, box=np.array(box, np.float32)) for i, box in enumerate(boxes)]
 
 
 def bench_everything(model: LoadedModel, image: np.ndarray, frame, points_per_side: int, repeats: int,
@@ -122,7 +105,8 @@ def bench_messages(objects, repeats: int) -> dict:
     from rclpy.serialization import serialize_message
     from std_msgs.msg import Header
 
-    from sam2_ros.ros.results import OutputSettings, result_message
+    from sam2_ros.core.settings import OutputSettings
+    from sam2_ros.ros.results import result_message
 
     settings = OutputSettings(contour_epsilon=1.0)
     message = result_message(objects, Header(), objects[0].mask.shape, settings)
@@ -130,11 +114,6 @@ def bench_messages(objects, repeats: int) -> dict:
                                                                    settings), repeats, lambda: None),
             "serialize_ms": median_ms(lambda: serialize_message(message), repeats, lambda: None),
             "result_polygons_per_object": polygons_per_object(message)}
-
-
-def polygons_per_object(result) -> float:
-    """Mean contour polygons per object: what contour and message costs scale with."""
-    return float(np.mean([len(o.contour_lengths) for o in result.objects])) if result.objects else 0.0
 
 
 def bench_gpu(frames: int) -> dict:
@@ -182,15 +161,6 @@ def _bench_gpu(frames: int, checkpoint_dir: Path) -> dict:
                     "gpu_stream_result_age_ms_p50_1024": statistics.median(ages),
                     "gpu_stream_model_period_ms_1024": period_ms, "gpu_stream_frames_skipped_1024": skipped})
     return results
-
-
-def depth_scene(height: int = 480, width: int = 640) -> np.ndarray:
-    """Return a depth image (16UC1 mm): a wall at 2 m, boxes at 0.8, 1.0 and 1.2 m under eight_boxes' first three."""
-    depth = np.full((height, width), 2000, np.uint16)
-    for i, prompt in enumerate(eight_boxes(width, height)[:3]):
-        x0, y0, x1, y1 = (int(v) for v in prompt.box)
-        depth[y0 + 20:y1 - 20, x0 + 20:x1 - 20] = 800 + 200 * i
-    return depth
 
 
 def bench_geometry(objects, repeats: int) -> dict:
@@ -267,15 +237,6 @@ def bench_node(checkpoint: str, args: argparse.Namespace, frames: int) -> dict:
     }
 
 
-def rss_mb() -> float:
-    return psutil.Process().memory_info().rss / 2**20
-
-
-def slope(values: list[float]) -> float:
-    """Least-squares growth per step."""
-    return float(np.polyfit(np.arange(len(values)), values, 1)[0]) if len(values) > 1 else 0.0
-
-
 def bench_tracker(model: LoadedModel, checkpoint: str, frames: int, sync: Callable[[], None]) -> dict:
     """Ours and Meta's SAM2VideoPredictor on the same frames and prompts (2 objects), in turn."""
     images, truths = pan_clip(frames)
@@ -326,26 +287,6 @@ def bench_tracker(model: LoadedModel, checkpoint: str, frames: int, sync: Callab
     }
 
 
-def spread_clicks(count: int, width: int, height: int) -> list[Prompt]:
-    """One foreground click per object, spread over the frame (all on frame 0: one memory layout)."""
-    return [Prompt(object_id=i + 1, points=np.array([[width * (i % 4 + 0.5) / 4, height * (i // 4 + 0.5) / 2]]),
-                   point_labels=np.array([1])) for i in range(count)]
-
-
-def per_frame_ms(frames: int, track: Callable[[int], object], prompt: Callable[[], object],
-                 sync: Callable[[], None], label: str, warm_up: int = 2) -> float:
-    """Median time of track(t) per frame after `warm_up` frames; the prompts go in after frame 0."""
-    times = []
-    for t in tqdm(range(frames), desc=label, leave=False):
-        start = time.perf_counter()
-        track(t)
-        sync()
-        times.append((time.perf_counter() - start) * 1e3)
-        if t == 0:
-            prompt()
-    return statistics.median(times[warm_up:])
-
-
 def bench_objects(model: LoadedModel, checkpoint: str, frames: int, sync: Callable[[], None],
                   counts: tuple[int, ...] = (1, 2, 4, 8)) -> dict:
     """Per-frame time (encode included) for n objects: ours batched, ours object by object, Meta's."""
@@ -373,6 +314,41 @@ def bench_objects(model: LoadedModel, checkpoint: str, frames: int, sync: Callab
     return results
 
 
+# Each frame's outputs wait this long for depth in the prompts suite: the delivery keeps up with
+# the worker at input size 256 here, so no backlog builds between its runs.
+WAIT_MS = 250.0
+
+
+def bench_prompts(run: BenchRun) -> dict:
+    """Time a 30 Hz camera, 3D on and depth never reaching the frames' stamps, with and without prompts.
+
+    Every frame's outputs then wait depth_wait_ms for its depth frame on the delivery thread.
+    Ten corrections 100 ms apart must not slow the model down (the worker never waits for a
+    prompt's publication): frames the worker took per second, without prompts and with them,
+    alternated twice in one node.
+    """
+    from sam2_ros.tools.node_probe import NodeProbe
+
+    args = run.args
+    overrides = {"checkpoint": run.checkpoint, "device": args.device, "image_size": args.image_size,
+                 "precision": args.precision, "model": args.model, "depth": True, "depth_wait_ms": WAIT_MS}
+    image = camera_frame()
+    box = eight_boxes(640, 480)[0].box
+    correction = Prompt(object_id=1, points=np.array([[box[0] + 20.0, box[1] + 20.0]]), point_labels=np.array([1]))
+    taken: dict[str, list[float]] = {"none": [], "prompts": []}
+    with NodeProbe(overrides) as probe:
+        probe.settle(image, [np.array(box)])
+        probe.start_depth(depth_scene(), focal=500.0, behind_s=3600.0)
+        for _ in range(2):
+            taken["none"].append(probe.taken_per_second(image, 30.0, args.prompt_seconds))
+            taken["prompts"].append(probe.taken_per_second(image, 30.0, args.prompt_seconds,
+                                                           prompts=[correction] * 10, prompt_period_s=0.1))
+    without, with_prompts = statistics.median(taken["none"]), statistics.median(taken["prompts"])
+    return {"prompts_depth_wait_ms": WAIT_MS, "prompts_seconds_per_run": args.prompt_seconds,
+            "prompts_frames_per_s_without": without, "prompts_frames_per_s_with": with_prompts,
+            "prompts_frames_per_s_with_over_without": with_prompts / without}
+
+
 def markdown(results: dict) -> str:
     """Format the results as a two-column markdown table for notes and READMEs."""
     rows = [f"| {key} | {value:.3f} |" if isinstance(value, float) else f"| {key} | {value} |"
@@ -380,9 +356,67 @@ def markdown(results: dict) -> str:
     return "\n".join(["| key | value |", "|---|---|", *rows])
 
 
+class BenchRun:
+    """What a suite is given: the command line, a checkpoint, and the model, loaded once on first use."""
+
+    def __init__(self, args: argparse.Namespace, checkpoint: str):
+        self.args, self.checkpoint = args, checkpoint
+        self.device = resolve_device(args.device)
+
+    @functools.cached_property
+    def model(self) -> LoadedModel:
+        args = self.args
+        return load_model(ModelSpec(name=args.model, checkpoint=self.checkpoint, device=args.device,
+                                    precision=args.precision, image_size=args.image_size))
+
+    def sync(self) -> None:
+        """Wait for the device's queued work, so a time covers it."""
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+
+
+@dataclass(frozen=True)
+class Suite:
+    """One --suite: what it runs, and whether `--suite all` runs it (the long ones run only when named)."""
+
+    run: Callable[[BenchRun], dict]
+    in_all: bool = True
+
+
+def _models(run: BenchRun) -> dict:
+    from sam2_ros.tools.models_bench import bench_models
+    return bench_models(run.args.device, run.args.model_frames, run.args.repeats, run.sync)
+
+
+def _stream(run: BenchRun) -> dict:
+    from sam2_ros.tools.stream import bench_stream  # the node in its own process, as robots run it
+    return bench_stream(run.checkpoint, run.args.image_size, run.args.device, run.args.stream_seconds)
+
+
+def _soak(run: BenchRun) -> dict:
+    from sam2_ros.tools.soak import soak
+    args = run.args
+    return soak({"checkpoint": run.checkpoint, "device": args.device, "image_size": args.image_size,
+                 "precision": args.precision, "model": args.model}, args.minutes)
+
+
+SUITES: dict[str, Suite] = {
+    "core": Suite(lambda run: bench_core(run.model, run.args.repeats, run.sync, run.args.everything_points)),
+    "tracker": Suite(lambda run: {**bench_tracker(run.model, run.checkpoint, run.args.frames, run.sync),
+                                  **bench_objects(run.model, run.checkpoint, run.args.object_frames, run.sync)}),
+    "node": Suite(lambda run: bench_node(run.checkpoint, run.args, run.args.node_frames)),
+    "gpu": Suite(lambda run: bench_gpu(run.args.gpu_frames)),
+    "prompts": Suite(bench_prompts, in_all=False),
+    "stream": Suite(_stream, in_all=False),
+    "models": Suite(_models, in_all=False),  # every model and input size, each loaded in turn
+    "soak": Suite(_soak, in_all=False),
+}
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--suite", choices=SUITES + ("models", "soak", "stream", "all"), default="all")
+    parser.add_argument("--suite", choices=(*SUITES, "all"), default="all",
+                        help=f"all: {', '.join(name for name, suite in SUITES.items() if suite.in_all)}")
     parser.add_argument("--minutes", type=float, default=20.0, help="soak suite: how long to stream")
     parser.add_argument("--json", type=Path, help="write the results here")
     parser.add_argument("--model", default="sam2.1_hiera_tiny")
@@ -397,6 +431,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--everything-points", type=int, default=16,
                         help="core suite: points per side of segment everything (Meta's default is 32)")
     parser.add_argument("--node-frames", type=int, default=20, help="node suite: frames timed one by one")
+    parser.add_argument("--prompt-seconds", type=float, default=4.0,
+                        help="prompts suite: seconds of each run (two with prompts, two without)")
     parser.add_argument("--gpu-frames", type=int, default=54, help="gpu suite: frames per configuration")
     parser.add_argument("--stream-seconds", type=float, default=20.0, help="stream suite: seconds per run")
     parser.add_argument("--model-frames", type=int, default=12,
@@ -419,37 +455,14 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run_suites(args: argparse.Namespace, checkpoint: str) -> dict:
-    """Load the model once and run each chosen suite on it."""
-    model = load_model(ModelSpec(name=args.model, checkpoint=checkpoint, device=args.device,
-                                 precision=args.precision, image_size=args.image_size))
-
-    def sync() -> None:
-        if model.device.type == "cuda":
-            torch.cuda.synchronize(model.device)
-
-    results: dict = {"device": str(model.device), "model": args.model, "image_size": args.image_size,
+    """Run each chosen suite in the table's order; the model is loaded once, by the first that needs it."""
+    run = BenchRun(args, checkpoint)
+    results: dict = {"device": str(run.device), "model": args.model, "image_size": args.image_size,
                      "precision": args.precision, "random_weights": args.checkpoint is None,
                      "torch_threads": torch.get_num_threads()}
-    suites = SUITES if args.suite == "all" else (args.suite,)
-    if "core" in suites:
-        results.update(bench_core(model, args.repeats, sync, args.everything_points))
-    if "tracker" in suites:
-        results.update(bench_tracker(model, checkpoint, args.frames, sync))
-        results.update(bench_objects(model, checkpoint, args.object_frames, sync))
-    if "node" in suites:
-        results.update(bench_node(checkpoint, args, args.node_frames))
-    if "gpu" in suites:
-        results.update(bench_gpu(args.gpu_frames))
-    if args.suite == "stream":  # the node in its own process, as robots run it
-        from sam2_ros.tools.stream import bench_stream
-        results.update(bench_stream(checkpoint, args.image_size, args.device, args.stream_seconds))
-    if args.suite == "models":  # every model and input size, each loaded in turn
-        from sam2_ros.tools.models_bench import bench_models
-        results.update(bench_models(args.device, args.model_frames, args.repeats, sync))
-    if args.suite == "soak":
-        from sam2_ros.tools.soak import soak
-        results.update(soak({"checkpoint": checkpoint, "device": args.device, "image_size": args.image_size,
-                             "precision": args.precision, "model": args.model}, args.minutes))
+    for name, suite in SUITES.items():
+        if args.suite == name or (args.suite == "all" and suite.in_all):
+            results.update(suite.run(run))
     return results
 
 

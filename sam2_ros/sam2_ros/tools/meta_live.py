@@ -14,7 +14,7 @@ import torch
 from sam2.build_sam import build_sam2_video_predictor
 
 from sam2_ros.core.encoding import to_model_input
-from sam2_ros.core.model import config_for
+from sam2_ros.core.networks.meta_sam2 import config_for
 from sam2_ros.core.prompts import Prompt
 
 

@@ -17,17 +17,18 @@ from typing import Callable
 import numpy as np
 from tqdm import tqdm
 
-from sam2_ros.core.efficienttam import VARIANTS
 from sam2_ros.core.encoding import encode
 from sam2_ros.core.model import LoadedModel, ModelSpec, load_model, this_cpu_bf16_flags, write_random_checkpoint
+from sam2_ros.core.networks import registry
 from sam2_ros.core.tracker import StreamingTracker
-from sam2_ros.tools.bench import camera_frame, eight_boxes, median_ms, rss_mb, slope
+from sam2_ros.tools.measure import camera_frame, eight_boxes, median_ms, rss_mb, slope
 
-CONFIGS = (("sam2.1_hiera_tiny", 1024), ("sam2.1_hiera_tiny", 512), ("sam2.1_hiera_tiny", 256), ("edgetam", 1024),
-           *((name, native) for name, (_, _, _, native) in VARIANTS.items()))  # EfficientTAM at its native sizes
-BF16_CONFIGS = (("sam2.1_hiera_tiny", 256), ("edgetam", 1024))  # where the CPU has bfloat16 instructions
-# where it has not, one (emulation takes 9x to 20x float32's time: the reason the node refuses it there)
-EMULATED_BF16 = ("sam2.1_hiera_tiny", 256)
+# What each family asks to be timed (registry.Family.benchmarked), and with bfloat16 beside float32
+# where the CPU has bfloat16 instructions; where it has not, only the first of those (emulation
+# takes 9x to 20x float32's time: the reason the node refuses it there).
+CONFIGS = tuple(config for family in registry.families() for config in family.benchmarked)
+BF16_CONFIGS = tuple(config for family in registry.families() for config in family.bf16_benchmarked)
+EMULATED_BF16 = BF16_CONFIGS[0]
 OBJECTS = (1, 4)
 FULL_MEMORY = 8  # frames after which SAM 2's memory (7 frames) is full and a frame costs what every later one does
 

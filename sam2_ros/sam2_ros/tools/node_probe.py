@@ -7,9 +7,12 @@ import time
 
 import numpy as np
 import rclpy
+from geometry_msgs.msg import Point32
+from rclpy.duration import Duration
 from rclpy.executors import MultiThreadedExecutor, SingleThreadedExecutor
 from rclpy.parameter import Parameter
 from rclpy.qos import QoSProfile, ReliabilityPolicy
+from rclpy.time import Time
 from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import Header
 
@@ -41,6 +44,7 @@ class NodeProbe:
         self.depth = self.peer.create_publisher(Image, "depth", reliable)
         self.camera_info = self.peer.create_publisher(CameraInfo, "camera_info", reliable)
         self.depth_image: np.ndarray | None = None  # with depth: true, sent (16UC1) just before each frame
+        self.depth_behind_ns = 0  # each depth frame stamped this much before its colour frame
         self.prompts = self.peer.create_publisher(Prompt, "prompt", 10)
         self.peer.create_subscription(SegmentationResult, "/sam2_segmenter_node/result", self._result_cb, reliable)
         # Each with an executor of its own, as in separate processes: the node's like main()'s.
@@ -72,8 +76,13 @@ class NodeProbe:
                     raise TimeoutError("the node did not answer in time")
                 self._arrived.wait(0.01)
 
-    def start_depth(self, depth_mm: np.ndarray, focal: float) -> None:
-        """From now on send this depth image, stamped like each frame, and a camera_info for it."""
+    def start_depth(self, depth_mm: np.ndarray, focal: float, behind_s: float = 0.0) -> None:
+        """From now on send this depth image with each frame, and a camera_info for it.
+
+        It is stamped like the frame, or `behind_s` earlier: a depth stream that flows but never
+        reaches the frames' stamps, so each frame's outputs wait depth_wait_ms for it.
+        """
+        self.depth_behind_ns = round(behind_s * 1e9)
         height, width = depth_mm.shape
         cx, cy = (width - 1) / 2, (height - 1) / 2
         info = CameraInfo(width=width, height=height, k=[focal, 0.0, cx, 0.0, focal, cy, 0.0, 0.0, 1.0])
@@ -89,7 +98,8 @@ class NodeProbe:
         header = Header(stamp=self.peer.get_clock().now().to_msg())
         msg = array_to_image(image, "rgb8", header)
         if self.depth_image is not None:
-            self.depth.publish(array_to_image(self.depth_image, "16UC1", header))
+            stamp = Time.from_msg(header.stamp) - Duration(nanoseconds=self.depth_behind_ns)
+            self.depth.publish(array_to_image(self.depth_image, "16UC1", Header(stamp=stamp.to_msg())))
         published = time.monotonic()
         self.camera.publish(msg)
         return stamp_ns(msg.header), published
@@ -136,3 +146,35 @@ class NodeProbe:
         ages = [(arrived - sent[stamp_ns(r.header)]) * 1e3 for arrived, r in answered]
         intervals = list(np.diff([arrived for arrived, _ in answered]) * 1e3)
         return ages, time_model, counts.skipped - skipped_before, intervals
+
+    def taken_per_second(self, image: np.ndarray, rate_hz: float, seconds: float, prompts: list = (),
+                         prompt_period_s: float = 0.1) -> float:
+        """Run a camera at `rate_hz` for `seconds`, the prompts sent `prompt_period_s` apart from its start.
+
+        Returns the camera frames the node's worker took per second (received and not replaced
+        by a newer one while it was busy): what a worker held up by anything else loses.
+        """
+        before = self.node.counts()
+        period, start = 1.0 / rate_hz, time.monotonic()
+        pending = [(start + i * prompt_period_s, prompt) for i, prompt in enumerate(prompts)]
+        next_at = start
+        while time.monotonic() < start + seconds:
+            last, _ = self.publish(image)
+            while pending and pending[0][0] <= time.monotonic():
+                self.prompts.publish(self._prompt_msg(pending.pop(0)[1]))
+            next_at += period
+            time.sleep(max(0.0, next_at - time.monotonic()))
+        after = self.node.counts()
+        # drained before the next run: the newest frame is never replaced, so its result comes
+        self._wait(lambda: any(stamp_ns(r.header) == last for _, r in self.results[-20:]), 120)
+        return ((after.received - before.received) - (after.skipped - before.skipped)) / seconds
+
+    @staticmethod
+    def _prompt_msg(prompt) -> Prompt:
+        """Turn a core Prompt (points and/or box) into the node's Prompt message, for the newest frame."""
+        msg = Prompt(object_id=prompt.object_id, label=prompt.label)
+        msg.points = [Point32(x=float(x), y=float(y)) for x, y in prompt.points]
+        msg.point_labels = [int(v) for v in prompt.point_labels]
+        if prompt.box is not None:
+            msg.box = [float(v) for v in prompt.box]
+        return msg

@@ -12,10 +12,10 @@ import time
 import cv2
 import numpy as np
 
+from sam2_ros.core import settings as S
 from sam2_ros.core.everything import Everything, EverythingPass, Proposal
 from sam2_ros.core.frames import RecentFrame
 from sam2_ros.core.model import LoadedModel
-from sam2_ros.ros import params as P
 
 
 def resized(mask: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
@@ -31,12 +31,13 @@ class Discovery:
     def __init__(self, model: LoadedModel):
         self._model = model
         self._pass: EverythingPass | None = None
-        self._finished_at = 0.0
+        self._finished_at: float | None = None  # time.monotonic() when the last pass ended; None: none yet
 
-    def step(self, frame: RecentFrame, config: P.NodeConfig, room: int) -> tuple[list[Proposal], float] | None:
+    def step(self, frame: RecentFrame, config: S.NodeConfig, room: int) -> tuple[list[Proposal], float] | None:
         """Advance the pass (starting one when due); when it ends, (its proposals, its ms), else None."""
         if self._pass is None:
-            if room <= 0 or time.monotonic() - self._finished_at < config.discovery.period_s:
+            due = self._finished_at is None or time.monotonic() - self._finished_at >= config.discovery.period_s
+            if room <= 0 or not due:  # the first pass is due at once, however recently the machine booted
                 return None
             self._pass = Everything(self._model, config.everything.settings()).start(frame.encoded)
         proposals = self._pass.step(config.discovery.batches_per_frame)

@@ -20,14 +20,25 @@ from sam2.modeling.sam2_base import SAM2Base
 from sam2.modeling.sam2_utils import MLP, LayerNorm2d
 from torch import nn
 
-from sam2_ros.core.family_parts import ATTENTION, MEMORY_DIM, MODEL_DIM, TRACKING, memory_encoder, memory_layer, sine
-from sam2_ros.core.memory_attention import FrameMemoryAttention
+from sam2_ros.core.networks.family_parts import (
+    ATTENTION,
+    MEMORY_DIM,
+    MODEL_DIM,
+    POSTPROCESSING,
+    TRACKING,
+    memory_encoder,
+    memory_layer,
+    sine,
+)
+from sam2_ros.core.networks.memory_attention import FrameMemoryAttention
+from sam2_ros.core.networks.registry import Family, StateDict
 
 PRETRAIN_GRID = 14  # the ViT was pretrained on 224-pixel images: 14 x 14 patches (and a class token)
+SIZES = (("s", 384, 6), ("ti", 192, 3))  # (size, ViT width, heads)
 # name -> (ViT width, heads, memory cross-attention: None = SAM 2's, 1 or 2 = landmark variant, native size)
 VARIANTS = {
     f"efficienttam_{size}{suffix}": (width, heads, variant, native)
-    for size, width, heads in (("s", 384, 6), ("ti", 192, 3))
+    for size, width, heads in SIZES
     for suffix, variant, native in (("", None, 1024), ("_1", 1, 1024), ("_2", 2, 1024), ("_512x512", None, 512))
 }
 
@@ -174,7 +185,7 @@ class LandmarkRoPEAttention(RoPEAttention):
         return self.out_proj(self._recombine_heads(out))
 
 
-def build_efficienttam(name: str, image_size: int, **sam_settings) -> SAM2Base:
+def build_efficienttam(name: str, image_size: int) -> SAM2Base:
     """EfficientTAM variant `name` (its published config) at `image_size`, randomly initialised."""
     width, heads, variant, _ = VARIANTS[name]
     side = image_size // 16
@@ -186,4 +197,32 @@ def build_efficienttam(name: str, image_size: int, **sam_settings) -> SAM2Base:
         memory_attention=FrameMemoryAttention(d_model=MODEL_DIM, pos_enc_at_input=True,
                                               layer=memory_layer(side, cross_attention), num_layers=4),
         memory_encoder=memory_encoder(), image_size=image_size, use_high_res_features_in_sam=False,
-        **TRACKING, **sam_settings)
+        **TRACKING, **POSTPROCESSING)
+
+
+WIDTHS = {width: f"efficienttam_{size}" for size, width, _ in SIZES}
+
+
+def recognise(state: StateDict) -> str | None:
+    """Name the width of EfficientTAM weights: the one-level ViTDet neck is its own, the ViT's width the size.
+
+    The variants of one width have the same weights, so the width's name comes back
+    (efficienttam_s or efficienttam_ti).
+    """
+    patch = state.get("image_encoder.trunk.patch_embed.proj.weight")
+    if patch is None or "image_encoder.neck.convs.0.conv_1x1.weight" not in state:
+        return None
+    return WIDTHS.get(patch.shape[0])
+
+
+def hint(width: str) -> str:
+    variants = [name for name in VARIANTS if name == width or name.startswith(f"{width}_")]
+    return (f"It looks like an EfficientTAM checkpoint of width '{width}': set `model` to "
+            f"{', '.join(variants[:-1])} or {variants[-1]}, as its file name says")
+
+
+FAMILY = Family(title="EfficientTAM", models={name: native for name, (*_, native) in VARIANTS.items()},
+                build=build_efficienttam, recognise=recognise, hint=hint,
+                published=("EfficientTAM's at https://huggingface.co/yunyangx/efficient-track-anything "
+                           "(efficienttam_ti.pt, ...)"),
+                benchmarked=tuple((name, native) for name, (*_, native) in VARIANTS.items()))

@@ -16,9 +16,19 @@ from sam2.modeling.sam.transformer import RoPEAttention
 from sam2.modeling.sam2_base import SAM2Base
 from torch import nn
 
-from sam2_ros.core.family_parts import ATTENTION, MEMORY_DIM, MODEL_DIM, TRACKING, memory_encoder, memory_layer, sine
-from sam2_ros.core.memory_attention import FrameMemoryAttention
-from sam2_ros.core.perceiver import SpatialPerceiver
+from sam2_ros.core.networks.family_parts import (
+    ATTENTION,
+    MEMORY_DIM,
+    MODEL_DIM,
+    POSTPROCESSING,
+    TRACKING,
+    memory_encoder,
+    memory_layer,
+    sine,
+)
+from sam2_ros.core.networks.memory_attention import FrameMemoryAttention
+from sam2_ros.core.networks.perceiver import SpatialPerceiver
+from sam2_ros.core.networks.registry import Family, StateDict
 
 BACKBONE = "repvit_m1.dist_in1k"  # timm's name; its feature maps have 48, 96, 192, 384 channels
 
@@ -137,7 +147,7 @@ class EdgeTAM(SAM2Base):
         return features, pos
 
 
-def build_edgetam(image_size: int, **sam_settings) -> EdgeTAM:
+def build_edgetam(name: str, image_size: int) -> EdgeTAM:
     """EdgeTAM's published architecture (its `edgetam.yaml`) at `image_size`, randomly initialised."""
     trunk = TimmTrunk()
     neck = FpnNeck(position_encoding=sine(MODEL_DIM), d_model=MODEL_DIM, backbone_channel_list=trunk.channel_list,
@@ -152,4 +162,14 @@ def build_edgetam(image_size: int, **sam_settings) -> EdgeTAM:
         memory_attention=FrameMemoryAttention(d_model=MODEL_DIM, pos_enc_at_input=True,
                                               layer=memory_layer(side, cross), num_layers=2),
         memory_encoder=memory_encoder(), spatial_perceiver=perceiver, image_size=image_size,
-        use_high_res_features_in_sam=True, **TRACKING, **sam_settings)
+        use_high_res_features_in_sam=True, **TRACKING, **POSTPROCESSING)
+
+
+def recognise(state: StateDict) -> str | None:
+    """Name EdgeTAM's weights: only EdgeTAM has a spatial perceiver."""
+    return "edgetam" if "spatial_perceiver.latents" in state else None
+
+
+FAMILY = Family(title="EdgeTAM", models={"edgetam": 1024}, build=build_edgetam, recognise=recognise,
+                published="EdgeTAM's edgetam.pt at https://github.com/facebookresearch/EdgeTAM (checkpoints/)",
+                benchmarked=(("edgetam", 1024),), bf16_benchmarked=(("edgetam", 1024),))

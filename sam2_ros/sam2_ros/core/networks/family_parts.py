@@ -1,4 +1,4 @@
-"""What EdgeTAM's and EfficientTAM's published configs share with each other and with SAM 2.
+"""What the families' networks share: EdgeTAM's and EfficientTAM's configs with SAM 2, all with Meta's predictor.
 
 Both keep SAM 2's memory encoder and SAM 2.0's tracking settings (no spatial no-object
 embedding, no temporal projection of object pointers); only their encoders and memory
@@ -11,7 +11,7 @@ from sam2.modeling.memory_encoder import CXBlock, Fuser, MaskDownSampler, Memory
 from sam2.modeling.sam.transformer import RoPEAttention
 from torch import nn
 
-from sam2_ros.core.sine_maps import SharedSine
+from sam2_ros.core.networks.sine_maps import SharedSine
 
 MEMORY_DIM, MODEL_DIM = 64, 256
 
@@ -23,6 +23,15 @@ TRACKING = dict(
     multimask_output_for_tracking=True, use_multimask_token_for_obj_ptr=True, multimask_min_pt_num=0,
     multimask_max_pt_num=1, use_mlp_for_obj_ptr_proj=True, compile_image_encoder=False)
 ATTENTION = dict(embedding_dim=MODEL_DIM, num_heads=1, downsample_rate=1, dropout=0.1)
+
+# What Meta's video predictor builder turns on (but fill_hole_area, which belongs to the
+# tracker), in every family: one network then serves single images, where these settings
+# change nothing, and tracking.
+POSTPROCESSING = {
+    "sam_mask_decoder_extra_args": {"dynamic_multimask_via_stability": True, "dynamic_multimask_stability_delta": 0.05,
+                                    "dynamic_multimask_stability_thresh": 0.98},
+    "binarize_mask_from_pts_for_mem_enc": True,
+}
 
 
 def sine(features: int) -> SharedSine:

@@ -2,8 +2,8 @@
 
 It owns the tracker, the one-off segmenter, the ring of recent frames, image mode's prompts in
 force and the discovery pass. Only the worker thread calls the methods that change them; any
-thread may call the readers (`object_labels`, `has_detector_boxes`), which copy under the
-session's one lock. The lock is never held across SAM 2: the worker computes first and swaps
+thread may call the readers (`object_labels`, `has_detector_boxes`, `newest_stamp`), which copy
+under the session's one lock. The lock is never held across SAM 2: the worker computes first and swaps
 the result in under the lock.
 
 The session neither publishes nor logs: each change returns the frame and the objects to
@@ -14,21 +14,19 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass, replace
-from typing import Callable
+from typing import Callable, NamedTuple
 
 import numpy as np
 
+from sam2_ros.core import settings as S
+from sam2_ros.core.discovery import Discovery, resized
 from sam2_ros.core.encoding import EncodedFrame, encode, for_prompts
 from sam2_ros.core.everything import UNKNOWN, Everything, EverythingSettings, novel
-from sam2_ros.core.frames import FrameNotKept, FrameRing, RecentFrame, stamp_text
+from sam2_ros.core.frames import FrameMismatch, FrameNotKept, FrameRing, RecentFrame, stamp_text
 from sam2_ros.core.model import LoadedModel
-from sam2_ros.core.prompts import ASSIGN_NEW_ID, Prompt, PromptError, rescale, validate
+from sam2_ros.core.prompts import ASSIGN_NEW_ID, Detections, Prompt, PromptError, rescale, validate
 from sam2_ros.core.segmenter import Segmenter
 from sam2_ros.core.tracker import StreamingTracker, TrackerError, check_trackable, first_free_id
-from sam2_ros.ros import params as P
-from sam2_ros.ros.discovery import Discovery, resized
-from sam2_ros.ros.prompt_msgs import Detections
-from sam2_ros.ros.results import FrameMismatch
 
 
 @dataclass(frozen=True)
@@ -57,10 +55,15 @@ class Processed:
 # under a second even when thresholds of 0 keep every mask.
 SLICE_CALL_TOKENS = 2048
 
-Change = tuple[list[int], RecentFrame, list]  # object ids touched, the frame to publish, its objects
+class Change(NamedTuple):
+    """What a prompt, a detector's boxes or discovery changed, to be published."""
+
+    ids: list[int]  # the objects touched
+    frame: RecentFrame  # the frame to publish them on
+    objects: list  # every object on that frame
 
 
-def number(prompts: list[Prompt]) -> list[Prompt]:
+def assign_ids(prompts: list[Prompt]) -> list[Prompt]:
     """Give prompts asking for a new id the smallest ids no other prompt names; refuse repeats."""
     explicit = [p.object_id for p in prompts if p.object_id != ASSIGN_NEW_ID]
     repeated = sorted({i for i in explicit if explicit.count(i) > 1})
@@ -78,7 +81,7 @@ def number(prompts: list[Prompt]) -> list[Prompt]:
 class TrackingSession:
     """Tracker, segmenter, recent frames and prompts in force of one configured node."""
 
-    def __init__(self, model: LoadedModel, config: P.NodeConfig, report: Callable[[str, Exception | str | None], None]):
+    def __init__(self, model: LoadedModel, config: S.NodeConfig, report: Callable[[str, Exception | str | None], None]):
         self.model = model
         self._tracker = StreamingTracker(model, max_objects=config.tracking.max_objects,
                                          max_cond_frames=config.model.max_cond_frames,
@@ -91,6 +94,7 @@ class TrackingSession:
         self._lock = threading.Lock()
         self._labels: dict[int, str] = {}  # id -> label of every object, as readers see it
         self._detector_ids: frozenset[int] = frozenset()
+        self._newest_stamp: int | None = None  # the stamp of the newest frame SAM 2 processed, as readers see it
 
     # ----- readers (any thread) -----
     def object_labels(self) -> dict[int, str]:
@@ -102,6 +106,11 @@ class TrackingSession:
         with self._lock:
             return bool(self._detector_ids)
 
+    def newest_stamp(self) -> int | None:
+        """Return the stamp (ns) of the newest camera frame SAM 2 has processed; None before the first."""
+        with self._lock:
+            return self._newest_stamp
+
     def _publish_state(self) -> None:
         """Swap the readers' copy in (the worker calls this after every change)."""
         labels = {i: o.label for i, o in self._tracker.objects.items()}
@@ -111,12 +120,12 @@ class TrackingSession:
             self._labels, self._detector_ids = labels, detector
 
     # ----- the worker's -----
-    def follow(self, config: P.NodeConfig) -> None:
+    def follow(self, config: S.NodeConfig) -> None:
         """Take run-time settings the tracker keeps (called on the worker, before each item)."""
         self._tracker.max_objects = config.tracking.max_objects
         self._tracker.batch_objects = config.tracking.batch_objects
 
-    def process(self, seq: int, header, stamp_ns: int, rgb: np.ndarray, config: P.NodeConfig,
+    def process(self, seq: int, header, stamp_ns: int, rgb: np.ndarray, config: S.NodeConfig,
                 on_object: Callable | None = None) -> Processed:
         """Encode once, track or segment, and commit the frame: all or nothing.
 
@@ -135,12 +144,14 @@ class TrackingSession:
             index = None
         frame = RecentFrame(seq, stamp_ns, header, rgb, kept, index)
         self._ring.commit(frame)  # arrival numbers only grow
+        with self._lock:
+            self._newest_stamp = stamp_ns
         return Processed(frame, objects, encoded.encode_ms, decode_ms, (time.perf_counter() - start) * 1e3, dropped)
 
-    def find(self, key: int, config: P.NodeConfig) -> RecentFrame:
+    def find(self, key: int, config: S.NodeConfig) -> RecentFrame:
         return self._ring.find(key, round(config.tracking.prompt_max_age_s * 1e9))
 
-    def apply(self, prompts: list[Prompt], key: int, config: P.NodeConfig,
+    def apply(self, prompts: list[Prompt], key: int, config: S.NodeConfig,
               prompts_hw: tuple[int, int] | None = None) -> Change:
         """Add or correct objects, all or nothing.
 
@@ -166,14 +177,14 @@ class TrackingSession:
         return newest
 
     def _check(self, prompts: list[Prompt], hw: tuple[int, int], tracked: set[int],
-               config: P.NodeConfig) -> list[Prompt]:
+               config: S.NodeConfig) -> list[Prompt]:
         """Validate every prompt before any is applied: all or nothing."""
         checked = [validate(prompt, hw) for prompt in prompts]
-        output, limit = config.output, config.output.max_label
+        output = config.output
         for prompt in checked:
-            if prompt.object_id > limit:
+            if S.unlabelled([prompt.object_id], output.mask_encoding):
                 raise PromptError(f"object id {prompt.object_id} does not fit the "
-                                  f"{output.mask_encoding} label image (max {limit})")
+                                  f"{output.mask_encoding} label image (max {output.max_label})")
             if config.tracking.tracks:
                 check_trackable(prompt)
         new = {p.object_id for p in checked if p.object_id != ASSIGN_NEW_ID and p.object_id not in tracked}
@@ -183,7 +194,7 @@ class TrackingSession:
                                f"{config.tracking.max_objects}")
         return checked
 
-    def _apply_tracked(self, prompts: list[Prompt], source: RecentFrame, config: P.NodeConfig) -> Change:
+    def _apply_tracked(self, prompts: list[Prompt], source: RecentFrame, config: S.NodeConfig) -> Change:
         newest = self._newest_tracked()
         checked = self._check(prompts, source.image_hw, set(self._tracker.objects), config)
         if source is not newest:
@@ -197,9 +208,9 @@ class TrackingSession:
                     ids.append(self._tracker.add_prompt(prompt)[0])
         finally:
             self._publish_state()
-        return ids, newest, self._tracker.current()
+        return Change(ids, newest, self._tracker.current())
 
-    def _apply_in_force(self, prompts: list[Prompt], source: RecentFrame, config: P.NodeConfig,
+    def _apply_in_force(self, prompts: list[Prompt], source: RecentFrame, config: S.NodeConfig,
                         detector: bool = False, base: dict[int, InForce] | None = None) -> Change:
         in_force = dict(self._in_force if base is None else base)
         checked = self._check(prompts, source.image_hw, set(in_force), config)
@@ -211,9 +222,9 @@ class TrackingSession:
         objects, _ = self._segment_in_force(source.image_hw, source.encoded, in_force)
         self._in_force = in_force  # only once SAM 2 took them all
         self._publish_state()
-        return ids, source, objects
+        return Change(ids, source, objects)
 
-    def apply_detections(self, detections: Detections, key: int, config: P.NodeConfig) -> Change | None:
+    def apply_detections(self, detections: Detections, key: int, config: S.NodeConfig) -> Change | None:
         """Detector boxes: bad ones dropped one by one, the best-scoring kept up to max_objects.
 
         Track mode seeds objects only where no tracked mask already lies, and changes nothing
@@ -269,12 +280,12 @@ class TrackingSession:
         segmentation = self._segmenter.predict(prompts, encoded)
         return segmentation.objects, segmentation.decode_ms
 
-    def segment_once(self, prompts: list[Prompt], key: int, rgb: np.ndarray | None, config: P.NodeConfig):
+    def segment_once(self, prompts: list[Prompt], key: int, rgb: np.ndarray | None, config: S.NodeConfig):
         """Segment now on a kept frame or a given image: a one-off answer that changes no object.
 
         Returns (objects, image_hw, frame or None, encode_ms, decode_ms).
         """
-        numbered = number(prompts)
+        numbered = assign_ids(prompts)
         if rgb is not None:
             segmentation = self._segmenter.segment(rgb, numbered)
             return segmentation.objects, rgb.shape[:2], None, segmentation.encode_ms, segmentation.decode_ms
@@ -282,7 +293,7 @@ class TrackingSession:
         segmentation = self._segmenter.predict(numbered, frame.encoded)
         return segmentation.objects, frame.image_hw, frame, 0.0, segmentation.decode_ms
 
-    def everything(self, settings: EverythingSettings, key: int, rgb: np.ndarray | None, config: P.NodeConfig,
+    def everything(self, settings: EverythingSettings, key: int, rgb: np.ndarray | None, config: S.NodeConfig,
                    slice_s: float, limit: int):
         """Every mask SAM 2 finds, as a resumable pass: a generator that yields after each slice.
 
@@ -301,7 +312,7 @@ class TrackingSession:
             yield
         return proposals, encoded.image_hw, frame, encoded.encode_ms if rgb is not None else 0.0, run.ms
 
-    def remove(self, object_id: int, config: P.NodeConfig) -> None:
+    def remove(self, object_id: int, config: S.NodeConfig) -> None:
         try:
             if config.tracking.tracks:
                 self._tracker.remove(object_id)
@@ -321,7 +332,7 @@ class TrackingSession:
         return count
 
     # ----- discovery (track mode) -----
-    def discovery_room(self, config: P.NodeConfig) -> int:
+    def discovery_room(self, config: S.NodeConfig) -> int:
         """Return how many more objects discovery may add.
 
         At most discover_max_objects discovered objects, and one of max_objects always left free
@@ -332,7 +343,7 @@ class TrackingSession:
         return max(min(config.discovery.max_objects - discovered,
                        config.tracking.max_objects - 1 - len(objects)), 0)
 
-    def discover(self, frame: RecentFrame, config: P.NodeConfig) -> tuple[Change | None, float] | None:
+    def discover(self, frame: RecentFrame, config: S.NodeConfig) -> tuple[Change | None, float] | None:
         """After a frame, a step of discovery; when its pass ends, track what is new.
 
         Proposals are compared with the tracked masks at the newest frame's size, and become

@@ -4,6 +4,7 @@ import re
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import cv2
@@ -365,3 +366,144 @@ def test_replay_memory_stays_flat_with_the_bags_length(tmp_path, node):
         assert len(messages(tmp_path / f"out{frames}")[IMAGE_TOPIC]) == frames
     print(f"peak RSS, MiB: {peaks}")
     assert peaks[600] <= 1.2 * peaks[60], peaks
+
+
+def with_stamps(bag: Path, out: Path, scenario: str, refused_frame: int | None = None) -> Path:
+    """Copy a sample bag, every header stamp rewritten as a camera driver or a recording might have it.
+
+    good: as made; zero: a driver that does not stamp; looped: the first 10 frames' stamps played
+    twice; backward: from frame 10 on, the clock 10 s back (a simulator reset). Messages keep
+    their order and log times. `refused_frame` (0-based) gets an encoding the node does not read.
+    """
+    from sam2_ros.tools.bags import writer
+    store = typestore()
+    frame_stamps: list[int] = []
+    with Reader(bag) as reader:  # the camera frames' stamps, in bag order
+        for connection, _, raw in reader.messages():
+            if connection.topic == IMAGE_TOPIC:
+                header = store.deserialize_cdr(raw, connection.msgtype).header
+                frame_stamps.append(header.stamp.sec * 10**9 + header.stamp.nanosec)
+    new = {"good": lambda t, ns: ns, "zero": lambda t, ns: 0,
+           "looped": lambda t, ns: frame_stamps[t % 10], "backward": lambda t, ns: ns - 10**10 if t >= 10 else ns}
+    moved = {ns: new[scenario](t, ns) for t, ns in enumerate(frame_stamps)}
+    frames = 0
+    with Reader(bag) as reader, writer(out) as copy:
+        connections = {c.id: copy.add_connection(c.topic, c.msgtype, typestore=store) for c in reader.connections}
+        for connection, log_ns, raw in reader.messages():
+            msg = store.deserialize_cdr(raw, connection.msgtype)
+            ns = msg.header.stamp.sec * 10**9 + msg.header.stamp.nanosec
+            msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(moved.get(ns, ns), 10**9)
+            if connection.topic == IMAGE_TOPIC:
+                if frames == refused_frame:
+                    msg.encoding = "yuv999"
+                frames += 1
+            copy.write(connections[connection.id], log_ns, store.serialize_cdr(msg, connection.msgtype))
+    return out
+
+
+def reset(node_process) -> None:
+    """Forget the node's objects between replays (~/reset), as a user would."""
+    from std_srvs.srv import Trigger
+    peer = rclpy.create_node("bag_test_peer")
+    try:
+        client = peer.create_client(Trigger, "/sam2_segmenter_node/reset")
+        assert client.wait_for_service(timeout_sec=30)
+        future = client.call_async(Trigger.Request())
+        rclpy.spin_until_future_complete(peer, future, timeout_sec=30)
+        assert future.result().success
+    finally:
+        peer.destroy_node()
+
+
+def test_frames_are_kept_apart_by_position_whatever_their_stamps(tmp_path, node):
+    """Zero, looped and backward stamps: every frame published, answered and recorded with its answer, in bag order.
+
+    The oracle: the same frames with good stamps, replayed into the same node (objects reset between).
+    """
+    sample = make_sample_bag(tmp_path / "sample", frames=20)
+    labels = {}
+    for scenario in ("good", "zero", "looped", "backward"):
+        reset(node)
+        out = tmp_path / f"out_{scenario}"
+        summary = replay(with_stamps(sample, tmp_path / scenario, scenario), out, progress=False, timeout=60)
+        assert (summary.published, summary.processed, summary.refused) == (20, 20, 0), scenario
+        assert summary.restamped == {"good": 0, "zero": 20, "looped": 10, "backward": 10}[scenario]
+        found = messages(out)
+        frames = [msg for _, msg in found[IMAGE_TOPIC]]
+        results = [msg for _, msg in found["/sam2_segmenter_node/result"]]
+        masks = [msg for _, msg in found["/sam2_segmenter_node/mask"]]
+        assert len(frames) == len(results) == len(masks) == 20, scenario
+        stamps = [f.header.stamp.sec * 10**9 + f.header.stamp.nanosec for f in frames]
+        assert all(b > a > 0 for a, b in zip(stamps, stamps[1:])), f"{scenario}: published stamps tell frames apart"
+        assert [r.header for r in results] == [m.header for m in masks] == [f.header for f in frames], scenario
+        labels[scenario] = [m.data.reshape(m.height, m.width).copy() for m in masks]
+    for scenario in ("zero", "looped", "backward"):
+        for t in range(20):
+            assert np.array_equal(labels[scenario][t], labels["good"][t]), f"{scenario}: frame {t}'s own answer"
+
+
+@pytest.mark.parametrize("stamps", [[0] * 8, [1, 2, 3, 4, 1, 2, 3, 4], [5, 6, 7, 8, 1, 2, 3, 4]],
+                         ids=["zero", "looped", "backward"])
+def test_render_draws_every_frame_in_bag_order_with_the_answer_that_follows_it(tmp_path, stamps):
+    """Frame t is grey level 10 + 20 * t with its object at column 4 * t: each drawn frame is frame t, with its mask."""
+    from rclpy.serialization import serialize_message
+    from std_msgs.msg import Header
+
+    from sam2_ros.ros.conversions import array_to_image
+    from sam2_ros.tools.bags import writer
+    from sam2_ros.tools.render_bag import drawn_frames
+    store = typestore()
+    with writer(tmp_path / "out") as bag:
+        frames = bag.add_connection(IMAGE_TOPIC, "sensor_msgs/msg/Image", typestore=store)
+        masks = bag.add_connection("/sam2_segmenter_node/mask", "sensor_msgs/msg/Image", typestore=store)
+        for t, seconds in enumerate(stamps):
+            header = Header(frame_id="camera")
+            header.stamp.sec = seconds
+            grey = np.full((48, 64, 3), 10 + 20 * t, np.uint8)
+            labels = np.zeros((48, 64), np.uint8)
+            labels[30:40, 4 * t:4 * t + 8] = 1
+            log_ns = 10**9 * (t + 1)  # the bag's order: each frame, then its answer
+            bag.write(frames, log_ns, serialize_message(array_to_image(grey, "rgb8", header)))
+            bag.write(masks, log_ns + 1, serialize_message(array_to_image(labels, "mono8", header)))
+    drawn = list(drawn_frames(tmp_path / "out", IMAGE_TOPIC, "/sam2_segmenter_node"))
+    assert len(drawn) == len(stamps)
+    for t, frame in enumerate(drawn):
+        assert (frame[:8] == 10 + 20 * t).all(), f"drawn frame {t} is frame {t}: its grey, above the label"
+        inside = frame[33:37, 4 * t + 2:4 * t + 6].astype(int)
+        assert np.abs(inside - (10 + 20 * t)).sum() > 0, f"frame {t} drawn with its own mask"
+
+
+def test_a_frame_the_node_refuses_is_reported_within_a_second_and_passed(tmp_path, node, capfd):
+    bag = with_stamps(make_sample_bag(tmp_path / "sample", frames=FRAMES), tmp_path / "odd", "good", refused_frame=3)
+    summary = replay(bag, tmp_path / "out", progress=False, timeout=60)
+    assert (summary.published, summary.processed, summary.refused) == (FRAMES, FRAMES - 1, 1)
+    said = re.search(r"camera frame 4 \(stamp \d+ ns\): refused by the node: image dropped: unsupported image "
+                     r"encoding 'yuv999'.*\(after ([\d.]+) s\); passed", capfd.readouterr().err)
+    assert said and float(said.group(1)) <= 1.5, "the node's /diagnostics say it within a second"
+    found = messages(tmp_path / "out")
+    assert len(found[IMAGE_TOPIC]) == FRAMES and len(found["/sam2_segmenter_node/result"]) == FRAMES - 1
+    assert render([str(tmp_path / "out"), "--video", str(tmp_path / "v.mp4"), "--sheet", str(tmp_path / "s.png")]) == 0
+    rendered = capfd.readouterr()
+    assert f"({FRAMES} frames)" in rendered.out
+    assert "sam2_render: camera frame 4: unsupported image encoding 'yuv999'" in rendered.err
+    assert "drawn as a black frame" in rendered.err
+
+
+def test_sigterm_ends_replay_as_ctrl_c_does_with_a_readable_output_bag(tmp_path, node):
+    bag = make_sample_bag(tmp_path / "sample", frames=60)
+    process = subprocess.Popen([sys.executable, "-m", "sam2_ros.tools.replay", str(bag), "--out", str(tmp_path / "out"),
+                                "--rate", "1"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while not list((tmp_path / "out").glob("*.mcap")) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        time.sleep(2.0)  # a few frames in
+        sent = time.monotonic()
+        process.send_signal(signal.SIGTERM)
+        stdout, stderr = process.communicate(timeout=30)
+        assert time.monotonic() - sent < 2.0, "SIGTERM is not held up"
+    finally:
+        process.kill()
+    assert process.returncode == 128 + signal.SIGTERM and "stopped by SIGTERM" in stderr, stderr
+    assert "Traceback" not in stderr and "output bag (up to the signal)" in stdout
+    assert 0 < len(messages(tmp_path / "out")[IMAGE_TOPIC]) < 60

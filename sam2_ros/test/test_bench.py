@@ -80,3 +80,11 @@ def test_prompts_suite_counts_the_frames_the_worker_took_with_and_without_prompt
     results = json.loads(out.read_text())
     assert PROMPTS_KEYS <= results.keys(), PROMPTS_KEYS - results.keys()
     assert results["prompts_frames_per_s_without"] > 0 and results["prompts_frames_per_s_with"] > 0
+
+
+def test_the_stream_suite_gives_its_nodes_the_profile_under_one_name_the_distros_fast_dds_reads():
+    """Fast DDS 2 (Humble, Jazzy) reads FASTRTPS_..., Fast DDS 3 (Kilted on) FASTDDS_...; both set loads it twice."""
+    from sam2_ros.tools.stream import profiles_variable
+    assert profiles_variable("humble") == profiles_variable("jazzy") == "FASTRTPS_DEFAULT_PROFILES_FILE"
+    assert profiles_variable("kilted") == profiles_variable("rolling") == "FASTDDS_DEFAULT_PROFILES_FILE"
+    assert profiles_variable("") == "FASTDDS_DEFAULT_PROFILES_FILE"  # these Kilted wheels set no ROS_DISTRO

@@ -124,6 +124,23 @@ def test_a_missing_checkpoint_fails_configuration_with_the_loaders_message(tmp_p
         process.kill()
 
 
+def test_a_checkpoint_with_none_under_a_weight_fails_configuration_naming_the_key(checkpoint, tmp_path):
+    """torch.load(weights_only=True) reads it; the node still refuses it in words, and stays up unconfigured."""
+    import torch
+    state = torch.load(checkpoint, weights_only=True)["model"]
+    state["image_encoder.trunk.patch_embed.proj.weight"] = None
+    torch.save({"model": state}, tmp_path / "odd.pt")
+    process = start("-p", f"checkpoint:={tmp_path / 'odd.pt'}", "-p", "device:=cpu", "-p", "image_size:=256")
+    try:
+        lines = wait_for_line(process, "cannot configure")
+        assert "holds NoneType (None) under 'image_encoder.trunk.patch_embed.proj.weight'" in lines[-1]
+        assert not any("Traceback" in line for line in lines)
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=30) == 0
+    finally:
+        process.kill()
+
+
 def test_a_lifecycle_shutdown_ends_the_process_with_exit_code_0(checkpoint):
     from lifecycle_msgs.msg import Transition
     from lifecycle_msgs.srv import ChangeState

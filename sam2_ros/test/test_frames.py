@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from sam2_ros.core.encoding import EncodedFrame
-from sam2_ros.core.frames import FrameNotKept, FrameRing, RecentFrame
+from sam2_ros.core.frames import FrameNotKept, FrameNotYet, FrameRing, RecentFrame
 
 
 def frame(seq: int, stamp: int, hw=(4, 6)) -> RecentFrame:
@@ -30,11 +30,14 @@ def test_the_oldest_frame_leaves_first_and_a_prompt_older_than_every_kept_frame_
         ring.find(10)
 
 
-def test_a_stamp_between_kept_frames_finds_the_closest_in_time():
+def test_a_stamp_between_kept_frames_finds_the_first_kept_frame_after_it_never_an_older_one():
     ring = FrameRing(4)
     for seq, stamp in enumerate([100, 133, 166, 200]):  # a 5 Hz model on a 30 Hz camera skips the rest
         ring.commit(frame(seq, stamp))
-    assert [ring.find(stamp).stamp_ns for stamp in (110, 120, 150, 190, 500)] == [100, 133, 166, 200, 200]
+    assert [ring.find(stamp).stamp_ns for stamp in (110, 120, 150, 190, 200)] == [133, 133, 166, 200, 200]
+    with pytest.raises(FrameNotYet, match=r"no frame stamped 0.000000500 s or later processed yet \(the latest is "
+                                          r"0.000000200 s\)"):
+        ring.find(500)  # still on its way: the prompt waits for it
     with pytest.raises(FrameNotKept, match="more than prompt_max_age_s"):
         ring.find(110, max_age_ns=50)
     assert ring.find(160, max_age_ns=50).stamp_ns == 166

@@ -202,57 +202,15 @@ def test_position_maps_equal_metas_and_are_shared_rather_than_copied_per_frame(n
             assert again.data_ptr() == first.data_ptr(), "the same map, not a copy"
 
 
-class ToyNet(torch.nn.Module):
-    """A network of a family that is not built in: one convolution, narrow or wide."""
-
-    def __init__(self, width: int, image_size: int):
-        super().__init__()
-        self.toy_trunk = torch.nn.Conv2d(3, width, 4)
-        self.image_size = image_size
-
-
-def toy_recognise(state) -> str | None:
-    weight = state.get("toy_trunk.weight")
-    return None if weight is None else {4: "toy_narrow", 8: "toy_wide"}.get(weight.shape[0])
-
-
-@pytest.fixture
-def toy_family():
-    from sam2_ros.core.networks import registry
-    family = registry.Family(title="Toy", models={"toy_narrow": 256, "toy_wide": 256},
-                             build=lambda name, size: ToyNet(4 if name == "toy_narrow" else 8, size),
-                             recognise=toy_recognise, published="toy checkpoints at https://example.invalid/toy")
-    registry.register(family)
-    yield family
-    registry.unregister(family)
-
-
-def test_a_family_registered_at_run_time_loads_recognises_and_refuses_checkpoints(toy_family, tmp_path, checkpoint):
-    """A new family is one declaration: model.py loads, names and refuses its checkpoints unchanged."""
-    assert {"toy_narrow", "toy_wide"} <= set(model_names()) and family_of("toy_wide") is toy_family
-    narrow = write_random_checkpoint(tmp_path / "toy_narrow.pt", name="toy_narrow", seed=3)
-    saved = torch.load(narrow, weights_only=True)["model"]
-    assert list(saved) == ["toy_trunk.weight", "toy_trunk.bias"] and saved["toy_trunk.weight"].shape == (4, 3, 4, 4)
-    model = load_model(spec(narrow, name="toy_narrow"))
-    assert torch.equal(model.sam.toy_trunk.weight, saved["toy_trunk.weight"]) and model.image_size == 256
-    assert model_of(saved) == "toy_narrow"
-    with pytest.raises(CheckpointError, match="does not fit model 'toy_wide': 0 missing keys, 0 unexpected keys, "
-                                              "2 keys of another shape .* set `model: toy_narrow`"):
-        load_model(spec(narrow, name="toy_wide"))
-    with pytest.raises(CheckpointError, match="does not fit model 'sam2.1_hiera_tiny'.*set `model: toy_narrow`"):
-        load_model(spec(narrow))
-    with pytest.raises(CheckpointError, match="does not fit model 'toy_wide'.*set `model: sam2.1_hiera_tiny`"):
-        load_model(spec(checkpoint, name="toy_wide"))
-    with pytest.raises(CheckpointError, match="toy checkpoints at https://example.invalid/toy"):
-        load_model(spec(tmp_path / "missing.pt", name="toy_wide"))
-
-
-def test_a_family_cannot_take_a_model_name_another_family_has(toy_family):
-    from sam2_ros.core.networks import registry
-    with pytest.raises(ValueError, match="already registered: toy_narrow"):
-        registry.register(registry.Family(title="Again", models={"toy_narrow": 256}, build=toy_family.build,
-                                          recognise=toy_recognise))
-    registry.unregister(toy_family)
-    with pytest.raises(ValueError, match="unknown model 'toy_narrow'"):
-        family_of("toy_narrow")
-    registry.register(toy_family)  # the fixture takes it out again
+@pytest.mark.parametrize("found", [None, 3, "weights"], ids=["None", "int", "str"])
+def test_a_state_dict_holding_anything_but_a_tensor_under_a_key_is_refused_naming_the_key(checkpoint, tmp_path,
+                                                                                           found):
+    state = torch.load(checkpoint, weights_only=True)["model"]
+    key = "sam_mask_decoder.iou_token.weight"
+    assert key in state
+    state[key] = found
+    odd = tmp_path / "odd.pt"
+    torch.save({"model": state}, odd)
+    with pytest.raises(CheckpointError, match=rf"holds {type(found).__name__} \(.*\) under '{key}', where a "
+                                              r"tensor belongs\. Download it again"):
+        load_model(spec(odd))

@@ -11,7 +11,7 @@ from rclpy.parameter import Parameter
 from sensor_msgs.msg import Image
 from std_srvs.srv import Trigger
 
-from conftest import photo, slow_frames
+from conftest import photo
 from rosharness import NODE, Running, add, box_prompt, full_mask, header, rasterise, wait_until
 from sam2_ros.core.prompts import Prompt
 from sam2_ros.core.segmenter import Segmenter
@@ -368,22 +368,6 @@ def test_the_overlay_is_drawn_only_while_someone_subscribes(running, monkeypatch
         running.peer.result_for(header(t))
     assert 94 not in drawn and 91 not in drawn
 
-
-def test_frames_the_model_cannot_keep_up_with_are_skipped_and_the_newest_wins(running, monkeypatch):
-    image = photo("coffee")
-    running.peer.publish_rgb(image, header(110))
-    running.peer.result_for(header(110))
-    busy = slow_frames(monkeypatch, 1.0)
-    running.peer.publish_rgb(image, header(111))
-    wait_until(busy.is_set, 30, "a frame in flight")
-    for t in (112, 113, 114):
-        running.peer.publish_rgb(image, header(t))
-    running.peer.result_for(header(114))
-    assert not any(r.header in (header(112), header(113)) for r in running.peer.results)
-    # a frame is counted right after its outputs are published: the peer may hear 114's result first
-    wait_until(lambda: running.node.counts().processed >= 3, 10, "the third frame counted")
-    stats = running.node.counts()  # with image_qos_depth 1 the middleware may drop them before the node sees them
-    assert stats.processed == 3 and stats.received - stats.processed == stats.skipped
 
 
 def test_recent_frames_bounds_which_stamps_a_prompt_may_name(checkpoint):

@@ -307,11 +307,15 @@ def test_a_3d_click_in_the_optical_frame_stamped_for_a_skipped_frame_lands_on_it
     infos.publish(info)
     wait_until(lambda: running.node.inputs.camera_info() is not None, 30, "the camera info")
     click = PointStamped()
-    click.header = header(40, 500_000_000, frame_id="camera_optical")  # a frame the node skipped
+    click.header = header(40, 500_000_000, frame_id="camera_optical")  # a frame the node has not processed
     click.point.x, click.point.y, click.point.z = 0.2, 0.1, 2.0  # u = 1000*0.1 + 640 = 740, v = 530 at 1280x960
     clicks.publish(click)
+    wait_until(lambda: running.node.queued_requests() == 1, 30, "the click waiting for its frame")
+    assert not running.node.session.object_labels()
+    processed(running, image, header(41, frame_id="camera_optical"))  # the first frame after the click's stamp
     wait_until(lambda: running.node.session.object_labels(), 30, "the click to start an object")
     core = StreamingTracker(small_model)
+    core.track(image)
     core.track(image)
     _, expected = core.add_prompt(Prompt(object_id=1, points=np.array([[370.0, 265.0]]), point_labels=np.array([1])))
     published = wait_until(lambda: running.peer.results[-1].objects, 30, "the click's result")[0]

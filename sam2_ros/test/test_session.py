@@ -234,23 +234,3 @@ def test_discovery_stops_at_discover_max_objects_unknown_objects(small_model):
     second = session.process(2, "header", 2, image, settings)
     assert session.discover(second.frame, settings) is None
     assert list(session.object_labels().values()) == ["unknown"]
-
-
-def test_the_first_discovery_pass_starts_at_once_even_just_after_the_machine_booted(small_model, monkeypatch):
-    """A robot starts the node at boot: the monotonic clock reads seconds, far below an hour's period.
-
-    The first pass is due at the first frame; the next one only once the period is over.
-    """
-    import sam2_ros.core.discovery as discovery
-    clock = [12.0]  # seconds since boot
-    monkeypatch.setattr(discovery.time, "monotonic", lambda: clock[0])
-    settings = config(discover_period_s=3600.0, discover_batches_per_frame=100, everything_points_per_side=2,
-                      discover_min_area=100_000_000)  # passes that add nothing
-    session = TrackingSession(small_model, settings, Recorder())
-    first = session.process(1, "header", 1, photo("coffee"), settings)
-    assert session.discover(first.frame, settings) is not None, "the first pass ran at the first frame"
-    clock[0] += 3599.0
-    second = session.process(2, "header", 2, photo("coffee"), settings)
-    assert session.discover(second.frame, settings) is None, "the period is not over yet"
-    clock[0] += 1.0
-    assert session.discover(second.frame, settings) is not None, "an hour after the first pass ended"

@@ -1,9 +1,10 @@
 """The worker's inbox: bounded, fair to the camera, every request answered once."""
 import threading
+import time
 
 import pytest
 
-from sam2_ros.core.work_queue import Job, Refused, WorkQueue
+from sam2_ros.core.work_queue import Job, NotYet, Refused, Turn, WorkQueue
 
 
 def drain(queue: WorkQueue, count: int) -> list:
@@ -67,7 +68,7 @@ def test_a_blocked_worker_is_released_by_close():
     queue = WorkQueue(max_jobs=1, jobs_per_frame=1)
     queue.open()
     taken = []
-    worker = threading.Thread(target=lambda: taken.append(queue.take()))
+    worker = threading.Thread(target=lambda: taken.append(queue.take()), daemon=True)
     worker.start()
     queue.close("node shutting down")
     worker.join(timeout=5)
@@ -100,11 +101,11 @@ def test_a_long_request_runs_a_slice_per_turn_and_the_waiting_frame_goes_between
         item = queue.take()
         if isinstance(item, Job):
             order.append("slice")
-            if item.execute(lambda error: None):
+            if item.execute(lambda error: None) is Turn.AGAIN:
                 queue.resume(item)
             item = queue.take()
         order.append(item)
-    while (item := queue.take()) is job and job.execute(lambda error: None):
+    while (item := queue.take()) is job and job.execute(lambda error: None) is Turn.AGAIN:
         queue.resume(job)
     assert order == ["slice", "frame 1", "slice", "frame 2", "slice", "frame 3"] and job.future.result() == "whole pass"
 
@@ -119,9 +120,9 @@ def test_an_abandoned_long_request_stops_at_its_next_slice_and_says_why():
             slices.append(1)
             yield
     job = queue.submit_job(long_pass)
-    assert queue.take().execute(lambda error: None)
+    assert queue.take().execute(lambda error: None) is Turn.AGAIN
     job.abandoned.set()
-    assert not job.execute(lambda error: None)
+    assert job.execute(lambda error: None) is Turn.DONE
     with pytest.raises(Refused, match="abandoned: the caller stopped waiting"):
         job.future.result()
     assert len(slices) == 1
@@ -131,8 +132,113 @@ def test_close_answers_a_long_request_waiting_for_its_next_slice():
     queue = WorkQueue(max_jobs=4, jobs_per_frame=1)
     queue.open()
     job = queue.submit_job(lambda: (yield))
-    assert queue.take().execute(lambda error: None)
+    assert queue.take().execute(lambda error: None) is Turn.AGAIN
     queue.resume(job)
     assert queue.close("node deactivated") == 1
     with pytest.raises(Refused, match="node deactivated"):
         job.future.result()
+
+
+class Camera:
+    """What a job waiting for a frame sees: the stamps processed so far."""
+
+    def __init__(self):
+        self.processed: list[int] = []
+
+    def apply(self, stamp: int) -> str:
+        if not self.processed or max(self.processed) < stamp:
+            raise NotYet(f"frame {stamp} not processed yet")
+        return f"applied on {min(s for s in self.processed if s >= stamp)}"
+
+
+def work(queue: WorkQueue, camera: Camera, turns: int, max_wait_s: float = 10.0) -> list[str]:
+    """The worker's loop for `turns` items: frames processed in order, parked jobs parked."""
+    order = []
+    for _ in range(turns):
+        item = queue.take()
+        if isinstance(item, Job):
+            turn = item.execute(lambda error: None, max_wait_s)
+            if turn is Turn.PARK:
+                queue.park(item)
+            order.append(turn.value if turn is not Turn.DONE else "job")
+        else:
+            camera.processed.append(item)
+            order.append(f"frame {item}")
+    return order
+
+
+def test_a_job_for_a_frame_not_processed_yet_is_parked_and_runs_right_after_that_frame():
+    """A detector's box arrives before its frame is processed: it waits, then runs first after the frame."""
+    queue, camera = WorkQueue(max_jobs=8, jobs_per_frame=1), Camera()
+    queue.open()
+    queue.put_frame(10)
+    assert work(queue, camera, 1) == ["frame 10"]
+    box = queue.submit(lambda: camera.apply(11))
+    other = queue.submit(lambda: "another request")
+    queue.put_frame(11)
+    finished = []
+    box.add_done_callback(lambda _: finished.append("box"))
+    other.add_done_callback(lambda _: finished.append("other"))
+    # the box's turn (jobs_per_frame 1) parks it; frame 11 comes next, then the box, before the other request
+    assert work(queue, camera, 4) == ["park", "frame 11", "job", "job"]
+    assert box.result(timeout=0) == "applied on 11" and other.result(timeout=0) == "another request"
+    assert finished == ["box", "other"]
+
+
+def test_parked_jobs_run_after_their_frame_even_past_jobs_per_frame():
+    queue, camera = WorkQueue(max_jobs=8, jobs_per_frame=1), Camera()
+    queue.open()
+    queue.put_frame(1)
+    work(queue, camera, 1)
+    boxes = [queue.submit(lambda: camera.apply(2)) for _ in range(3)]
+    assert work(queue, camera, 3) == ["park"] * 3
+    queue.put_frame(2)
+    queue.submit(lambda: "late")
+    queue.put_frame(3)  # replaces nothing yet: frame 2 was taken first below
+    assert work(queue, camera, 1) == ["frame 3"]  # the slot holds the newest frame: 2 was skipped
+    queue.put_frame(4)  # waiting already: with jobs_per_frame 1 only the late request would go before it
+    assert work(queue, camera, 5) == ["job"] * 4 + ["frame 4"]
+    assert [b.result(timeout=0) for b in boxes] == ["applied on 3"] * 3
+
+
+def test_a_job_whose_frame_never_comes_is_refused_after_its_limit():
+    queue, camera = WorkQueue(max_jobs=8, jobs_per_frame=1), Camera()
+    queue.open()
+    queue.put_frame(1)
+    work(queue, camera, 1)
+    future = queue.submit(lambda: camera.apply(99))
+    done = threading.Event()
+
+    def worker():  # no frame comes: the parked job is tried again every PARKED_RETRY_S until its 1.2 s are over
+        while not future.done():
+            work(queue, camera, 1, max_wait_s=1.2)
+        done.set()
+    threading.Thread(target=worker, daemon=True).start()
+    assert done.wait(10)
+    with pytest.raises(Refused, match=r"frame 99 not processed yet; none came within 1.2 s \(request_timeout_s\)"):
+        future.result()
+
+
+def test_close_answers_parked_jobs_and_pending_counts_them():
+    queue, camera = WorkQueue(max_jobs=8, jobs_per_frame=1), Camera()
+    queue.open()
+    future = queue.submit(lambda: camera.apply(5))
+    assert work(queue, camera, 1) == ["park"] and queue.pending() == 1
+    assert queue.close("node deactivated") == 1
+    with pytest.raises(Refused, match="node deactivated"):
+        future.result()
+
+
+def test_close_wakes_a_worker_waiting_with_parked_jobs():
+    """close() empties the parked list while take() waits for their retry: take must still return None."""
+    queue, camera = WorkQueue(max_jobs=8, jobs_per_frame=1), Camera()
+    queue.open()
+    queue.submit(lambda: camera.apply(5))
+    assert work(queue, camera, 1) == ["park"]
+    taken = []
+    worker = threading.Thread(target=lambda: taken.append(queue.take()), daemon=True)
+    worker.start()
+    time.sleep(0.2)  # the worker is inside take(), waiting for the parked job's retry (every 0.5 s)
+    queue.close("node deactivated")
+    worker.join(timeout=5)
+    assert not worker.is_alive() and taken == [None]

@@ -1,7 +1,8 @@
 """Segment everything: every object SAM 2 finds on a frame by itself, from the frame's one encoding.
 
 Meta's SAM2AutomaticMaskGenerator prompts a grid of points, keeps masks by predicted IoU and
-stability, and removes duplicates with box NMS; it encodes the image itself first. Here its own
+stability, removes duplicates with box NMS and, with `min_mask_region_area`, fills small holes and
+removes small islands (where sam2's CUDA extension is installed); it encodes the image itself first. Here its own
 grid, transforms and filters (sam2.utils.amg) and torchvision's NMS run on an already encoded
 frame (the node's), a few point batches at a time if need be (`EverythingPass`), so the masks
 are Meta's and the encoder's work is not done twice. Two more savings, exact too: a mask whose
@@ -19,6 +20,7 @@ from __future__ import annotations
 import time
 from dataclasses import asdict, dataclass
 
+import cv2
 import numpy as np
 import torch
 from sam2.automatic_mask_generator import SAM2AutomaticMaskGenerator
@@ -78,6 +80,28 @@ class Proposal:
     presence: float = 1.0
 
 
+def without_small_regions(logits: torch.Tensor, threshold: float, max_area: int) -> torch.Tensor:
+    """Fill the holes and remove the islands of at most `max_area` pixels of low-resolution mask logits (..., H, W).
+
+    Meta's generator does this in its image predictor's `postprocess_masks` (`max_hole_area` and
+    `max_sprinkle_area` set to `min_mask_region_area`, on the low-resolution masks before they are
+    upsampled) with sam2's CUDA extension, and skips it where that is missing; here it is the same
+    arithmetic with OpenCV's 8-connected components: both kinds of region are found on the masks
+    as given, a hole becomes `threshold + 10`, an island `threshold - 10`.
+    """
+    original = logits.float()
+    cleaned = original.clone()
+    planes = zip(original.reshape(-1, *original.shape[-2:]), cleaned.reshape(-1, *original.shape[-2:]))
+    for source, target in planes:
+        for region, value in ((source <= threshold, threshold + 10.0), (source > threshold, threshold - 10.0)):
+            count, labels, stats, _ = cv2.connectedComponentsWithStats(region.cpu().numpy().astype(np.uint8),
+                                                                       connectivity=8)
+            small = np.flatnonzero(stats[1:, cv2.CC_STAT_AREA] <= max_area) + 1  # label 0: outside the region
+            if small.size:
+                target[torch.as_tensor(np.isin(labels, small), device=target.device)] = value
+    return cleaned
+
+
 def novel(proposals: list[Proposal], taken: list[np.ndarray], min_area: int, max_overlap: float,
           room: int) -> list[Proposal]:
     """Proposals no taken mask (tracked, or accepted just before) covers: best first, at most `room`.
@@ -111,7 +135,8 @@ class Everything:
             raise ValueError(f"decode_chunk must be at least 1 point, got {decode_chunk}")
         self.model, self.settings, self.decode_chunk = model, settings, decode_chunk
         # Meta's generator, never run: its point grid, coordinate transforms and mask post-processing
-        self._generator = SAM2AutomaticMaskGenerator(model.sam, **asdict(settings))
+        # (its small-region clean-up is ours, below: Meta's needs sam2's CUDA extension)
+        self._generator = SAM2AutomaticMaskGenerator(model.sam, **{**asdict(settings), "min_mask_region_area": 0})
 
     def chunk(self) -> int:
         """Points per decoder call: the given number, else a whole batch on a GPU and a few on the CPU."""
@@ -201,7 +226,10 @@ class EverythingPass:
         iou, low_res = iou.flatten(0, 1), low_res.flatten(0, 1)[:, None]
         keep = (iou > settings.pred_iou_thresh if settings.pred_iou_thresh > 0
                 else torch.ones_like(iou, dtype=torch.bool))
-        logits = transforms.postprocess_masks(low_res[keep], (height, width))[:, 0]  # only the masks kept
+        kept = low_res[keep]
+        if settings.min_mask_region_area > 0:
+            kept = without_small_regions(kept, generator.mask_threshold, settings.min_mask_region_area)
+        logits = transforms.postprocess_masks(kept, (height, width))[:, 0]  # only the masks kept
         data = MaskData(masks=logits, iou_preds=iou[keep], points=pixels.repeat_interleave(per_point, dim=0)[keep])
         data["stability_score"] = calculate_stability_score(data["masks"], generator.mask_threshold,
                                                             settings.stability_score_offset)

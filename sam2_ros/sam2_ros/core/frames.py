@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from sam2_ros.core.encoding import EncodedFrame
+from sam2_ros.core.work_queue import NotYet
 
 
 def stamp_text(stamp_ns: int) -> str:
@@ -19,6 +20,10 @@ class FrameNotKept(KeyError):
 
     def __str__(self) -> str:
         return str(self.args[0])
+
+
+class FrameNotYet(NotYet):
+    """A prompt refers to a frame newer than every processed one: it waits for that frame (see work_queue)."""
 
 
 class FrameMismatch(RuntimeError):
@@ -72,10 +77,11 @@ class FrameRing:
     def find(self, stamp_ns: int, max_age_ns: int = 0) -> RecentFrame:
         """Return the kept frame a prompt stamped `stamp_ns` refers to (0: the newest frame).
 
-        The newest frame with exactly this stamp, or else the kept frame closest in time: with a
-        30 Hz camera and a 5 Hz model, a person clicks on a frame the node skipped. Stamps older
-        than every kept frame, or more than `max_age_ns` (0: no limit) before the newest one,
-        are refused.
+        The newest frame with exactly this stamp, or else the first kept frame after it, never an
+        older one: with a 30 Hz camera and a 5 Hz model, a person clicks on (or a detector sees) a
+        frame the node skipped. A stamp after every kept frame raises FrameNotYet (the frame is
+        still on its way: the prompt waits for it). Stamps older than every kept frame, or more
+        than `max_age_ns` (0: no limit) before the newest one, are refused.
         """
         newest = self.newest()
         if stamp_ns == 0:
@@ -87,11 +93,14 @@ class FrameRing:
         exact = next((frame for frame in frames if frame.stamp_ns == stamp_ns), None)
         if exact is not None:
             return exact
-        oldest = min(frame.stamp_ns for frame in frames)
+        oldest, latest = min(frame.stamp_ns for frame in frames), max(frame.stamp_ns for frame in frames)
+        if stamp_ns > latest:
+            raise FrameNotYet(f"no frame stamped {stamp_text(stamp_ns)} or later processed yet (the latest is "
+                              f"{stamp_text(latest)})")
         if stamp_ns < oldest:
             raise FrameNotKept(f"prompt is stamped for frame {stamp_text(stamp_ns)}, older than every frame this "
                                f"node keeps (from {stamp_text(oldest)}; recent_frames {self.capacity})")
-        return min(frames, key=lambda frame: abs(frame.stamp_ns - stamp_ns))
+        return min((frame for frame in frames if frame.stamp_ns > stamp_ns), key=lambda frame: frame.stamp_ns)
 
     def clear(self) -> None:
         self._frames.clear()

@@ -135,7 +135,13 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     if not isinstance(content, dict) or not isinstance(content.get("model"), dict):
         raise CheckpointError(f"'{path}' is a PyTorch file but not a SAM 2 checkpoint: "
                               "expected a dict with a 'model' state dict, as every published checkpoint is")
-    return content["model"]
+    state = content["model"]
+    for key, value in state.items():
+        if not isinstance(key, str) or not isinstance(value, torch.Tensor):
+            raise CheckpointError(
+                f"'{path}' is damaged or not a model checkpoint: its state dict holds {type(value).__name__} "
+                f"({repr(value)[:40]}) under {key!r}, where a tensor belongs. Download it again. {checkpoint_help()}")
+    return state
 
 
 def _unreadable(path: Path, error: Exception) -> str:

@@ -222,8 +222,9 @@ class EverythingParams(Section):
                                           "keep masks at least this stable", float_range=(0.0, 1.0))
     box_nms_thresh: float = param("everything_box_nms_thresh", 0.7, "~/segment_everything: box IoU above which "
                                   "the lower-scoring mask is a duplicate", float_range=(0.0, 1.0))
-    min_region_area: int = param("everything_min_region_area", 0, "~/segment_everything: islands and holes "
-                                 "smaller than this (pixels) are removed from masks", int_range=(0, 1_000_000))
+    min_region_area: int = param("everything_min_region_area", 0, "~/segment_everything: holes and islands of "
+                                 "at most this many pixels of SAM 2's low-resolution masks are filled or removed, "
+                                 "as Meta's generator does (0: off)", int_range=(0, 1_000_000))
 
     def settings(self) -> EverythingSettings:
         return EverythingSettings(points_per_side=self.points_per_side, points_per_batch=self.points_per_batch,

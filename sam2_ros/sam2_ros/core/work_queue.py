@@ -7,17 +7,37 @@ prompt rate. Each request is a `concurrent.futures.Future`: a caller that gives 
 it, a cancelled request is never run, and it gives its place in the queue back at once.
 Long work (segment everything) is a resumable job: each turn runs one slice, and an unfinished
 job goes back to the end of the queue, so camera frames and other requests take turns with it.
+A job that needs a camera frame not processed yet (a detector's box for a frame still in the
+camera's slot) raises NotYet: it is parked until the next frame is taken, then runs first after
+it; one parked longer than its limit is answered Refused.
 """
 from __future__ import annotations
 
+import enum
+import math
 import threading
+import time
 from collections import deque
 from concurrent.futures import Future
 from typing import Callable, Iterator
 
+PARKED_RETRY_S = 0.5  # parked jobs are tried again this often while no camera frame comes
+
 
 class Refused(Exception):
     """A request the node does not take (queue full, node inactive); the message says why."""
+
+
+class NotYet(Exception):
+    """The job needs a camera frame that has not been processed yet: run it again after the next one."""
+
+
+class Turn(enum.Enum):
+    """What a job's turn on the worker left to do."""
+
+    DONE = "done"  # answered (outcome, error or cancellation)
+    AGAIN = "again"  # a resumable job with slices left: queue it again
+    PARK = "park"  # waits for the next camera frame
 
 
 class Job:
@@ -32,14 +52,19 @@ class Job:
         self.future: Future = Future()
         self.abandoned = threading.Event()  # the caller stopped waiting: a resumable job ends early
         self._slices: Iterator | None = None
+        self._started = False
+        self._waiting_since: float | None = None  # time.monotonic() of its first NotYet
 
-    def execute(self, on_error: Callable[[Exception], None]) -> bool:
+    def execute(self, on_error: Callable[[Exception], None], max_wait_s: float = math.inf) -> Turn:
         """Run one turn unless cancelled; the outcome (or the exception) goes to the future.
 
-        Returns True when the job is resumable and not finished: queue it again.
+        A job that raises NotYet is parked (run again from the start later), for `max_wait_s`
+        at most; then it is answered Refused.
         """
-        if self._slices is None and not self.future.set_running_or_notify_cancel():
-            return False
+        if not self._started:
+            if not self.future.set_running_or_notify_cancel():
+                return Turn.DONE
+            self._started = True
         try:
             if self.abandoned.is_set():
                 raise Refused("abandoned: the caller stopped waiting (request_timeout_s)")
@@ -47,20 +72,28 @@ class Job:
                 outcome = self.run()
                 if not hasattr(outcome, "__next__"):
                     self.future.set_result(outcome)
-                    return False
+                    return Turn.DONE
                 self._slices = outcome
             next(self._slices)
-            return True
+            return Turn.AGAIN
         except StopIteration as done:
             self.future.set_result(done.value)
+        except NotYet as error:
+            self._slices = None
+            self._waiting_since = self._waiting_since or time.monotonic()
+            if time.monotonic() - self._waiting_since <= max_wait_s:
+                return Turn.PARK
+            refused = Refused(f"{error}; none came within {max_wait_s:g} s (request_timeout_s): not applied")
+            on_error(refused)
+            self.future.set_exception(refused)
         except Exception as error:
             on_error(error)
             self.future.set_exception(error)
-        return False
+        return Turn.DONE
 
     def fail(self, error: Exception) -> bool:
         """Answer with `error` unless the job already has an outcome; True when it was answered."""
-        if self._slices is None and not self.future.set_running_or_notify_cancel():
+        if not self._started and not self.future.set_running_or_notify_cancel():
             return False
         if self.future.done():
             return False
@@ -76,6 +109,7 @@ class WorkQueue:
         self.jobs_per_frame = jobs_per_frame
         self._cond = threading.Condition()
         self._jobs: deque[Job] = deque()
+        self._parked: list[Job] = []  # jobs waiting for the next camera frame
         self._frame: object | None = None
         self._open = False
         self._jobs_since_frame = 0
@@ -126,38 +160,59 @@ class WorkQueue:
                 return
         job.fail(Refused("node stopped before the request finished"))
 
+    def park(self, job: Job) -> None:
+        """Hold a job that waits for a camera frame; it runs first after the next frame is taken."""
+        with self._cond:
+            if self._open:
+                self._parked.append(job)
+                return
+        job.fail(Refused("node stopped before the frame the request waits for came"))
+
     def _forget(self, job: Job) -> None:
         with self._cond:
             if job in self._jobs:
                 self._jobs.remove(job)
+            if job in self._parked:
+                self._parked.remove(job)
 
     def take(self) -> Job | object | None:
         """Return the next job or frame (None once closed).
 
         Jobs come first (they refer to frames already seen), but at most `jobs_per_frame` of
-        them while a frame waits.
+        them while a frame waits. Parked jobs join the front of the queue when a frame is taken
+        (they run as soon as it is processed), or after PARKED_RETRY_S without one (to give up
+        in time).
         """
         with self._cond:
             while self._open and not self._jobs and self._frame is None:
-                self._cond.wait()
+                if not self._parked:
+                    self._cond.wait()
+                elif not self._cond.wait(PARKED_RETRY_S):  # no frame came: try them again
+                    self._jobs.extend(self._parked)
+                    self._parked = []
             if not self._open:
                 return None
             frame_due = self._frame is not None and (not self._jobs
                                                      or self._jobs_since_frame >= self.jobs_per_frame)
             if frame_due:
-                frame, self._frame, self._jobs_since_frame = self._frame, None, 0
+                # the parked jobs run right after this frame, over and above jobs_per_frame
+                frame, self._frame, self._jobs_since_frame = self._frame, None, -len(self._parked)
+                self._jobs.extendleft(reversed(self._parked))
+                self._parked = []
                 return frame
             self._jobs_since_frame += 1
             return self._jobs.popleft()
 
     def close(self, reason: str) -> int:
-        """Stop taking work; every queued request is answered with Refused(reason). Returns how many."""
+        """Stop taking work; every queued or parked request is answered with Refused(reason). Returns how many."""
         with self._cond:
             self._open = False
-            jobs, self._jobs, self._frame = list(self._jobs), deque(), None
+            jobs, self._jobs, self._frame = [*self._jobs, *self._parked], deque(), None
+            self._parked = []
             self._cond.notify_all()
         return sum(job.fail(Refused(reason)) for job in jobs)
 
     def pending(self) -> int:
+        """Return how many requests wait: queued, and parked until a frame comes."""
         with self._cond:
-            return len(self._jobs)
+            return len(self._jobs) + len(self._parked)

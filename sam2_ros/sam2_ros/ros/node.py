@@ -120,6 +120,10 @@ class Sam2SegmenterNode(LifecycleNode):
         except (CheckpointError, ValueError) as error:
             self.get_logger().error(f"cannot configure: {error}")
             return TransitionCallbackReturn.FAILURE
+        except Exception as error:  # whatever else loading raises: the transition fails, saying so
+            self.get_logger().error(f"cannot configure: loading the model failed: {type(error).__name__}: {error}")
+            self.model = None
+            return TransitionCallbackReturn.FAILURE
         self._config = config
         self._queue.set_limits(config.requests.max_queued, config.requests.per_frame)
         self.depth.set_window(config.depth.window_s)

@@ -157,7 +157,12 @@ class Requests:
 
         def done(outcome) -> str:
             ids, published = outcome
-            response.object_ids, response.result = ids, published.result()  # answered once it is out
+            response.object_ids = ids
+            try:
+                response.result = published.result()  # answered once it is out
+            except Exception as error:  # the objects stay: only their result did not go out
+                raise RuntimeError(f"object(s) {list(ids)} applied and tracked, but their result was not published: "
+                                   f"{type(error).__name__}: {error}") from None
             return f"applied prompts to object(s) {list(ids)}"
         return self._with_prompts(request, response, run, done)
 

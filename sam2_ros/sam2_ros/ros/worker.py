@@ -18,7 +18,7 @@ from sensor_msgs.msg import CompressedImage, Image
 
 from sam2_ros.core import settings as S
 from sam2_ros.core.session import Change, TrackingSession
-from sam2_ros.core.work_queue import Job, WorkQueue
+from sam2_ros.core.work_queue import Job, Turn, WorkQueue
 from sam2_ros.ros.conversions import ImageError, compressed_to_rgb, image_to_rgb
 from sam2_ros.ros.delivery import Delivery
 from sam2_ros.ros.diagnostics import Diagnostics
@@ -65,9 +65,13 @@ class Worker:
     def _work(self) -> None:
         while (item := self._queue.take()) is not None:
             if isinstance(item, Job):
-                self._session.follow(self._config())
-                if item.execute(self._diagnostics.job_failed):
+                config = self._config()
+                self._session.follow(config)
+                turn = item.execute(self._diagnostics.job_failed, config.requests.timeout_s)
+                if turn is Turn.AGAIN:
                     self._queue.resume(item)
+                elif turn is Turn.PARK:  # its frame is not processed yet
+                    self._queue.park(item)
                 continue
             try:
                 self._process(*item)

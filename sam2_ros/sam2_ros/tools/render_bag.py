@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import math
 import sys
+from collections import deque
 from pathlib import Path
 from typing import Iterator
 
@@ -15,12 +16,12 @@ from sensor_msgs.msg import CompressedImage, Image
 from tqdm import tqdm
 
 from sam2_ros.core.render import DrawnObject, overlay
-from sam2_ros.ros.conversions import compressed_to_rgb, image_to_array, image_to_rgb
+from sam2_ros.ros.conversions import ImageError, compressed_to_rgb, image_to_array, image_to_rgb
 from sam2_ros.ros.prompt_msgs import stamp_ns
 from sam2_ros.tools.bags import BagError
 from sam2_ros_interfaces.msg import SegmentationResult
 
-WINDOW_NS = 2_000_000_000  # a frame is drawn once the bag is this far past it (a recorded mask comes later)
+WINDOW_NS = 2_000_000_000  # a frame is drawn once the bag's log time is this far past it (its mask comes later)
 MAX_PENDING = 64  # frames held at most: memory stays flat whatever the bag's length
 
 
@@ -40,41 +41,61 @@ def frame_count(bag: Path, image_topic: str, node_name: str) -> int:
 
 
 def drawn_frames(bag: Path, image_topic: str, node_name: str) -> Iterator[np.ndarray]:
-    """Yield each camera frame of the bag with the node's masks drawn, in stamp order, holding only a few."""
-    frames, labels, names = {}, {}, {}
+    """Yield each camera frame of the bag with the node's masks drawn, in bag order, holding only a few.
+
+    Frames are told apart by their position in the bag, never by stamp alone (a camera that does
+    not stamp, a looped recording, a simulator reset): a label image belongs to the latest camera
+    frame before it with its stamp, and the last one wins (a prompt's answer after the frame's).
+    """
+    pending: deque[list] = deque()  # [stamp, rgb, label image or None, log time], in bag order
+    names: dict[int, str] = {}
 
     def ready(now_ns: int | None):
-        while frames and (now_ns is None or len(frames) > MAX_PENDING or min(frames) < now_ns - WINDOW_NS):
-            stamp = min(frames)
-            rgb, label = frames.pop(stamp), labels.pop(stamp, None)
+        while pending and (now_ns is None or len(pending) > MAX_PENDING or pending[0][3] < now_ns - WINDOW_NS):
+            _, rgb, label, _ = pending.popleft()
+            if isinstance(rgb, str):  # a frame that cannot be decoded (the node refused it too): said in its place
+                yield unreadable(rgb)
+                continue
             label = label if label is not None else np.zeros(rgb.shape[:2], np.uint8)
-            objects = [DrawnObject(int(i), label == i, names.get(int(i), "")) for i in np.unique(label) if i]
-            for old in [s for s in labels if s < stamp]:
-                del labels[old]
-            yield overlay(rgb, objects)
+            yield overlay(rgb, [DrawnObject(int(i), label == i, names.get(int(i), "")) for i in np.unique(label) if i])
 
-    position, topic = 0, "?"
+    position, topic, camera_frames = 0, "?", 0
     try:
         with Reader(bag) as reader:
             wanted = [c for c in reader.connections
                       if c.topic in (image_topic, f"{node_name}/mask", f"{node_name}/result")]
-            for position, (connection, _, raw) in enumerate(reader.messages(connections=wanted)):
+            for position, (connection, log_ns, raw) in enumerate(reader.messages(connections=wanted)):
                 topic = connection.topic
                 if topic == image_topic:
                     compressed = connection.msgtype.endswith("CompressedImage")
                     msg = deserialize_message(raw, CompressedImage if compressed else Image)
-                    frames[stamp_ns(msg.header)] = compressed_to_rgb(msg) if compressed else image_to_rgb(msg)
+                    camera_frames += 1
+                    try:
+                        rgb = compressed_to_rgb(msg) if compressed else image_to_rgb(msg)
+                    except ImageError as error:
+                        rgb = f"camera frame {camera_frames}: {error}"
+                        print(f"sam2_render: {rgb}; drawn as a black frame", file=sys.stderr)
+                    pending.append([stamp_ns(msg.header), rgb, None, log_ns])
                 elif topic == f"{node_name}/mask":
                     msg = deserialize_message(raw, Image)
-                    labels[stamp_ns(msg.header)] = image_to_array(msg)
+                    frame = next((p for p in reversed(pending) if p[0] == stamp_ns(msg.header)), None)
+                    if frame is not None:  # else its frame was drawn already, or is not in the bag
+                        frame[2] = image_to_array(msg)
                 else:
                     msg = deserialize_message(raw, SegmentationResult)
                     names.update({o.object_id: o.label for o in msg.objects})
-                yield from ready(stamp_ns(msg.header))
+                yield from ready(log_ns)
     except Exception as error:  # a damaged file, or a message that is not what its topic says
         raise BagError(f"message {position + 1} of bag '{bag}' (on '{topic}') cannot be read: "
                        f"{type(error).__name__}: {error}") from None
     yield from ready(None)
+
+
+def unreadable(reason: str, hw: tuple[int, int] = (240, 320)) -> np.ndarray:
+    """Draw a black frame saying why the camera frame could not be drawn (fit() scales it to the video)."""
+    frame = np.zeros((*hw, 3), np.uint8)
+    cv2.putText(frame, reason[:48], (6, hw[0] // 2), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (255, 255, 255), 1, cv2.LINE_AA)
+    return frame
 
 
 def fit(frame: np.ndarray, hw: tuple[int, int]) -> np.ndarray:

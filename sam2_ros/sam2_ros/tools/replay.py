@@ -5,22 +5,33 @@ Topics are published under their names in the bag (as `ros2 bag play` does): rem
 infos and the depth topic go out as they come in the bag. Everything the node publishes on
 `~/result` and `~/mask` is written to the output bag, beside the camera frames, so sam2_render
 can draw it. Ground truth (a label image, and object 1's 3D centroid) is scored, not published.
+
+Frames are kept apart by their position in the bag, never by stamp alone. The node answers a
+frame with that frame's stamp, so where the bag's camera stamps cannot tell frames apart (zero,
+repeated, going back), every stamped message from there on is published shifted to stamps of
+its own, strictly increasing (`--keep-stamps` publishes the bag's), and the output bag holds
+the frames as published, each followed by its answer. A frame or prompt the node refuses is
+reported (from its /diagnostics) and passed.
 """
 from __future__ import annotations
 
 import argparse
 import shutil
+import signal
 import sys
 import threading
 import time
+from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import rclpy
+from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.qos import QoSProfile, ReliabilityPolicy
-from rclpy.serialization import deserialize_message
+from rclpy.serialization import deserialize_message, serialize_message
+from rclpy.signals import SignalHandlerOptions
 from rosbags.rosbag2 import Reader
 from sensor_msgs.msg import Image
 from tqdm import tqdm
@@ -40,6 +51,8 @@ class Summary:
 
     published: int = 0
     processed: int = 0
+    refused: int = 0  # frames the node refused (its /diagnostics said so)
+    restamped: int = 0  # frames whose stamps were shifted to tell them apart
     seconds: float = 0.0
     latency_ms: list[float] = field(default_factory=list)
     iou: list[float] = field(default_factory=list)
@@ -48,12 +61,12 @@ class Summary:
 
     @property
     def skipped(self) -> int:
-        return self.published - self.processed
+        return self.published - self.processed - self.refused
 
     def table(self) -> str:
         p50, p95 = (np.percentile(self.latency_ms, [50, 95]) if self.latency_ms else (float("nan"),) * 2)
         rows = [("frames published", self.published), ("frames processed", self.processed),
-                ("frames skipped", self.skipped),
+                ("frames skipped", self.skipped), ("frames refused by the node", self.refused),
                 ("throughput", f"{self.processed / self.seconds:.2f} frames/s" if self.seconds else "n/a"),
                 ("latency p50", f"{p50:.1f} ms"), ("latency p95", f"{p95:.1f} ms"),
                 ("mean IoU vs ground truth", f"{np.mean(self.iou):.3f} over {len(self.iou)} frames"
@@ -69,12 +82,69 @@ class Summary:
 
 
 CAMERA_INFO = "sensor_msgs/msg/CameraInfo"
+MAX_TRUTHS = 256  # ground truths held for frames not yet written
+MAX_HELD = 64  # messages held at most while waiting for the next camera frame
 
 
 class CorruptBag(BagError):
     """A message that cannot be read: the run ends there, its output bag closed and readable."""
 
     summary: Summary | None = None
+
+
+class Interrupted(KeyboardInterrupt):
+    """SIGINT or SIGTERM: the run ends where it is, its output bag closed and readable."""
+
+    summary: Summary | None = None
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _interrupt(signum: int, _frame) -> None:
+    raise Interrupted(signum)
+
+
+STEP_NS = 1_000_000  # a shifted frame is stamped this long after the frame before it
+
+
+class Stamps:
+    """The stamps replay publishes: the bag's, shifted where its camera frames' stamps cannot tell them apart.
+
+    A camera frame stamped zero, or not after the frame before it (a repeat, a loop, a clock that
+    went back), moves the shift so that it lands STEP_NS after that frame; every stamped message
+    from there on (depth, camera infos, prompts, ground truth) moves with it, so what belonged
+    together still does. A prompt stamped zero (the newest frame) stays zero.
+    """
+
+    def __init__(self, keep: bool = False):
+        self.keep, self.shift_ns = keep, 0
+        self._last: int | None = None
+
+    def frame(self, stamp: int) -> tuple[int, str]:
+        """Return the stamp to publish a camera frame with, and why it moved ("" when it did not)."""
+        published = stamp + self.shift_ns
+        floor = 0 if self._last is None else self._last
+        why = ""
+        if not self.keep and published <= floor:
+            why = "zero" if stamp == 0 else f"not after the frame before it ({floor - self.shift_ns} ns)"
+            self.shift_ns += floor + STEP_NS - published
+            published = stamp + self.shift_ns
+        self._last = published
+        return published, why
+
+    def other(self, stamp: int) -> int:
+        """Return the stamp to publish any other stamped message with (zero stays zero)."""
+        return stamp + self.shift_ns if stamp else 0
+
+
+def restamped(msg, raw: bytes, stamp: int) -> tuple[object, bytes]:
+    """Return the message with its header stamped `stamp`, and its bytes (the bag's own when unchanged)."""
+    if stamp_ns(msg.header) == stamp:
+        return msg, raw
+    msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(stamp, 1_000_000_000)
+    return msg, serialize_message(msg)
 
 
 @dataclass(frozen=True)
@@ -149,6 +219,11 @@ class Replayer:
         reliable = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
         self.node.create_subscription(SegmentationResult, f"{node_name}/result", self._result_cb, reliable, raw=True)
         self.node.create_subscription(Image, f"{node_name}/mask", self._mask_cb, reliable, raw=True)
+        # the node says what it refused on /diagnostics, once a second: "inputs rejected", "last error"
+        self._status_name = f"{node_name.rstrip('/').rsplit('/', 1)[-1]}: processing"
+        self._rejected: int | None = None
+        self._last_error = ""
+        self.node.create_subscription(DiagnosticArray, "/diagnostics", self._diagnostics_cb, 10)
         self._publishers: dict[str, object] = {}
         self._executor = SingleThreadedExecutor()
         self._executor.add_node(self.node)
@@ -181,6 +256,35 @@ class Replayer:
             self.masks.setdefault(stamp_ns(msg.header), []).append(raw)
             self._lock.notify_all()
 
+    def _diagnostics_cb(self, msg: DiagnosticArray) -> None:
+        for status in msg.status:
+            if status.name == self._status_name:
+                values = {kv.key: kv.value for kv in status.values}
+                with self._lock:
+                    self._rejected = int(values.get("inputs rejected", 0))
+                    self._last_error = values.get("last error", "")
+                    self._lock.notify_all()
+
+    def rejected(self) -> int | None:
+        """How many inputs the node has refused so far, as its last /diagnostics said (None: none heard yet)."""
+        with self._lock:
+            return self._rejected
+
+    def wait_answer(self, stamp: int, count: int, rejected: int | None, timeout: float) -> str | None:
+        """Wait for a frame's `count`-th answer (with its label image), or for the node to refuse an input.
+
+        Returns None once answered, else why not: the node's own words when it refused something
+        since it had refused `rejected` inputs, or the timeout.
+        """
+        deadline = time.monotonic() + timeout
+        with self._lock:
+            while self._answers(stamp) < count:
+                if rejected is not None and self._rejected is not None and self._rejected > rejected:
+                    return f"refused by the node: {self._last_error}"
+                if not self._lock.wait(max(0.0, deadline - time.monotonic())):
+                    return f"no answer within --timeout {timeout:g} s"
+        return None
+
     def publisher(self, topic: str, msgtype: str):
         if topic not in self._publishers:
             reliable = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
@@ -201,27 +305,16 @@ class Replayer:
                     raise BagError(f"no sam2_segmenter_node subscribes to '{topic}' after {timeout:.0f} s: start "
                                    f"it with -r {name}:={topic}")
                 time.sleep(0.05)
-        deadline = time.monotonic() + grace  # depth and camera infos: the node may not want them
-        while (time.monotonic() < deadline
-               and any(self._publishers[topic].get_subscription_count() == 0 for topic in optional)):
+        deadline = time.monotonic() + grace  # depth and camera infos: the node may not want them; its first
+        while time.monotonic() < deadline and (  # /diagnostics is the count later refusals are told from
+                self.rejected() is None
+                or any(self._publishers[topic].get_subscription_count() == 0 for topic in optional)):
             time.sleep(0.05)
-
-    def answered_up_to(self) -> int | None:
-        """Return the newest frame stamp answered (result and label image): frames before it get no more."""
-        with self._lock:
-            return max((stamp for stamp in self.results if self._answers(stamp)), default=None)
 
     def take(self, stamp: int) -> tuple[list[tuple[float, SegmentationResult, bytes]], bytes | None]:
         """Hand over (and forget) a settled frame's answers and label image."""
         with self._lock:
             return self.results.pop(stamp, []), (self.masks.pop(stamp, None) or [None])[-1]
-
-    def forget_before(self, stamp: int) -> None:
-        """Drop answers for frames before `stamp` that nobody will ask for (memory stays flat)."""
-        with self._lock:
-            for kept in (self.results, self.masks):
-                for old in [s for s in kept if s < stamp]:
-                    del kept[old]
 
     def answers(self, stamp: int) -> int:
         """How many complete answers (result and label image) a frame has had so far."""
@@ -231,21 +324,14 @@ class Replayer:
     def _answers(self, stamp: int) -> int:
         return min(len(self.results.get(stamp, [])), len(self.masks.get(stamp, [])))
 
-    def wait_results(self, stamp: int, count: int, timeout: float) -> bool:
-        """Wait for `count` answers to a frame, each with its label image (published just after it)."""
-        deadline = time.monotonic() + timeout
-        with self._lock:
-            while self._answers(stamp) < count:
-                if not self._lock.wait(max(0.0, deadline - time.monotonic())):
-                    return False
-        return True
-
 
 class Recorder:
     """The output bag: each frame is written as it is published, its answers once it is settled.
 
-    A frame is settled once the node has answered a later frame (it answers in order); then its
-    last answer and label image are written and forgotten, so memory does not grow with the bag.
+    Frames are kept in bag order. A frame is settled once the node has answered a frame published
+    after it (it answers in order); then its last answer and label image are written and
+    forgotten, so memory does not grow with the bag. Every message gets a log time of its own,
+    increasing with the frames, so the output bag reads back in the order it was played.
     """
 
     def __init__(self, out: Path, storage: str, image_topic: str, image_type: str, node_name: str,
@@ -258,56 +344,136 @@ class Recorder:
         self._results = add(f"{node_name}/result", "sam2_ros_interfaces/msg/SegmentationResult", typestore=store)
         self._masks = add(f"{node_name}/mask", "sensor_msgs/msg/Image", typestore=store)
         self.summary = summary
-        self.sent: dict[int, float] = {}  # frame stamp -> when it was published, until settled
-        self.truths: dict[int, bytes] = {}
-        self.centroids: dict[int, np.ndarray] = {}
+        self.sent: deque[tuple[int, float, int]] = deque()  # (stamp published, when, log time), in bag order
+        self.truths: OrderedDict[int, bytes] = OrderedDict()  # by stamp as published
+        self.centroids: OrderedDict[int, np.ndarray] = OrderedDict()
+        self._clock = 0
+
+    def keep_truth(self, kept: OrderedDict, stamp: int, value) -> None:
+        """Hold a ground truth until its frame is written (a bounded number: never one a frame missed)."""
+        kept[stamp] = value
+        while len(kept) > MAX_TRUTHS:
+            kept.popitem(last=False)
 
     def settle(self, replayer: Replayer, everything: bool = False) -> None:
         """Write every frame the node will not answer again (all of them at the end)."""
-        newest = replayer.answered_up_to()
-        for stamp in sorted(self.sent):
-            if not everything and (newest is None or stamp >= newest):
-                break
-            self._write(stamp, self.sent.pop(stamp), *replayer.take(stamp))
-        low = min(self.sent, default=newest if newest is not None and not everything else 2**63)
-        for kept in (self.truths, self.centroids):
-            for old in [s for s in kept if s < low]:
-                del kept[old]
-        replayer.forget_before(low)
+        answered = len(self.sent) if everything else next(
+            (i for i in range(len(self.sent) - 1, -1, -1) if replayer.answers(self.sent[i][0])), 0)
+        for _ in range(answered):
+            self._write(*self.sent.popleft(), replayer)
 
     def frame(self, stamp: int, raw: bytes) -> None:
-        """Record a camera frame as it is published."""
-        self._bag.write(self._frames, stamp, raw)
-        self.sent[stamp] = time.monotonic()
+        """Record a camera frame (as published) when it is published."""
+        self._clock = max(time.time_ns(), self._clock + 10)
+        self._bag.write(self._frames, self._clock, raw)
+        self.sent.append((stamp, time.monotonic(), self._clock))
 
-    def _write(self, stamp: int, published_at: float, answers, mask: bytes | None) -> None:
-        if stamp in self.centroids:
+    def _write(self, stamp: int, published_at: float, log_ns: int, replayer: Replayer) -> None:
+        answers, mask = replayer.take(stamp)
+        truth, centroid = self.truths.pop(stamp, None), self.centroids.pop(stamp, None)
+        if centroid is not None:
             self.summary.frames_3d_truth += 1
         if not answers:
             return
         self.summary.processed += 1
         self.summary.latency_ms.append((answers[0][0] - published_at) * 1e3)
-        self._bag.write(self._results, stamp, answers[-1][2])  # the last answer includes prompts on that frame
-        error = centroid_error(answers[-1][1], self.centroids.get(stamp))
+        self._bag.write(self._results, log_ns + 1, answers[-1][2])  # the last answer includes prompts on it
+        error = centroid_error(answers[-1][1], centroid)
         if error is not None:
             self.summary.centroid_error_m.append(error)
         if mask is not None:
-            self._bag.write(self._masks, stamp, mask)
-            if stamp in self.truths:
-                self.summary.iou.append(_iou(mask, self.truths[stamp]))
+            self._bag.write(self._masks, log_ns + 2, mask)
+            if truth is not None:
+                self.summary.iou.append(_iou(mask, truth))
 
     def close(self) -> None:
         self._bag.close()
+
+
+def report(line: str) -> None:
+    tqdm.write(f"sam2_replay: {line}", file=sys.stderr)
+
+
+class Playback:
+    """One replay's publishing: camera frames answered one by one, prompts after their frame, the rest held.
+
+    Depth frames, camera infos and ground truth are held until the next camera frame, whose stamp
+    decides the shift of those stamped like it (they usually come just before it in a bag).
+    """
+
+    def __init__(self, replayer: Replayer, recorder: Recorder, summary: Summary, stamps: Stamps, topics: dict,
+                 rate: float | None, timeout: float):
+        self.replayer, self.recorder, self.summary, self.stamps = replayer, recorder, summary, stamps
+        self.topics, self.rate, self.timeout = topics, rate, timeout  # truth and centroid topics by role
+        self.newest: tuple[int, int | None] | None = None  # the last frame's stamp, the refusals before it
+        self._held: list[tuple[str, str, object, bytes]] = []
+
+    def frame(self, topic: str, msgtype: str, msg, raw: bytes) -> None:
+        """Publish a camera frame (what was held first), record it, and wait for its answer or refusal."""
+        summary, original = self.summary, stamp_ns(msg.header)
+        shift_before = self.stamps.shift_ns
+        stamp, why = self.stamps.frame(original)
+        if why and not summary.restamped:
+            report(f"camera frame {summary.published + 1} is stamped {original} ns, {why}: frames are published "
+                   "with stamps of their own from here (--keep-stamps publishes the bag's)")
+        summary.restamped += stamp != original
+        self.release(lambda held: self.stamps.shift_ns if held == original else shift_before)
+        msg, raw = restamped(msg, raw, stamp)
+        self.recorder.frame(stamp, raw)
+        before, rejected = self.replayer.answers(stamp), self.replayer.rejected()
+        self.newest = (stamp, rejected)
+        started = time.monotonic()
+        self.replayer.publisher(topic, msgtype).publish(msg)
+        summary.published += 1
+        if not self.rate:
+            why_not = self.replayer.wait_answer(stamp, before + 1, rejected, self.timeout)
+            if why_not is not None:
+                summary.refused += why_not.startswith("refused")
+                report(f"camera frame {summary.published} (stamp {stamp} ns): {why_not} "
+                       f"(after {time.monotonic() - started:.1f} s); passed")
+        self.recorder.settle(self.replayer)
+
+    def prompt(self, topic: str, msgtype: str, msg, raw: bytes, position: int) -> None:
+        """Publish a prompt at once (it follows the frame it names) and wait for the answer it brings."""
+        msg, _ = restamped(msg, raw, self.stamps.other(stamp_ns(msg.header)))
+        before, rejected = ((self.replayer.answers(self.newest[0]), self.replayer.rejected()) if self.newest
+                            else (0, None))
+        self.replayer.publisher(topic, msgtype).publish(msg)
+        if not self.rate and self.newest is not None:  # the node answers a prompt with a new result
+            why_not = self.replayer.wait_answer(self.newest[0], before + 1, rejected, self.timeout)
+            if why_not is not None:
+                report(f"prompt for object {msg.object_id} (message {position + 1}): {why_not}; passed")
+        self.recorder.settle(self.replayer)
+
+    def hold(self, topic: str, msgtype: str, msg, raw: bytes) -> None:
+        self._held.append((topic, msgtype, msg, raw))
+        if len(self._held) > MAX_HELD:  # a long stretch without camera frames
+            self.release(lambda _: self.stamps.shift_ns)
+
+    def release(self, shift_for) -> None:
+        """Send (or keep, for ground truth) what was held, each shifted by `shift_for(its stamp)`."""
+        for topic, msgtype, msg, raw in self._held:
+            original = stamp_ns(msg.header)
+            stamp = original + shift_for(original)
+            if topic == self.topics["truth"]:
+                self.recorder.keep_truth(self.recorder.truths, stamp, raw)
+            elif topic == self.topics["centroid"]:
+                self.recorder.keep_truth(self.recorder.centroids, stamp,
+                                         np.array([msg.point.x, msg.point.y, msg.point.z]))
+            else:  # depth and camera infos: the node pairs them itself
+                self.replayer.publisher(topic, msgtype).publish(restamped(msg, raw, stamp)[0])
+        self._held = []
 
 
 def replay(bag: Path, out: Path, image_topic: str = "/camera/image_raw", prompt_topic: str = "/sam2/prompt",
            truth_topic: str = "/ground_truth/mask", node_name: str = "/sam2_segmenter_node",
            rate: float | None = None, storage: str = "mcap", timeout: float = 120.0,
            progress: bool = True, depth_topic: str = "/camera/aligned_depth_to_color/image_raw",
-           centroid_topic: str = "/ground_truth/centroid") -> Summary:
+           centroid_topic: str = "/ground_truth/centroid", keep_stamps: bool = False) -> Summary:
     """Replay `bag` into the node and record its answers into `out`, one message at a time.
 
-    A corrupt message ends the replay with CorruptBag, after everything before it is recorded.
+    A corrupt message ends the replay with CorruptBag, and a signal with Interrupted, after
+    everything before it is recorded.
     """
     plan = inspect(bag, image_topic, prompt_topic, truth_topic, depth_topic, centroid_topic)
     summary = Summary()
@@ -322,41 +488,30 @@ def replay(bag: Path, out: Path, image_topic: str = "/camera/image_raw", prompt_
             required[prompt_topic] = "prompt"
         replayer.wait_for_node(required, [t for t in published if t not in required], timeout=min(timeout, 30.0))
         recorder = Recorder(out, storage, image_topic, plan.image_type, node_name, summary)
-        start, first_bag_ns, newest = time.monotonic(), None, None
+        play = Playback(replayer, recorder, summary, Stamps(keep_stamps),
+                        {"truth": truth_topic, "centroid": centroid_topic}, rate, timeout)
+        start, first_bag_ns = time.monotonic(), None
         try:
             for position, topic, msgtype, bag_ns, raw in tqdm(read(plan), total=plan.messages, desc="sam2_replay",
                                                               unit="msg", disable=not progress):
                 first_bag_ns = bag_ns if first_bag_ns is None else first_bag_ns
                 msg = decode(raw, msgtype, topic, position, plan.messages)
-                if topic == truth_topic:
-                    recorder.truths[stamp_ns(msg.header)] = raw
-                    continue
-                if topic == centroid_topic:
-                    recorder.centroids[stamp_ns(msg.header)] = np.array([msg.point.x, msg.point.y, msg.point.z])
+                if topic != image_topic and msgtype != PROMPT_TYPE:
+                    play.hold(topic, msgtype, msg, raw)
                     continue
                 if rate:  # at the bag's own pace (scaled): the node skips what it cannot keep up with
                     time.sleep(max(0.0, start + (bag_ns - first_bag_ns) / 1e9 / rate - time.monotonic()))
                 if topic == image_topic:
-                    newest = stamp_ns(msg.header)
-                    recorder.frame(newest, raw)
-                    replayer.publisher(topic, msgtype).publish(msg)
-                    summary.published += 1
-                    if not rate:
-                        replayer.wait_results(newest, 1, timeout)
-                elif msgtype != PROMPT_TYPE:  # depth and camera infos: the node pairs them itself
-                    replayer.publisher(topic, msgtype).publish(msg)
+                    play.frame(topic, msgtype, msg, raw)
                 else:
-                    before = replayer.answers(newest)
-                    replayer.publisher(topic, msgtype).publish(msg)
-                    if not rate and newest is not None:  # the node answers a prompt with a new result
-                        replayer.wait_results(newest, before + 1, timeout)
-                recorder.settle(replayer)
-        except CorruptBag as error:
+                    play.prompt(topic, msgtype, msg, raw, position)
+            play.release(lambda _: play.stamps.shift_ns)
+        except (CorruptBag, Interrupted) as error:
             error.summary = summary  # what was replayed before it, for the caller's report
             raise
-        finally:  # also after a corrupt message: the answers to what was sent are recorded
-            if newest is not None:
-                replayer.wait_results(newest, 1, timeout)
+        finally:  # also after a corrupt message or a signal: the answers to what was sent are recorded
+            if play.newest is not None and not isinstance(sys.exc_info()[1], Interrupted):
+                replayer.wait_answer(play.newest[0], 1, play.newest[1], timeout)  # the last frame's, or its refusal
             summary.seconds = time.monotonic() - start
             recorder.settle(replayer, everything=True)
     finally:
@@ -423,17 +578,27 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--storage", choices=("mcap", "sqlite3"), default="mcap")
     parser.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for one answer")
     parser.add_argument("--force", action="store_true", help="replace an existing --out")
+    parser.add_argument("--keep-stamps", action="store_true",
+                        help="publish the bag's stamps even where they are zero, repeat or go back (answers of "
+                             "frames with one stamp then cannot be told apart)")
     args = parser.parse_args(argv)
     try:  # every argument is checked before anything reaches the node
         check_arguments(args)
     except BagError as error:
         print(f"sam2_replay: {error}", file=sys.stderr)
         return 2
-    rclpy.init()
+    rclpy.init(signal_handler_options=SignalHandlerOptions.NO)  # SIGINT and SIGTERM end the run alike
+    previous = {sig: signal.signal(sig, _interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         summary = replay(args.bag, args.out, args.image_topic, args.prompt_topic, args.truth_topic, args.node,
                          args.rate, args.storage, args.timeout, depth_topic=args.depth_topic,
-                         centroid_topic=args.centroid_topic)
+                         centroid_topic=args.centroid_topic, keep_stamps=args.keep_stamps)
+    except Interrupted as stop:
+        if stop.summary is not None:
+            print(stop.summary.table())
+        print(f"output bag (up to the signal): {args.out}")
+        print(f"sam2_replay: stopped by {signal.Signals(stop.signum).name}", file=sys.stderr)
+        return 128 + stop.signum
     except CorruptBag as error:
         if error.summary is not None:
             print(error.summary.table())
@@ -444,6 +609,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"sam2_replay: {error}", file=sys.stderr)
         return 2
     finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
         rclpy.try_shutdown()
     print(summary.table())
     print(f"output bag: {args.out}")

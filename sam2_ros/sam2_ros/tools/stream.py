@@ -74,6 +74,12 @@ def fastdds_profile() -> Path:
     return Path(get_package_share_directory("sam2_ros")) / "config" / "fastdds_large_images.xml"
 
 
+def profiles_variable(distro: str | None = None) -> str:
+    """Name the one variable this ROS's Fast DDS reads XML profiles from (both set: Fast DDS 3 loads it twice)."""
+    distro = os.environ.get("ROS_DISTRO", "") if distro is None else distro
+    return "FASTRTPS_DEFAULT_PROFILES_FILE" if distro in ("humble", "jazzy") else "FASTDDS_DEFAULT_PROFILES_FILE"
+
+
 def start_node(checkpoint: str, image_size: int, device: str, qos: str) -> subprocess.Popen:
     from ament_index_python.packages import get_package_prefix
     executable = Path(get_package_prefix("sam2_ros")) / "lib" / "sam2_ros" / "sam2_segmenter_node"  # as ros2 run
@@ -215,7 +221,7 @@ def bench_stream(checkpoint: str, image_size: int, device: str, seconds: float) 
     for name, run in RUNS.items():  # a process per run: Fast DDS reads its profile once per process
         env = {**os.environ, "ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST"}
         if run.large_shm:
-            env["FASTDDS_DEFAULT_PROFILES_FILE"] = env["FASTRTPS_DEFAULT_PROFILES_FILE"] = str(fastdds_profile())
+            env[profiles_variable()] = str(fastdds_profile())
         done = subprocess.run([sys.executable, "-m", "sam2_ros.tools.stream", checkpoint, name, str(image_size),
                                device, str(seconds)], capture_output=True, text=True, env=env, check=True)
         figures = json.loads(done.stdout.splitlines()[-1])

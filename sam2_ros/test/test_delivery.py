@@ -1,0 +1,32 @@
+"""The delivery: one thread publishes each processed frame's outputs, in processing order, answering who waits."""
+import pytest
+
+from conftest import photo
+from rosharness import Running, add, box_prompt, header, wait_until
+
+
+@pytest.fixture
+def running(checkpoint):
+    harness = Running(checkpoint)
+    yield harness
+    harness.close()
+
+
+def test_a_caller_whose_result_cannot_be_published_is_told_so_and_the_object_lives_on(running, monkeypatch):
+    image = photo("coffee")
+    running.peer.publish_rgb(image, header(400))
+    running.peer.result_for(header(400))
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("no room left on the transport")
+    with monkeypatch.context() as patch:
+        patch.setattr(running.node.outputs, "publish", broken)
+        answer = add(running, box_prompt([100, 50, 400, 300], header(400)))
+    assert not answer.success and list(answer.object_ids) == [1]
+    assert ("object(s) [1] applied and tracked, but their result was not published: RuntimeError: no room left "
+            "on the transport") in answer.message
+    counts = wait_until(lambda: (c := running.node.counts()).failed and c, 10, "the failure counted")
+    assert counts.failed == 1 and "outputs of frame 400000000000 dropped" in counts.last_error
+    running.peer.publish_rgb(image, header(401))
+    (obj,) = running.peer.result_for(header(401)).objects
+    assert obj.object_id == 1, "the object is tracked on the next frame"

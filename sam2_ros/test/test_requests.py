@@ -1,0 +1,51 @@
+"""The services: every call answered once, with the truth, bad requests refused before they queue."""
+from dataclasses import replace
+
+import pytest
+
+from conftest import photo
+from rosharness import NODE, Running, add, box_prompt, header, wait_until
+from sam2_ros.core.everything import EverythingSettings
+from sam2_ros.ros.requests import MAX_POINTS_PER_SIDE, bounded
+from sam2_ros_interfaces.srv import RemoveObject, SegmentEverything
+
+
+@pytest.fixture
+def running(checkpoint):
+    harness = Running(checkpoint)
+    yield harness
+    harness.close()
+
+
+def test_segment_everything_asks_at_most_64_points_a_side_and_valid_thresholds():
+    bounded(EverythingSettings(points_per_side=MAX_POINTS_PER_SIDE))
+    with pytest.raises(ValueError, match="points_per_side must be 1..64, got 65"):
+        bounded(EverythingSettings(points_per_side=65))
+    with pytest.raises(ValueError, match="pred_iou_thresh must be within 0..1, got 1.5"):
+        bounded(replace(EverythingSettings(), pred_iou_thresh=1.5))
+
+
+def test_a_malformed_prompt_is_answered_with_the_reason_and_changes_nothing(running):
+    running.peer.publish_rgb(photo("coffee"), header(500))
+    running.peer.result_for(header(500))
+    answer = add(running, box_prompt([10, 10, 50], header(500)))  # three numbers
+    assert not answer.success and "box" in answer.message and list(answer.object_ids) == []
+    assert running.node.session.object_labels() == {}
+
+
+def test_removing_an_object_that_is_not_there_says_which_ones_are(running):
+    running.peer.publish_rgb(photo("coffee"), header(510))
+    running.peer.result_for(header(510))
+    assert add(running, box_prompt([100, 50, 400, 300], header(510))).success
+    answer = running.peer.call(RemoveObject, f"{NODE}/remove_object", RemoveObject.Request(object_id=7))
+    assert not answer.success and "no object with id 7 (tracked ids: 1)" in answer.message
+    done = running.peer.call(RemoveObject, f"{NODE}/remove_object", RemoveObject.Request(object_id=1))
+    assert done.success and done.message == "removed object 1"
+    wait_until(lambda: running.node.session.object_labels() == {}, 10, "the object gone")
+
+
+def test_segment_everything_over_its_bound_is_refused_before_the_worker_sees_it(running):
+    request = SegmentEverything.Request(points_per_side=MAX_POINTS_PER_SIDE + 1)
+    answer = running.peer.call(SegmentEverything, f"{NODE}/segment_everything", request)
+    assert not answer.success and answer.message == "points_per_side must be 1..64, got 65"
+    assert running.node.counts().refused["bad request"] == 1

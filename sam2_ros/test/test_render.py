@@ -1,0 +1,32 @@
+"""Overlays for people: each mask tinted in its own colour, outlined and labelled; the rest untouched."""
+import colorsys
+
+import numpy as np
+
+from sam2_ros.core.render import DrawnObject, color_of, overlay
+
+
+def test_each_id_has_a_stable_colour_a_golden_ratio_hue_step_from_the_last():
+    for object_id in (1, 2, 3, 200):
+        hue = (object_id * 0.618033988749895) % 1.0  # worked out here with colorsys, as a person would
+        expected = tuple(int(v * 255) for v in colorsys.hsv_to_rgb(hue, 0.85, 1.0))
+        assert color_of(object_id) == expected
+    assert len({color_of(i) for i in range(1, 33)}) == 32
+
+
+def test_a_mask_is_tinted_45_percent_its_colour_and_pixels_far_from_it_are_untouched():
+    image = np.full((120, 160, 3), 100, np.uint8)
+    mask = np.zeros((120, 160), bool)
+    mask[60:100, 60:120] = True
+    drawn = overlay(image, [DrawnObject(1, mask, "cup")])
+    red, green, blue = color_of(1)
+    inside = drawn[80, 90].astype(int)  # inside the mask, away from its outline
+    expected = np.rint(0.45 * np.array([red, green, blue]) + 0.55 * 100).astype(int)
+    assert np.abs(inside - expected).max() <= 1, (inside, expected)
+    assert (drawn[:30] == 100).all() and (drawn[:, :40] == 100).all(), "far from the mask and its label"
+    assert (drawn[40:58, 60:120] != 100).any(), "the id and label written just above the mask"
+
+
+def test_no_objects_leave_the_image_as_it_was():
+    image = np.random.default_rng(0).integers(0, 255, (48, 64, 3), dtype=np.uint8)
+    assert np.array_equal(overlay(image, []), image)

@@ -57,7 +57,7 @@ class CheckpointError(RuntimeError):
 class ModelSpec:
     """Which SAM 2 to load and how to run it."""
 
-    name: str = "sam2.1_hiera_tiny"
+    name: str = registry.DEFAULT_MODEL
     checkpoint: str | None = None  # None: random weights (tests and demos only)
     device: str = "auto"  # auto, cpu, cuda, cuda:N
     precision: str = "float32"  # float32; bfloat16 autocast (CUDA, a CPU with bfloat16 instructions); float16 (CUDA)
@@ -202,8 +202,7 @@ def load_model(spec: ModelSpec) -> LoadedModel:
         check_fits(state, network, spec)
         network.load_state_dict(state)
     network = network.eval()
-    if hasattr(network, "deploy"):  # rearranged for inference once loaded (EdgeTAM)
-        network.deploy()
+    registry.family_of(spec.name).deploy(network)  # rearranged for inference once loaded, where a family does
     network = network.to(device)
     model = LoadedModel(sam=network, spec=spec, device=device)
     if spec.compile:
@@ -225,7 +224,7 @@ def _compile_now(model: LoadedModel) -> None:
             model.sam.forward_image(blank)
 
 
-def write_random_checkpoint(path: str | Path, name: str = "sam2.1_hiera_tiny", seed: int = 0) -> Path:
+def write_random_checkpoint(path: str | Path, name: str = registry.DEFAULT_MODEL, seed: int = 0) -> Path:
     """Save a seeded, randomly initialised network in Meta's format ({"model": state_dict}).
 
     Such weights give meaningless masks; they let tests and the demo run the real loading

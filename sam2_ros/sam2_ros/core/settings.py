@@ -13,7 +13,7 @@ from typing import Any
 
 from sam2_ros.core.everything import EverythingSettings
 from sam2_ros.core.model import PRECISIONS, ModelSpec
-from sam2_ros.core.networks.registry import model_names
+from sam2_ros.core.networks.registry import DEFAULT_MODEL, model_names
 
 MAX_LABEL = {"mono8": 255, "16UC1": 65535}  # the largest object id a label image of each encoding carries
 
@@ -82,7 +82,7 @@ class Section:
 class ModelParams(Section):
     """Which SAM 2 runs and how: fixed for a configured node (a change needs a restart)."""
 
-    name: str = param("model", "sam2.1_hiera_tiny", f"SAM 2, EdgeTAM or EfficientTAM: {', '.join(model_names())}",
+    name: str = param("model", DEFAULT_MODEL, f"SAM 2, EdgeTAM or EfficientTAM: {', '.join(model_names())}",
                       read_only=True, choices=model_names())
     checkpoint: str = param("checkpoint", "", "path of the model's published checkpoint (.pt); required",
                             read_only=True)

@@ -171,5 +171,6 @@ def recognise(state: StateDict) -> str | None:
 
 
 FAMILY = Family(title="EdgeTAM", models={"edgetam": 1024}, build=build_edgetam, recognise=recognise,
+                deploy=EdgeTAM.deploy,
                 published="EdgeTAM's edgetam.pt at https://github.com/facebookresearch/EdgeTAM (checkpoints/)",
                 benchmarked=(("edgetam", 1024),), bf16_benchmarked=(("edgetam", 1024),))

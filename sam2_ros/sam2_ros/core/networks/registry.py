@@ -19,6 +19,7 @@ from torch import nn
 
 # A new family: one module in this package with a FAMILY, and its name here.
 BUILT_IN = ("meta_sam2", "edgetam", "efficienttam")
+DEFAULT_MODEL = "sam2.1_hiera_tiny"  # what the node and the tools run when no model is named
 
 StateDict = Mapping[str, torch.Tensor]
 
@@ -37,6 +38,7 @@ class Family:
     recognise: Callable[[StateDict], str | None]  # the model a state dict's weights are of; None: not this family's
     published: str = ""  # where its checkpoints are published, for the message a missing checkpoint gets
     hint: Callable[[str], str] = default_hint  # what to tell a user whose weights `recognise` named
+    deploy: Callable[[nn.Module], object] = lambda network: None  # rearranged for inference once loaded
     benchmarked: tuple[tuple[str, int], ...] = ()  # (model, input size) that `sam2_bench --suite models` times
     bf16_benchmarked: tuple[tuple[str, int], ...] = field(default=())  # and with bfloat16 beside float32
 

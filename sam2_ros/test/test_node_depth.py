@@ -132,8 +132,9 @@ def test_the_depth_frame_closest_in_stamp_is_used_and_an_old_one_never(depth):
     # everything at 1.2 m 40 ms before, at 0.8 m 10 ms after: the later one is closer
     (obj,) = depth.frame(1, header(21), depths=((-40, 1200, 1200), (10, 800, 800))).objects
     assert obj.has_3d and obj.centroid_3d.z == pytest.approx(0.8, abs=1e-6)
-    counts = depth.running.node.counts()  # frames with 3D count camera frames, not the prompt's result
-    assert counts.with_3d == counts.processed == 2
+    # frames with 3D count camera frames, not the prompt's result (counted just after the result goes out)
+    counts = wait_until(lambda: (c := depth.running.node.counts()).processed == 2 and c, 10, "two frames counted")
+    assert counts.with_3d == 2
 
     (obj,) = depth.frame(2, header(22), depths=((-80, 1000, 2000),)).objects  # older than depth_max_age_ms 50
     result = depth.running.peer.result_for(header(22))

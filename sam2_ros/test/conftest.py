@@ -76,3 +76,17 @@ def slow_frames(monkeypatch, seconds: float) -> threading.Event:
         return real(*args, **kwargs)
     monkeypatch.setattr(StreamingTracker, "track", track)
     return started
+
+
+def bench_suite(tmp_path, suite: str, checkpoint: str, *args: str, keys: set[str] = frozenset()) -> dict:
+    """Run `sam2_bench --suite SUITE` on the CPU at input size 256; its JSON, which must hold `keys`."""
+    import json
+
+    from sam2_ros.tools.bench import main
+    out = tmp_path / f"{suite}.json"
+    assert main(["--suite", suite, "--checkpoint", checkpoint, "--device", "cpu", "--image-size", "256", *args,
+                 "--json", str(out)]) == 0
+    results = json.loads(out.read_text())
+    assert keys <= results.keys(), keys - results.keys()
+    return results
+

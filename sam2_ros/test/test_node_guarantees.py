@@ -20,7 +20,6 @@ from sam2_ros.core.prompts import Prompt
 from sam2_ros.core.segmenter import Segmenter
 from sam2_ros.core.tracker import StreamingTracker
 from sam2_ros.ros.conversions import array_to_image, image_to_array
-from sam2_ros.ros.process import ProcessTuning
 from sam2_ros.tools.scenes import object_box, pan_clip
 from sam2_ros_interfaces.msg import Prompt as PromptMsg
 from sam2_ros_interfaces.srv import AddObjects, RemoveObject, Segment
@@ -392,11 +391,3 @@ def test_the_node_leaves_the_process_as_it_found_it(checkpoint):
         running.close()
     assert not [t.name for t in threading.enumerate() if t.name.startswith(("sam2_describe", "sam2_worker"))]
 
-
-def test_process_tuning_is_main_s_and_is_undone_on_exit():
-    interval = sys.getswitchinterval()
-    with ProcessTuning() as tuning:
-        assert sys.getswitchinterval() == pytest.approx(0.0001)
-        tuning.model_loaded()
-        assert gc.get_freeze_count() > 0
-    assert sys.getswitchinterval() == interval and gc.get_freeze_count() == 0

@@ -25,8 +25,10 @@ class ProcessTuning:
         self._frozen = False
 
     def __enter__(self) -> ProcessTuning:
-        self._previous_interval = sys.getswitchinterval()
-        sys.setswitchinterval(min(self._previous_interval, GIL_SWITCH_INTERVAL_S))
+        previous = sys.getswitchinterval()
+        if previous > GIL_SWITCH_INTERVAL_S:  # a process switching faster already is left as it is
+            self._previous_interval = previous
+            sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
         return self
 
     def __exit__(self, *exc) -> None:

@@ -223,3 +223,13 @@ def test_ctrl_c_with_segment_everything_in_flight_ends_the_pass_and_the_process(
     finally:
         rclpy.shutdown()
         process.kill()
+
+
+def test_help_lists_every_section_and_parameter_without_starting_ros(capsys):
+    """--help is answered before rclpy.init: no context, no DDS participant, exit 0."""
+    from sam2_ros.ros.main import main
+    assert main(["sam2_segmenter_node", "--help"]) == 0 and not rclpy.ok()
+    printed = capsys.readouterr().out
+    assert printed.startswith("usage: ros2 run sam2_ros sam2_segmenter_node --ros-args -p checkpoint:=FILE.pt")
+    for line in ("  model:", "    checkpoint ", "    image_size ", "    device ", "  depth:", "    depth_max_age_ms "):
+        assert f"\n{line}" in printed, line

@@ -13,7 +13,7 @@ from rcl_interfaces.srv import GetParameters
 
 from rosharness import wait_until
 from sam2_ros.launch_setup import node_parameters, remappings, require_package
-from test_entry_point import start, wait_for_line
+from test_main import start, wait_for_line
 
 ROOT = Path(__file__).resolve().parents[2]
 LAUNCH = Path(__file__).resolve().parents[1] / "launch" / "sam2_segmenter.launch.py"

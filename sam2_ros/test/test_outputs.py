@@ -1,0 +1,52 @@
+"""A frame's outputs: timing fields in the units the message states, and nothing sent under another frame's header."""
+import time
+
+import numpy as np
+import pytest
+from rclpy.time import Duration
+
+from rosharness import Running, add, box_prompt, header
+from sam2_ros.core.encoding import EncodedFrame
+from sam2_ros.core.frames import RecentFrame
+from sam2_ros.ros.results import FrameMismatch
+from sam2_ros.tools.scenes import object_box, pan_clip
+
+
+@pytest.fixture(scope="module")
+def running(checkpoint):
+    node = Running(checkpoint)
+    yield node
+    node.close()
+
+
+def test_timing_fields_are_milliseconds_as_a_wall_clock_outside_the_node_measures_them(running):
+    """SegmentationResult.msg: encode, decode, post-processing and latency in ms; the peer's stopwatch bounds them."""
+    images, truths = pan_clip(2)
+    running.peer.publish_rgb(images[0], header(30))
+    running.peer.result_for(header(30))
+    assert add(running, box_prompt(object_box(truths[0]), header(30))).success
+    stamp = (running.peer.node.get_clock().now() - Duration(seconds=0.25)).to_msg()  # stamped 250 ms ago
+    sent_at = time.monotonic()
+    running.peer.publish_rgb(images[1], header(stamp.sec, stamp.nanosec))
+    result = running.peer.result_for(header(stamp.sec, stamp.nanosec))
+    round_trip_ms = (time.monotonic() - sent_at) * 1e3
+    assert len(result.objects) == 1
+    # a SAM 2 image encoder at 256 takes milliseconds, not microseconds; nothing takes longer than the round trip
+    assert 1.0 < result.encode_ms and 0.5 < result.decode_ms and 0.0 < result.postprocess_ms
+    assert result.encode_ms + result.decode_ms + result.postprocess_ms < round_trip_ms
+    assert 250.0 <= result.latency_ms <= 250.0 + round_trip_ms + 50.0  # 50 ms: the clocks' reads apart
+
+
+def test_a_result_built_for_another_frame_is_withheld_and_nothing_is_published(running):
+    node = running.node
+    frame = RecentFrame(seq=1, stamp_ns=41 * 10**9, header=header(41), rgb=np.zeros((240, 320, 3), np.uint8),
+                        encoded=EncodedFrame((240, 320), None, 0.0), tracker_index=None)
+    before = len(running.peer.results)
+    other = node.outputs.builder(header(40), (240, 320), node.config())  # the frame before's
+    with pytest.raises(FrameMismatch, match="withheld"):
+        node.outputs.publish(frame, [], node.config(), other)
+    smaller = node.outputs.builder(header(41), (120, 160), node.config())  # its stamp, another size
+    with pytest.raises(FrameMismatch, match="result for a 160x120 frame would carry the header of a 320x240 frame"):
+        node.outputs.publish(frame, [], node.config(), smaller)
+    time.sleep(0.5)
+    assert len(running.peer.results) == before

@@ -1,0 +1,50 @@
+"""The stream suite's camera schedule and its figures, worked by hand on a few frames."""
+import pytest
+
+from rosharness import header
+from sam2_ros.tools.stream import StreamRun, measure, profiles_variable, schedule
+from sam2_ros_interfaces.msg import SegmentationResult, SegmentedObject
+
+
+def test_a_15_hz_colour_camera_beside_30_hz_depth_sends_every_other_depth_stamp_in_colour():
+    events = schedule(StreamRun(15.0, "reliable", seconds=0.1), start_ns=10**9)
+    assert events == [(0.0, "colour", 10**9), (0.0, "depth", 10**9), (pytest.approx(1 / 30), "depth", 1_033_333_333),
+                      (pytest.approx(2 / 30), "colour", 1_066_666_667), (pytest.approx(2 / 30), "depth", 1_066_666_667)]
+
+
+def test_lagging_depth_keeps_its_stamps_and_is_sent_late():
+    events = schedule(StreamRun(30.0, "reliable", lag_s=0.5, seconds=0.1), start_ns=0)
+    colour = [(at, stamp) for at, kind, stamp in events if kind == "colour"]
+    depth = [(at, stamp) for at, kind, stamp in events if kind == "depth"]
+    assert [stamp for _, stamp in colour] == [stamp for _, stamp in depth] == [0, 33_333_333, 66_666_667]
+    assert [at for at, _ in depth] == pytest.approx([0.5, 0.5 + 1 / 30, 0.5 + 2 / 30])
+    assert [kind for _, kind, _ in events] == ["colour"] * 3 + ["depth"] * 3
+
+
+def result(seconds: int, depth_seconds: int, *objects: SegmentedObject, postprocess_ms: float = 1.0):
+    msg = SegmentationResult(header=header(seconds), objects=list(objects), postprocess_ms=postprocess_ms)
+    msg.depth_header = header(depth_seconds) if depth_seconds else header(0, frame_id="")
+    return msg
+
+
+def test_the_figures_count_answers_to_frames_sent_and_3d_paired_by_stamp():
+    seen = SegmentedObject(object_id=1, visible=True, has_3d=True)
+    flat = SegmentedObject(object_id=1, visible=True, has_3d=False)
+    hidden = SegmentedObject(object_id=2, visible=False)
+    answers = [(1.1, result(1, 1, seen, hidden, postprocess_ms=2.0)),  # paired with its own depth, 100 ms old
+               (2.3, result(2, 0, flat, postprocess_ms=4.0)),  # depth was sent but not paired, 300 ms old
+               (3.2, result(3, 0, flat, postprocess_ms=6.0)),  # no depth sent for it, 200 ms old
+               (9.9, result(9, 9, seen))]  # a frame this run never sent: not counted
+    figures = measure(answers, colour_sent={10**9, 2 * 10**9, 3 * 10**9, 4 * 10**9}, depth_sent={10**9, 2 * 10**9},
+                      run=StreamRun(30.0, "reliable"))
+    assert figures["colour_frames_sent"] == 4 and figures["results"] == 3
+    assert figures["results_with_depth_published"] == 2 and figures["3d_fraction"] == 0.5
+    assert figures["visible_objects_with_3d_fraction"] == pytest.approx(1 / 3)
+    assert figures["result_age_ms_p50"] == pytest.approx(200.0) and figures["postprocess_ms_p50"] == 4.0
+
+
+def test_the_stream_suite_gives_its_nodes_the_profile_under_one_name_the_distros_fast_dds_reads():
+    """Fast DDS 2 (Humble, Jazzy) reads FASTRTPS_..., Fast DDS 3 (Kilted on) FASTDDS_...; both set loads it twice."""
+    assert profiles_variable("humble") == profiles_variable("jazzy") == "FASTRTPS_DEFAULT_PROFILES_FILE"
+    assert profiles_variable("kilted") == profiles_variable("rolling") == "FASTDDS_DEFAULT_PROFILES_FILE"
+    assert profiles_variable("") == "FASTDDS_DEFAULT_PROFILES_FILE"  # these Kilted wheels set no ROS_DISTRO

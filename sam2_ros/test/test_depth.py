@@ -158,3 +158,12 @@ def test_a_camera_info_with_no_camera_model_has_its_own_reason():
     with pytest.raises(NoDepth) as refused:
         buffer.pair(0, (3, 4), 50 * MS)
     assert refused.value.kind == "unusable camera_info" and "fx 0.0" in refused.value.detail
+
+
+def test_a_depth_frame_exactly_depth_max_age_ms_away_is_used_and_one_a_nanosecond_older_is_not():
+    buffer = DepthInput()
+    buffer.set_colour_info(info())
+    buffer.add_depth(depth(1000, 100))
+    assert buffer.pair(150 * MS, (3, 4), 50 * MS).header.stamp.nanosec == 100 * MS
+    with pytest.raises(NoDepth, match="none within depth_max_age_ms"):
+        buffer.pair(150 * MS + 1, (3, 4), 50 * MS)

@@ -187,3 +187,11 @@ def test_the_node_tracks_with_edgetam_objects_added_late_corrected_and_removed_a
         np.testing.assert_array_equal(full_mask(published.objects[0], truths[5].shape), expected.objects[0].mask)
     finally:
         running.close()
+
+
+def test_padded_memory_attention_equals_the_unpadded_on_edgetams_latent_layout(edgetam):
+    """Perceiver latents per frame (global first, then a 2D grid): padded whole frames leave real keys their weight."""
+    from test_compiled_step import assert_padding_changes_nothing
+    attention = edgetam.sam.memory_attention
+    assert_padding_changes_nothing(attention, attention.layers[0].cross_attn_image.frame_tokens, 256,
+                                   ((1, 4), (7, 64), (9, 92)))

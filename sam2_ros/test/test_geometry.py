@@ -165,3 +165,44 @@ def test_a_one_pixel_diagonal_keeps_its_pixels_through_erosion_and_the_subsample
     found = object_3d(mask, depth_in_metres(depth, "16UC1"), CAMERA)
     assert found.count == 479 and found.centroid[2] == pytest.approx(1.0)
     np.testing.assert_array_equal(found.pixels, np.stack([rows, rows + 1], axis=1))
+
+
+def test_an_object_with_exactly_depth_min_pixels_readings_has_3d_and_one_fewer_has_none():
+    depth = np.full((480, 640), 2000, np.uint16)
+    mask = np.zeros((480, 640), bool)
+    mask[240, 300:310] = True  # ten pixels in a row, not eroded
+    metres = depth_in_metres(depth, "16UC1")
+    found = object_3d(mask, metres, CAMERA, erode_px=0, min_pixels=10)
+    assert found is not None and found.count == 10
+    mask[240, 309] = False
+    assert object_3d(mask, metres, CAMERA, erode_px=0, min_pixels=10) is None
+
+
+def test_readings_within_a_centimetre_of_a_flat_faces_depth_stay_in_its_extent_and_further_ones_do_not():
+    """A face at 1.000 m: its spread is 0, so the band is min_band_m (1 cm) and decides the extent."""
+    mask, depth = scene()
+    depth[ROWS, COLS][10, 10:15] = 1009  # 9 mm behind: the same face, a noisy reading
+    within = object_3d(mask, depth_in_metres(depth, "16UC1"), CAMERA, erode_px=0)
+    assert within.maximum[2] == pytest.approx(1.009) and within.count == 80 * 80
+    depth[ROWS, COLS][10, 10:15] = 1011  # 11 mm behind: the background seen through the mask's slack
+    beyond = object_3d(mask, depth_in_metres(depth, "16UC1"), CAMERA, erode_px=0)
+    assert beyond.maximum[2] == pytest.approx(1.0) and beyond.count == 80 * 80 - 5
+
+
+@pytest.mark.parametrize("voxel", [0.05, 1e-9])
+def test_voxel_averages_equal_a_plain_loop_over_cells_on_a_random_cloud(voxel):
+    """Any coordinates (negative too) and ids; a voxel small enough to need the slow path gives every point."""
+    rng = np.random.default_rng(3)
+    points = rng.uniform(-2.0, 3.0, (2000, 3)).astype(np.float32)
+    ids = rng.integers(1, 9, 2000).astype(np.uint32)
+    colours = rng.integers(0, 256, (2000, 3)).astype(np.uint8)
+    cells: dict = {}
+    for point, object_id, colour in zip(points, ids, colours):
+        key = (int(object_id), *(int(c) for c in np.floor(point / voxel)))
+        cells.setdefault(key, []).append((point.astype(np.float64), colour.astype(np.float64)))
+    expected = [(key[0], np.mean([p for p, _ in group], axis=0), np.rint(np.mean([c for _, c in group], axis=0)))
+                for key, group in sorted(cells.items())]
+    out, out_ids, out_colours = voxel_downsample(points, ids, voxel, colours)
+    assert out_ids.tolist() == [object_id for object_id, _, _ in expected], "voxel order: id, then x, y, z"
+    np.testing.assert_allclose(out, np.array([p for _, p, _ in expected]), atol=1e-6)
+    np.testing.assert_array_equal(out_colours, np.array([c for _, _, c in expected]))

@@ -90,3 +90,26 @@ def test_batched_tracking_equals_the_reference_on_cuda(checkpoint):
     for batched, reference in zip(*runs):
         for mine, theirs in zip(batched, reference, strict=True):
             assert np.mean(mine == theirs) >= 0.9999
+
+
+def test_the_compiled_step_with_cuda_graphs_compiles_nothing_while_tracking_and_agrees_with_eager(weights):
+    """bfloat16 (precision auto on a GPU with it), group sizes up to 4, 40 frames with objects added and removed."""
+    import torch._dynamo.utils
+
+    from sam2_ros.core.tracker import StreamingTracker
+    from sam2_ros.tools.scenes import pan_clip
+    from test_compiled_step import clip_actions
+    from test_tracker import run_ours
+    name, checkpoint = weights
+    images, truths = pan_clip(40)
+    actions = clip_actions(truths)
+    masks = {}
+    for compiled in (False, True):
+        model = load_model(ModelSpec(name=name, checkpoint=checkpoint, device="cuda", compile=compiled))
+        assert model.spec.precision == ("bfloat16" if torch.cuda.get_device_capability() >= (8, 0) else "float32")
+        tracker = StreamingTracker(model, max_objects=4)
+        before = torch._dynamo.utils.counters["stats"]["unique_graphs"]
+        masks[compiled] = run_ours(model, images, actions, tracker=tracker)
+        assert torch._dynamo.utils.counters["stats"]["unique_graphs"] == before, "a graph compiled mid-stream"
+    worst = min(np.mean(masks[True][t][i] == masks[False][t][i]) for t in range(40) for i in masks[False][t])
+    assert worst >= 0.999, worst

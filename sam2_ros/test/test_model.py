@@ -13,6 +13,7 @@ from sam2_ros.core.model import (
     cpu_bf16_flags,
     load_model,
     model_of,
+    resolve_precision,
     this_cpu_bf16_flags,
     write_random_checkpoint,
 )
@@ -148,6 +149,31 @@ def test_bfloat16_on_the_cpu_is_allowed_only_with_bfloat16_instructions():
     check_precision("bfloat16", cpu, ["amx_bf16"])
     with pytest.raises(ValueError, match="needs bfloat16 instructions .* Use precision float32"):
         check_precision("bfloat16", cpu, [])
+
+
+def test_every_precision_is_allowed_on_cuda_and_float16_only_there():
+    """A CUDA device runs float16 and bfloat16 whatever the host CPU has (its flags play no part)."""
+    cuda, cpu = torch.device("cuda"), torch.device("cpu")
+    for precision in ("float32", "bfloat16", "float16"):
+        check_precision(precision, cuda, [])
+    check_precision("float32", cpu, [])
+    with pytest.raises(ValueError, match="precision 'float16' needs a CUDA device; use float32 or bfloat16 on cpu"):
+        check_precision("float16", cpu, ["amx_bf16"])
+
+
+def test_auto_precision_is_bfloat16_on_a_gpu_with_native_bfloat16_and_float32_elsewhere():
+    cuda = torch.device("cuda:1")
+    assert resolve_precision("auto", cuda, cuda_capability=(8, 0)) == "bfloat16"  # A100; Orin is 8.7
+    assert resolve_precision("auto", cuda, cuda_capability=(9, 0)) == "bfloat16"  # H100
+    assert resolve_precision("auto", cuda, cuda_capability=(7, 5)) == "float32"  # T4, Xavier (7.2): emulated
+    assert resolve_precision("auto", torch.device("cpu")) == "float32"  # even with AMX: the user opts in
+    assert resolve_precision("float16", cuda, cuda_capability=(7, 5)) == "float16", "explicit values are kept"
+
+
+def test_the_loaded_model_says_the_precision_auto_chose(checkpoint):
+    assert load_model(spec(checkpoint)).spec.precision == "float32"  # the default is auto; this is a CPU
+    with pytest.raises(ValueError, match="unknown precision 'half'; use auto, float32, bfloat16, float16"):
+        load_model(spec(checkpoint, precision="half"))
 
 
 def test_this_cpu_runs_bfloat16_or_refuses_it_at_load_time(checkpoint):

@@ -30,3 +30,25 @@ def test_a_mask_is_tinted_45_percent_its_colour_and_pixels_far_from_it_are_untou
 def test_no_objects_leave_the_image_as_it_was():
     image = np.random.default_rng(0).integers(0, 255, (48, 64, 3), dtype=np.uint8)
     assert np.array_equal(overlay(image, []), image)
+
+
+def test_where_masks_overlap_the_later_objects_tint_is_blended_once_with_the_camera_image():
+    image = np.full((120, 160, 3), 100, np.uint8)
+    first, second = np.zeros((120, 160), bool), np.zeros((120, 160), bool)
+    first[20:100, 20:100] = True
+    second[40:110, 60:150] = True  # overlaps the first on rows 40..99, columns 60..99
+    drawn = overlay(image, [DrawnObject(1, first), DrawnObject(2, second)])
+    for y, x, object_id in ((70, 80, 2), (30, 40, 1), (105, 120, 2)):  # overlap, first only, second only
+        expected = np.rint(0.45 * np.array(color_of(object_id)) + 0.55 * 100).astype(int)
+        assert np.abs(drawn[y, x].astype(int) - expected).max() <= 1, (y, x, drawn[y, x], expected)
+
+
+def test_a_mask_touching_the_frames_edge_is_outlined_along_it():
+    image = np.full((60, 80, 3), 100, np.uint8)
+    mask = np.zeros((60, 80), bool)
+    mask[:, 50:] = True  # the right third, to the frame's top, bottom and right edges
+    drawn = overlay(image, [DrawnObject(3, mask)])
+    outline = drawn[30, 50].astype(int)  # the left edge is drawn in the object's colour, not just tinted
+    tinted = np.rint(0.45 * np.array(color_of(3)) + 0.55 * 100).astype(int)
+    assert np.abs(outline - np.array(color_of(3))).max() < np.abs(tinted - np.array(color_of(3))).max()
+    assert (drawn[:, :45] == 100).all(), "left of the mask untouched"

@@ -87,3 +87,28 @@ def test_render_draws_every_frame_in_bag_order_with_the_answer_that_follows_it(t
         inside = frame[33:37, 4 * t + 2:4 * t + 6].astype(int)
         assert np.abs(inside - (10 + 20 * t)).sum() > 0, f"frame {t} drawn with its own mask"
 
+
+
+def test_the_contact_sheet_shows_twelve_evenly_spaced_frames_first_and_last_included_row_by_row():
+    """100 frames: 0, 9, 18, ..., 99 (99 / 11 = 9 apart), four to a row; each tile is its frame (grey = index)."""
+    from sam2_ros.tools.render_bag import ContactSheet
+    sheet = ContactSheet(100)
+    for index in range(100):
+        sheet.offer(index, np.full((24, 32, 3), index, np.uint8))
+    picture = sheet.image()
+    assert picture.shape == (3 * (24 + 4), 4 * (32 + 4), 3)
+    for n, index in enumerate(range(0, 100, 9)):
+        y, x = (n // 4) * (24 + 4), (n % 4) * (32 + 4)
+        assert (picture[y:y + 4, x:x + 32] == index).all(), f"tile {n} is frame {index}"  # above its caption
+        assert (picture[y + 24:y + 28, x:x + 36] == 255).all(), "a white gap below each tile"
+
+
+def test_a_clip_shorter_than_the_sheet_shows_every_frame():
+    from sam2_ros.tools.render_bag import ContactSheet
+    sheet = ContactSheet(5)
+    for index in range(5):
+        sheet.offer(index, np.full((24, 32, 3), 40 * index, np.uint8))
+    picture = sheet.image()
+    assert picture.shape == (2 * 28, 4 * 36, 3)
+    assert picture[0, 3 * 36, 0] == 120 and picture[28, 0, 0] == 160, "frame 3 ends row one, frame 4 starts row two"
+    assert (picture[28:52, 36:] == 255).all(), "the rest of the last row is blank"

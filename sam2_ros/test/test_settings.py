@@ -43,7 +43,7 @@ def test_a_snapshot_never_changes_a_change_is_a_new_snapshot():
     ({"mode": "video"}, "mode 'video' is not one of: track, image"),
     ({"mask_encoding": "rgb8"}, "mask_encoding 'rgb8' is not one of: mono8, 16UC1"),
     ({"image_qos": "best_effort"}, "image_qos 'best_effort' is not one of: sensor_data, reliable"),
-    ({"precision": "int8"}, "precision 'int8' is not one of: float32, bfloat16, float16"),
+    ({"precision": "int8"}, "precision 'int8' is not one of: auto, float32, bfloat16, float16"),
     ({"image_size": 300}, "image_size must be a multiple of 32, got 300"),
     ({"no_such_thing": 1}, "no such parameter: no_such_thing"),
 ])

@@ -40,6 +40,9 @@ def test_markers_are_in_the_depth_frame_and_a_flat_box_keeps_five_millimetres_so
                                 objects=[flat_cup(), SegmentedObject(object_id=4, visible=True)])
     delete, cube, text = marker_array(result).markers  # object 4 has no 3D: no markers
     assert delete.action == Marker.DELETEALL
+    # no lifetime: each frame's DELETEALL replaces them; one would make them blink between frames at 3 frames/s
+    assert cube.lifetime.sec == cube.lifetime.nanosec == text.lifetime.sec == text.lifetime.nanosec == 0
+    assert not cube.frame_locked and not text.frame_locked
     assert all(m.header == header(3, frame_id="depth") for m in (delete, cube, text))
     assert (cube.id, cube.type, cube.scale.x, cube.scale.y, cube.scale.z) == \
         (2, Marker.CUBE, pytest.approx(0.2), pytest.approx(0.3), 0.005)

@@ -22,12 +22,18 @@ def script(truths):
         15: [("prompt", Prompt(object_id=1, points=np.array([[*object_box(truths[15])[:2] + 40]]),
                                point_labels=np.array([1])))],
         20: [("remove", 2)],
+        # 25 frames in: a correction reads the pointers of the 15 frames before it (SAM 2's window)
+        25: [("prompt", Prompt(object_id=1, points=np.array([[*object_box(truths[25])[:2] + 30]]),
+                               point_labels=np.array([1])))],
     }
 
 
-def run_ours(model, images, actions, batch_objects: bool = False, keep_objects: bool = False):
-    """Each frame's masks by object id (`keep_objects`: the tracker's whole result per object)."""
-    tracker = StreamingTracker(model, batch_objects=batch_objects)  # False: Meta's loop, the reference path
+def run_ours(model, images, actions, batch_objects: bool = False, keep_objects: bool = False, tracker=None):
+    """Each frame's masks by object id (`keep_objects`: the tracker's whole result per object).
+
+    `tracker`: one made by the caller (other limits), else one on `model` (batch_objects False: Meta's loop).
+    """
+    tracker = tracker or StreamingTracker(model, batch_objects=batch_objects)
     masks = {}
     for t, image in enumerate(images):
         for kind, arg in actions.get(t, []):

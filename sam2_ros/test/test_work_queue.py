@@ -110,6 +110,27 @@ def test_a_long_request_runs_a_slice_per_turn_and_the_waiting_frame_goes_between
     assert order == ["slice", "frame 1", "slice", "frame 2", "slice", "frame 3"] and job.future.result() == "whole pass"
 
 
+def test_a_click_sent_during_a_long_request_runs_before_its_next_slice():
+    """A resumed slice queues behind what came meanwhile: a click never waits for a whole segment-everything pass."""
+    queue = WorkQueue(max_jobs=4, jobs_per_frame=4)
+    queue.open()
+    ran = []
+
+    def long_pass():
+        for part in range(2):
+            ran.append(f"slice {part}")
+            yield
+    job = queue.submit_job(long_pass)
+    assert queue.take() is job and job.execute(lambda error: None) is Turn.AGAIN
+    queue.submit(lambda: ran.append("click"))
+    queue.resume(job)
+    while queue.pending():
+        item = queue.take()
+        if item.execute(lambda error: None) is Turn.AGAIN:
+            queue.resume(item)
+    assert ran == ["slice 0", "click", "slice 1"] and job.future.done()
+
+
 def test_an_abandoned_long_request_stops_at_its_next_slice_and_says_why():
     queue = WorkQueue(max_jobs=4, jobs_per_frame=1)
     queue.open()

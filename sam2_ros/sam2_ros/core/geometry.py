@@ -186,15 +186,24 @@ def voxel_downsample(points: np.ndarray, ids: np.ndarray, voxel: float,
     if voxel <= 0 or not len(points):
         return points, ids, colours
     cells = np.floor(points / voxel).astype(np.int64)
-    keys = np.column_stack([ids.astype(np.int64), cells])
-    unique, inverse, counts = np.unique(keys, axis=0, return_inverse=True, return_counts=True)
+    cells -= cells.min(axis=0)
+    spans = cells.max(axis=0) + 1
+    if float(np.prod(spans.astype(np.float64))) * (float(ids.max()) + 1) < 2.0**62:
+        # (id, x, y, z) packed into one int64 in their lexicographic order: a 1-D sort, ten times faster
+        keys = ((ids.astype(np.int64) * spans[0] + cells[:, 0]) * spans[1] + cells[:, 1]) * spans[2] + cells[:, 2]
+        unique, inverse, counts = np.unique(keys, return_inverse=True, return_counts=True)
+        unique_ids = unique // int(np.prod(spans))
+    else:  # voxels so small that the packed key would overflow
+        unique, inverse, counts = np.unique(np.column_stack([ids.astype(np.int64), cells]), axis=0,
+                                            return_inverse=True, return_counts=True)
+        unique_ids = unique[:, 0]
     inverse = inverse.reshape(-1)
 
     def mean(values: np.ndarray) -> np.ndarray:
         return np.stack([np.bincount(inverse, values[:, k].astype(np.float64), len(counts)) / counts
                          for k in range(values.shape[1])], axis=1)
     averaged_colours = None if colours is None else np.rint(mean(colours)).astype(np.uint8)
-    return mean(points).astype(np.float32), unique[:, 0].astype(ids.dtype), averaged_colours
+    return mean(points).astype(np.float32), unique_ids.astype(ids.dtype), averaged_colours
 
 
 def cloud_array(points: np.ndarray, ids: np.ndarray, colours: np.ndarray | None = None) -> np.ndarray:

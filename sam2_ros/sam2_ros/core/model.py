@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import contextlib
 import pickle
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import ContextManager
 
@@ -60,8 +60,8 @@ class ModelSpec:
     name: str = registry.DEFAULT_MODEL
     checkpoint: str | None = None  # None: random weights (tests and demos only)
     device: str = "auto"  # auto, cpu, cuda, cuda:N
-    precision: str = "float32"  # float32; bfloat16 autocast (CUDA, a CPU with bfloat16 instructions); float16 (CUDA)
-    compile: bool = False  # torch.compile the image encoder
+    precision: str = "auto"  # auto; float32; bfloat16 autocast (CUDA, a CPU with bfloat16 instructions); float16 (CUDA)
+    compile: bool = False  # torch.compile the image encoder (at load) and the tracking step (by the first tracker)
     image_size: int = 1024  # SAM 2's input size; 512 or 256 trade detail for speed
 
 
@@ -72,6 +72,7 @@ class LoadedModel:
     sam: torch.nn.Module  # sam2.modeling.sam2_base.SAM2Base
     spec: ModelSpec
     device: torch.device
+    compiled: object | None = None  # compiled_step.CompiledStep, made by the first tracker when spec.compile
 
     @property
     def image_size(self) -> int:
@@ -189,11 +190,27 @@ def check_precision(precision: str, device: torch.device, cpu_flags: list[str] |
                          "emulate it, slower than float32. Use precision float32")
 
 
+def resolve_precision(precision: str, device: torch.device,
+                      cuda_capability: tuple[int, int] | None = None) -> str:
+    """Resolve `auto`: bfloat16 on a CUDA GPU with native bfloat16, float32 elsewhere; keep other values.
+
+    Native bfloat16 is compute capability 8.0 on (Ampere, Orin and later), where Meta's own
+    examples run SAM 2 in it; older GPUs and CPUs get float32 (on a CPU bfloat16 is opt-in).
+    """
+    if precision != "auto":
+        return precision
+    if device.type != "cuda":
+        return "float32"
+    capability = torch.cuda.get_device_capability(device) if cuda_capability is None else cuda_capability
+    return "bfloat16" if capability >= (8, 0) else "float32"
+
+
 def load_model(spec: ModelSpec) -> LoadedModel:
     """Build the network, load the checkpoint (never downloading), move it to its device."""
-    if spec.precision not in PRECISIONS:
-        raise ValueError(f"unknown precision '{spec.precision}'; use {', '.join(PRECISIONS)}")
+    if spec.precision not in ("auto", *PRECISIONS):
+        raise ValueError(f"unknown precision '{spec.precision}'; use auto, {', '.join(PRECISIONS)}")
     device = resolve_device(spec.device)
+    spec = replace(spec, precision=resolve_precision(spec.precision, device))
     check_precision(spec.precision, device)
     network = build_network(spec)
     if spec.checkpoint is not None:

@@ -29,19 +29,30 @@ def color_of(object_id: int) -> tuple[int, int, int]:
 
 def overlay(image: np.ndarray, objects: Sequence[DrawnObject], alpha: float = 0.45,
             banner: str = "") -> np.ndarray:
-    """RGB image with each mask tinted, outlined and tagged with its id and label."""
+    """RGB image with each mask tinted, outlined and tagged with its id and label.
+
+    Each mask is blended with the camera image within its own box only (a later object's tint
+    wins where masks overlap): the cost follows the objects' size, not the frame's.
+    """
     canvas = np.array(image, dtype=np.uint8, copy=True)
-    tint = canvas.copy()
+    outlines = {}
     for obj in objects:
-        tint[obj.mask] = color_of(obj.object_id)
-    canvas = cv2.addWeighted(tint, alpha, canvas, 1 - alpha, 0)
+        box = cv2.boundingRect(obj.mask.view(np.uint8))
+        if box[2] == 0:
+            continue
+        x, y, w, h = box
+        mask, original = obj.mask[y:y + h, x:x + w], image[y:y + h, x:x + w]
+        tint = np.empty_like(original)
+        tint[:] = color_of(obj.object_id)
+        np.copyto(canvas[y:y + h, x:x + w], cv2.addWeighted(tint, alpha, original, 1 - alpha, 0), where=mask[..., None])
+        outlines[obj.object_id] = [c.points.astype(np.int32) + (x, y) for c in find_contours(mask)]
     thickness = max(1, round(max(canvas.shape[:2]) / 400))
     for obj in objects:
         color = color_of(obj.object_id)
-        outlines = [c.points.astype(np.int32) for c in find_contours(obj.mask)]
-        cv2.drawContours(canvas, outlines, -1, color, thickness, cv2.LINE_AA)
-        if outlines:
-            x, y, _, _ = cv2.boundingRect(np.concatenate(outlines))
+        drawn = outlines.get(obj.object_id, [])
+        cv2.drawContours(canvas, drawn, -1, color, thickness, cv2.LINE_AA)
+        if drawn:
+            x, y, _, _ = cv2.boundingRect(np.concatenate(drawn))
             text = f"{obj.object_id} {obj.label}".strip()
             _put_text(canvas, text, (x, max(y - 4, 12)), color)
     if banner:

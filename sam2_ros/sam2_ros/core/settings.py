@@ -87,10 +87,11 @@ class ModelParams(Section):
     checkpoint: str = param("checkpoint", "", "path of the model's published checkpoint (.pt); required",
                             read_only=True)
     device: str = param("device", "auto", "auto, cpu, cuda or cuda:N", read_only=True)
-    precision: str = param("precision", "float32", "float32; bfloat16 autocast on CUDA or a CPU with "
-                           "bfloat16 instructions (AMX, AVX512-BF16); float16 on CUDA", read_only=True,
-                           choices=tuple(PRECISIONS))
-    compile: bool = param("compile", False, "torch.compile the image encoder (slow first frame)", read_only=True)
+    precision: str = param("precision", "auto", "auto (bfloat16 on a CUDA GPU with native bfloat16, float32 "
+                           "elsewhere); float32; bfloat16 autocast on CUDA or a CPU with bfloat16 instructions "
+                           "(AMX, AVX512-BF16); float16 on CUDA", read_only=True, choices=("auto", *PRECISIONS))
+    compile: bool = param("compile", False, "torch.compile the image encoder and the tracking step, every shape "
+                          "compiled at configure (a slower start, no stall while tracking)", read_only=True)
     image_size: int = param("image_size", 1024, "SAM 2 input size: 1024, 512 or 256 (faster, coarser)",
                             read_only=True, int_range=(128, 2048), multiple_of=32)
     max_cond_frames: int = param("max_cond_frames", 8, "prompted frames kept per tracked object", read_only=True,

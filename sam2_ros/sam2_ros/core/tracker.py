@@ -11,7 +11,7 @@ from __future__ import annotations
 import importlib.util
 import sys
 import time
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from typing import Callable, Iterator
 
@@ -20,9 +20,11 @@ import torch
 import torch.nn.functional as F
 from sam2.utils.misc import fill_holes_in_mask_scores
 
+from sam2_ros.core.compiled_step import CompiledStep, step_for
 from sam2_ros.core.encoding import EncodedFrame, encode
 from sam2_ros.core.model import LoadedModel
 from sam2_ros.core.prompts import ASSIGN_NEW_ID, Prompt, validate
+from sam2_ros.core.transfer import to_host
 
 # Meta's hole filling (fill_hole_area) needs sam2's optional CUDA extension. Without it Meta's
 # predictor warns and skips the step on every run; the tracker skips it silently, with the same
@@ -102,10 +104,14 @@ class StreamingTracker:
     """Track prompted objects frame by frame; prompts apply to the newest frame."""
 
     def __init__(self, model: LoadedModel, max_objects: int = 16, max_cond_frames: int = 8,
-                 fill_hole_area: int = 8, corrections_as_conditioning: bool = True, batch_objects: bool = True):
+                 fill_hole_area: int = 8, corrections_as_conditioning: bool = True, batch_objects: bool = True,
+                 step: CompiledStep | None = None):
         if max_objects < 1 or max_cond_frames < 1:
             raise ValueError("max_objects and max_cond_frames must be at least 1")
         self.model = model
+        # a model loaded with `compile`: every shape of this tracker's steps is compiled here, not on a camera frame
+        largest_group = model.per_call(max_objects, CPU_STEP_TOKENS) if batch_objects else 1
+        self.step = step if step is not None else step_for(model, largest_group, max_cond_frames)
         self.max_objects = max_objects
         self.max_cond_frames = max_cond_frames
         self.fill_hole_area = fill_hole_area
@@ -128,7 +134,7 @@ class StreamingTracker:
         it while SAM 2 tracks the next object.
         """
         frame = frame if frame is not None else encode(self.model, image)
-        with self.transaction():
+        with self.transaction(), (self.step.active() if self.step is not None else nullcontext()):
             dropped = self._finish_frame()
             self.frame_index += 1
             self._frame = frame
@@ -171,21 +177,26 @@ class StreamingTracker:
         A group of one is exactly Meta's per-object step (the reference path is groups of one).
         """
         size = len(group)
+        # a compiled step takes a few batch sizes: the group is padded with its last object, whose copies are dropped
+        steps = self.step.group_size(size) if self.step is not None else size
+        stepped = group + [group[-1]] * (steps - size)
         feats, pos, _ = self._features
-        if size > 1:
-            feats = [torch.cat([x] * size, dim=1) for x in feats]  # (HW, 1, C) -> (HW, B, C)
+        if steps > 1:
+            feats = [torch.cat([x] * steps, dim=1) for x in feats]  # (HW, 1, C) -> (HW, B, C)
             # SAM 2 reads only the last level's positions (memory attention); the high-res levels'
             # would be megabytes of copies per frame, so they are views
-            pos = [x.expand(-1, size, -1) for x in pos[:-1]] + [torch.cat([pos[-1]] * size, dim=1)]
-        low_res, ious, high_res, obj_ptr, object_logits = self._sam_step(feats, pos, self._bank(group), False)
+            pos = [x.expand(-1, steps, -1) for x in pos[:-1]] + [torch.cat([pos[-1]] * steps, dim=1)]
+        low_res, ious, high_res, obj_ptr, object_logits = self._sam_step(feats, pos, self._bank(stepped), False)
+        memory_inputs = (high_res, object_logits)
+        low_res, ious, obj_ptr, object_logits = (x[:size] for x in (low_res, ious, obj_ptr, object_logits))
         batch = (group, low_res, ious, object_logits)
         if deferred is None:  # the masks are final: their memory is for later frames
             self._hand_over([batch], on_object)
         else:
             deferred.append(batch)
-        memory = self._encode_memory(feats, high_res, object_logits, is_mask_from_pts=False)
+        memory = self._encode_memory(feats, *memory_inputs, is_mask_from_pts=False)
         # A batch's slices are cloned, so each object's memory lives and dies with it; one object owns its tensors.
-        own = (lambda x: x) if size == 1 else torch.clone
+        own = (lambda x: x) if steps == 1 else torch.clone
         for i, obj in enumerate(group):
             obj.non_cond[self.frame_index] = {
                 "pred_masks": own(low_res[i:i + 1]), "obj_ptr": own(obj_ptr[i:i + 1]),
@@ -222,12 +233,15 @@ class StreamingTracker:
 
     def _results(self, group: list[TrackedObject], low_res: torch.Tensor, ious: torch.Tensor,
                  object_logits: torch.Tensor) -> list[TrackedMask]:
-        """Masks of one object or a batch at the frame's size, moved to the CPU once for them all."""
+        """Masks of one object or a batch at the frame's size, with their logits, scores and presences.
+
+        Upsampled and thresholded on the device; everything leaves it in one transfer.
+        """
         logits = low_res.float()
-        masks = (F.interpolate(logits, size=self._frame.image_hw, mode="bilinear", align_corners=False) > 0)
-        masks, logits = masks[:, 0].cpu().numpy(), logits.cpu().numpy()
-        scores = ious.float().max(dim=1).values.cpu().numpy()
-        presence = torch.sigmoid(object_logits.float()).reshape(-1).cpu().numpy()
+        masks = F.interpolate(logits, size=self._frame.image_hw, mode="bilinear", align_corners=False)[:, 0] > 0
+        scores = ious.float().max(dim=1).values
+        presence = torch.sigmoid(object_logits.float()).reshape(-1)
+        masks, logits, scores, presence = to_host(masks, logits, scores, presence)
         return [TrackedMask(obj.object_id, obj.label, masks[i], float(scores[i]), float(presence[i]), logits[i])
                 for i, obj in enumerate(group)]
 

@@ -137,8 +137,8 @@ class Sam2SegmenterNode(LifecycleNode):
                                   self.config)
         if self._tuning is not None:
             self._tuning.model_loaded()
-        self.get_logger().info(f"loaded {self.model.spec.name} on {self.model.device} at input size "
-                               f"{self.model.image_size}, mode {config.tracking.mode}")
+        self.get_logger().info(f"loaded {self.model.spec.name} on {self.model.device} in {self.model.spec.precision} "
+                               f"at input size {self.model.image_size}, mode {config.tracking.mode}")
         if not HOLE_FILLING:
             self.get_logger().info(HOLE_FILLING_NOTE, once=True)
         return TransitionCallbackReturn.SUCCESS

@@ -22,7 +22,7 @@ from sam2_ros.core.encoding import encode
 from sam2_ros.core.model import LoadedModel, ModelSpec, load_model, resolve_device, write_random_checkpoint
 from sam2_ros.core.prompts import Prompt
 from sam2_ros.core.segmenter import Segmenter
-from sam2_ros.core.tracker import StreamingTracker
+from sam2_ros.core.tracker import HOLE_FILLING, HOLE_FILLING_NOTE, StreamingTracker
 from sam2_ros.tools.measure import (
     camera_frame,
     depth_scene,
@@ -117,9 +117,11 @@ def bench_messages(objects, repeats: int) -> dict:
 
 
 def bench_gpu(frames: int) -> dict:
-    """On CUDA: tiny, large, EdgeTAM and EfficientTAM-S/_2 encode and track 1 and 8 objects, in every precision.
+    """On CUDA: every family encodes and tracks 1 and 8 objects in float32 and bfloat16, eager and compiled.
 
-    Then the node runs end to end at 1024 with a 30 Hz camera. Random weights take the time real ones do.
+    Beside them Meta's VOS-optimised predictor (every component compiled, bfloat16, as Meta times
+    it) is driven live on the same frames and prompts, and the node runs end to end at 1024 with a
+    30 Hz camera. Random weights take the time real ones do.
     """
     if not torch.cuda.is_available():
         return {"gpu": "skipped: CUDA not available"}
@@ -130,37 +132,76 @@ def bench_gpu(frames: int) -> dict:
 def _bench_gpu(frames: int, checkpoint_dir: Path) -> dict:
     images, _ = pan_clip(frames)
     height, width = images[0].shape[:2]
-    results: dict = {"gpu": torch.cuda.get_device_name()}
+    results: dict = {"gpu": torch.cuda.get_device_name(), "gpu_torch": torch.__version__,
+                     "gpu_cuda": torch.version.cuda, "gpu_skipped": []}
+    if not HOLE_FILLING:
+        results["gpu_skipped"].append(HOLE_FILLING_NOTE)
+    sync = torch.cuda.synchronize
     for size, name in (("tiny", "sam2.1_hiera_tiny"), ("large", "sam2.1_hiera_large"), ("edgetam", "edgetam"),
                        ("efficienttam_s", "efficienttam_s"), ("efficienttam_s_2", "efficienttam_s_2")):
         checkpoint = str(write_random_checkpoint(checkpoint_dir / f"{name}.pt", name))
         for precision in ("float32", "bfloat16"):
             for compiled in (False, True):
-                model = load_model(ModelSpec(name=name, checkpoint=checkpoint, device="cuda", precision=precision,
-                                             compile=compiled))
                 tag = f"{size}_{precision}{'_compiled' if compiled else ''}"
-                sync = torch.cuda.synchronize
-                results[f"encode_ms_{tag}"] = median_ms(lambda m=model: encode(m, images[0]), 5, sync)
-                for count in (1, 8):
-                    tracker = StreamingTracker(model, max_objects=count)
-                    results[f"track_ms_{count}obj_{tag}"] = per_frame_ms(  # after compilation's warm-up
-                        frames, lambda t: tracker.track(images[t]),
-                        lambda: [tracker.add_prompt(p) for p in spread_clicks(count, width, height)],
-                        sync, f"{tag} {count} obj", warm_up=4)
+                try:
+                    model = load_model(ModelSpec(name=name, checkpoint=checkpoint, device="cuda",
+                                                 precision=precision, compile=compiled))
+                    results[f"gpu_encode_ms_{tag}"] = median_ms(lambda m=model: encode(m, images[0]), 5, sync)
+                    for count in (1, 8):
+                        tracker = StreamingTracker(model, max_objects=count)  # a compiled model compiles here
+                        results[f"gpu_track_ms_{count}obj_{tag}"] = per_frame_ms(
+                            frames, lambda t: tracker.track(images[t]),
+                            lambda: [tracker.add_prompt(p) for p in spread_clicks(count, width, height)],
+                            sync, f"{tag} {count} obj", warm_up=4)
+                except Exception as error:  # e.g. no triton for torch.compile: say so, time the rest
+                    results["gpu_skipped"].append(f"{tag}: {type(error).__name__}: {error}")
                 tracker = model = None  # both hold the model's CUDA memory
                 gc.collect()
                 torch.cuda.empty_cache()
+    results.update(_meta_vos(str(checkpoint_dir / "sam2.1_hiera_tiny.pt"), images, sync, results["gpu_skipped"]))
+    for count in (1, 8):
+        ours, metas = (results.get(f"gpu_{who}_ms_{count}obj_tiny_bfloat16{tail}")
+                       for who, tail in (("track", "_compiled"), ("meta_vos", "")))
+        if ours and metas:
+            results[f"gpu_ours_over_meta_vos_{count}obj_tiny_bfloat16"] = ours / metas
+    results.update(_node_end_to_end(checkpoint_dir / "sam2.1_hiera_tiny.pt"))
+    return results
+
+
+def _meta_vos(checkpoint: str, images: list, sync: Callable[[], None], skipped: list) -> dict:
+    """Meta's SAM2VideoPredictorVOS (bfloat16 autocast, as in Meta's examples) stepped live, 1 and 8 objects."""
+    height, width = images[0].shape[:2]
+    results = {}
+    for count in (1, 8):
+        try:
+            with torch.autocast("cuda", dtype=torch.bfloat16):
+                meta = MetaLiveStream(checkpoint, images, 1024, device="cuda", vos_optimized=True)
+                clicks = spread_clicks(count, width, height)
+                results[f"gpu_meta_vos_ms_{count}obj_tiny_bfloat16"] = per_frame_ms(
+                    len(images), meta.track, lambda: [meta.add_prompt(0, p) for p in clicks],
+                    sync, f"meta vos {count} obj", warm_up=4)
+        except Exception as error:
+            skipped.append(f"Meta's VOS predictor, {count} objects: {type(error).__name__}: {error}")
+        meta = None
+        gc.collect()
+        torch.cuda.empty_cache()
+    return results
+
+
+def _node_end_to_end(checkpoint: Path) -> dict:
+    """Run the node at 1024 (precision auto, compiled) with a 30 Hz camera: its results per second, its model's."""
     from sam2_ros.tools.node_probe import NodeProbe
-    overrides = {"checkpoint": str(checkpoint_dir / "sam2.1_hiera_tiny.pt"), "device": "cuda", "image_size": 1024}
+    overrides = {"checkpoint": str(checkpoint), "device": "cuda", "image_size": 1024, "compile": True}
     image = camera_frame()
     with NodeProbe(overrides) as probe:
         probe.settle(image, [np.array(p.box) for p in eight_boxes(640, 480)[:3]])
         latencies = [probe.round_trip(image) for _ in range(20)]
-        ages, period_ms, skipped, _ = probe.stream(image, rate_hz=30.0, seconds=10.0)
-    results.update({"gpu_node_latency_ms_p50_1024": statistics.median(latencies),
-                    "gpu_stream_result_age_ms_p50_1024": statistics.median(ages),
-                    "gpu_stream_model_period_ms_1024": period_ms, "gpu_stream_frames_skipped_1024": skipped})
-    return results
+        ages, model_ms, skipped, intervals = probe.stream(image, rate_hz=30.0, seconds=10.0)
+    node_fps = 1e3 / statistics.median(intervals)
+    return {"gpu_node_latency_ms_p50_1024": statistics.median(latencies),
+            "gpu_stream_result_age_ms_p50_1024": statistics.median(ages),
+            "gpu_stream_model_period_ms_1024": model_ms, "gpu_stream_frames_skipped_1024": skipped,
+            "gpu_node_fps_1024": node_fps, "gpu_node_fps_over_model_fps_1024": node_fps / (1e3 / model_ms)}
 
 
 def bench_geometry(objects, repeats: int) -> dict:
@@ -393,6 +434,16 @@ def _stream(run: BenchRun) -> dict:
     return bench_stream(run.checkpoint, run.args.image_size, run.args.device, run.args.stream_seconds)
 
 
+def _compiled(run: BenchRun) -> dict:
+    from sam2_ros.tools.compiled_bench import bench_compiled
+    return bench_compiled(run.args.device, run.args.model_frames, run.sync)
+
+
+def _glue(run: BenchRun) -> dict:
+    from sam2_ros.tools.glue import bench_glue
+    return bench_glue(max(run.args.repeats, 3))
+
+
 def _soak(run: BenchRun) -> dict:
     from sam2_ros.tools.soak import soak
     args = run.args
@@ -406,9 +457,11 @@ SUITES: dict[str, Suite] = {
                                   **bench_objects(run.model, run.checkpoint, run.args.object_frames, run.sync)}),
     "node": Suite(lambda run: bench_node(run.checkpoint, run.args, run.args.node_frames)),
     "gpu": Suite(lambda run: bench_gpu(run.args.gpu_frames)),
+    "glue": Suite(_glue),  # the node after SAM 2, on real objects' outlines
     "prompts": Suite(bench_prompts, in_all=False),
     "stream": Suite(_stream, in_all=False),
     "models": Suite(_models, in_all=False),  # every model and input size, each loaded in turn
+    "compiled": Suite(_compiled, in_all=False),  # compiles two models: minutes on a CPU
     "soak": Suite(_soak, in_all=False),
 }
 
@@ -422,7 +475,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--model", default="sam2.1_hiera_tiny")
     parser.add_argument("--checkpoint", help="Meta's .pt; default: seeded random weights")
     parser.add_argument("--device", default="auto")
-    parser.add_argument("--precision", default="float32")
+    parser.add_argument("--precision", default="auto", help="auto, float32, bfloat16 or float16 (as the node)")
     parser.add_argument("--image-size", type=int, default=1024)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--frames", type=int, default=60, help="tracker suite: frames per run")

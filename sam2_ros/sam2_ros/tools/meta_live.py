@@ -22,9 +22,10 @@ class MetaLiveStream:
     """Meta's video predictor over a known list of frames, stepped one frame at a time."""
 
     def __init__(self, checkpoint: str, images: list[np.ndarray], image_size: int,
-                 model: str = "sam2.1_hiera_tiny", device: str = "cpu"):
+                 model: str = "sam2.1_hiera_tiny", device: str = "cpu", vos_optimized: bool = False):
+        """`vos_optimized`: Meta's SAM2VideoPredictorVOS (every component compiled; CUDA), as Meta times it."""
         self.predictor = build_sam2_video_predictor(
-            config_for(model), ckpt_path=checkpoint, device=device,
+            config_for(model), ckpt_path=checkpoint, device=device, vos_optimized=vos_optimized,
             hydra_overrides_extra=[f"++model.image_size={image_size}",
                                    # a correction makes a conditioning frame, as in our tracker
                                    "++model.add_all_frames_to_correct_as_cond=true"])

@@ -84,21 +84,28 @@ class LatentRoPEAttention(RoPEAttention):
         self.frame_tokens = frame_tokens
 
     def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, num_k_exclude_rope: int = 0) -> torch.Tensor:
+        self.freqs_cis, self.freqs_k = self.freqs_cis.to(q.device), self.freqs_k.to(q.device)
+        return self.masked(q, k, v, num_k_exclude_rope)
+
+    def masked(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, num_k_exclude_rope: int,
+               key_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Attend with keys masked out (a compiled step's padding), writing nothing into the module."""
         q = self._separate_heads(self.q_proj(q), self.num_heads)
         k = self._separate_heads(self.k_proj(k), self.num_heads)
         v = self._separate_heads(self.v_proj(v), self.num_heads)
-        self.freqs_cis, self.freqs_k = self.freqs_cis.to(q.device), self.freqs_k.to(q.device)
-        if self.freqs_cis.shape[0] != q.shape[-2]:
-            raise ValueError(f"{q.shape[-2]} image tokens, but rotary encoding for {self.freqs_cis.shape[0]}")
-        q = rotated(q, self.freqs_cis)
+        freqs_q, freqs_k = self.freqs_cis.to(q.device), self.freqs_k.to(q.device)
+        if freqs_q.shape[0] != q.shape[-2]:
+            raise ValueError(f"{q.shape[-2]} image tokens, but rotary encoding for {freqs_q.shape[0]}")
+        q = rotated(q, freqs_q)
         spatial = k.shape[-2] - num_k_exclude_rope
         if spatial:
             b, h, _, c = k.shape
             frames = k[:, :, :spatial].reshape(b, h, spatial // self.frame_tokens, self.frame_tokens, c)
-            grid = self.freqs_k.shape[0]
-            frames = torch.cat([frames[..., :-grid, :], rotated(frames[..., -grid:, :], self.freqs_k)], dim=-2)
+            grid = freqs_k.shape[0]
+            frames = torch.cat([frames[..., :-grid, :], rotated(frames[..., -grid:, :], freqs_k)], dim=-2)
             k = torch.cat([frames.reshape(b, h, spatial, c), k[:, :, spatial:]], dim=-2)
-        out = nn.functional.scaled_dot_product_attention(q, k, v, dropout_p=self.dropout_p if self.training else 0.0)
+        out = nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=key_mask,
+                                                         dropout_p=self.dropout_p if self.training else 0.0)
         return self.out_proj(self._recombine_heads(out))
 
 

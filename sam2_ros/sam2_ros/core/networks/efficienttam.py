@@ -150,6 +150,8 @@ class LandmarkRoPEAttention(RoPEAttention):
     it to the averaged keys themselves. With one memory frame attention is exact.
     """
 
+    fixed_slots = False  # padding frames would change the pooling: a compiled step attends unpadded
+
     def __init__(self, *args, variant: int, **kwargs):
         super().__init__(*args, rope_k_repeat=True, **kwargs)
         self.variant = variant

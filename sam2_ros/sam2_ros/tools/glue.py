@@ -1,0 +1,181 @@
+"""sam2_bench --suite glue: the node's own cost per frame on masks shaped like real objects, the model apart.
+
+Random weights give masks of thousands of fragments, so a node benchmark on them measures
+contours of noise. Here the node's real glue runs on outlines of real objects instead: the horse
+silhouette and the coins that scikit-image ships (a mask of a real object has a handful of
+polygons). For each frame size and object count, one frame's result is built (contours,
+boxes, crops, 3D from a registered depth image) and published with its label image, overlay,
+point cloud and markers to real subscribers, through the node's own Outputs and Delivery; the
+time from "SAM 2 has the masks" to "published" is the glue's.
+"""
+from __future__ import annotations
+
+import statistics
+import threading
+import time
+
+import cv2
+import numpy as np
+import rclpy
+import skimage.data
+import skimage.filters
+import skimage.measure
+from rclpy.executors import SingleThreadedExecutor
+from sensor_msgs.msg import CameraInfo, Image, PointCloud2
+from std_msgs.msg import Header
+from visualization_msgs.msg import MarkerArray
+
+from sam2_ros.core import settings as S
+from sam2_ros.core.encoding import EncodedFrame
+from sam2_ros.core.frames import RecentFrame
+from sam2_ros.core.tracker import TrackedMask
+from sam2_ros.ros.conversions import array_to_image
+from sam2_ros.ros.delivery import Delivery
+from sam2_ros.ros.depth import DepthInput
+from sam2_ros.ros.diagnostics import Diagnostics
+from sam2_ros.ros.outputs import RELIABLE, Outputs
+from sam2_ros.tools.measure import camera_frame, polygons_per_object
+from sam2_ros_interfaces.msg import SegmentationResult
+
+SIZES = ((640, 480), (1280, 720), (1920, 1080))
+OBJECTS = (1, 3, 8)
+OUTPUTS = (("result", SegmentationResult), ("mask", Image), ("overlay", Image), ("points", PointCloud2),
+           ("markers", MarkerArray))
+
+
+def object_shapes() -> list[np.ndarray]:
+    """Outlines of real objects: the horse silhouette and single coins of the coins photo (Otsu threshold)."""
+    coins = skimage.data.coins()
+    labels = skimage.measure.label(coins > skimage.filters.threshold_otsu(coins))
+    single = [r for r in skimage.measure.regionprops(labels)  # one whole coin each
+              if 1200 <= r.area <= 4000 and r.solidity > 0.9]
+    shapes = [~skimage.data.horse()] + [solid(r.image) for r in sorted(single, key=lambda r: -r.area)]
+    return [np.ascontiguousarray(shape) for shape in shapes]
+
+
+def solid(region: np.ndarray) -> np.ndarray:
+    """Return the region inside its outer boundary (a coin's dark engraving is part of the coin)."""
+    outer, _ = cv2.findContours(region.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    return cv2.drawContours(np.zeros(region.shape, np.uint8), outer, -1, 1, thickness=cv2.FILLED) > 0
+
+
+def real_masks(width: int, height: int, count: int) -> list[np.ndarray]:
+    """`count` masks on a width x height frame: object k fills 70 % of cell k of a 4 x 2 grid."""
+    shapes, masks = object_shapes(), []
+    cell_w, cell_h = width // 4, height // 2
+    for k in range(count):
+        shape = shapes[k % len(shapes)]
+        scale = 0.7 * min(cell_w / shape.shape[1], cell_h / shape.shape[0])
+        w, h = max(1, round(shape.shape[1] * scale)), max(1, round(shape.shape[0] * scale))
+        resized = cv2.resize(shape.astype(np.uint8) * 255, (w, h), interpolation=cv2.INTER_LINEAR) > 127
+        x, y = (k % 4) * cell_w + (cell_w - w) // 2, (k // 4 % 2) * cell_h + (cell_h - h) // 2
+        mask = np.zeros((height, width), bool)
+        mask[y:y + h, x:x + w] = resized
+        masks.append(mask)
+    return masks
+
+
+def depth_of(masks: list[np.ndarray], height: int, width: int) -> np.ndarray:
+    """16UC1 millimetres: a wall at 3 m, object k at 1 m + 10 cm * k."""
+    depth = np.full((height, width), 3000, np.uint16)
+    for k, mask in enumerate(masks):
+        depth[mask] = 1000 + 100 * k
+    return depth
+
+
+def camera_info(width: int, height: int, header: Header) -> CameraInfo:
+    focal = width / (2 * np.tan(np.radians(35)))  # a 70-degree horizontal field of view
+    cx, cy = (width - 1) / 2, (height - 1) / 2
+    return CameraInfo(header=header, width=width, height=height, k=[focal, 0.0, cx, 0.0, focal, cy, 0.0, 0.0, 1.0],
+                      p=[focal, 0.0, cx, 0.0, 0.0, focal, cy, 0.0, 0.0, 0.0, 1.0, 0.0])
+
+
+class GlueRig:
+    """The node's outputs, depth pairing and delivery on a plain rclpy node, with a subscriber on every output."""
+
+    def __init__(self):
+        self.config = S.NodeConfig().changed(depth=True)
+        self.node = rclpy.create_node("sam2_glue_bench")
+        self.peer = rclpy.create_node("sam2_glue_listener")
+        self.outputs = Outputs(self.node, self.config)
+        self.depth = DepthInput()
+        self.delivery = Delivery(self.node, self.outputs, self.depth, Diagnostics(self.node))
+        self.received = {name: 0 for name, _ in OUTPUTS}
+        for name, msg_type in OUTPUTS:
+            self.peer.create_subscription(msg_type, f"/sam2_glue_bench/{name}", self._counter(name), RELIABLE)
+        self.executor = SingleThreadedExecutor()
+        self.executor.add_node(self.peer)
+        self._stop = threading.Event()
+        self._spinner = threading.Thread(target=self._spin, daemon=True)
+        self._spinner.start()
+        deadline = time.monotonic() + 30
+        while not all(self.outputs.subscribers(name) for name, _ in OUTPUTS):
+            if time.monotonic() > deadline:
+                raise RuntimeError("the glue's listener never subscribed to every output")
+            time.sleep(0.05)
+        self.delivery.start()
+        self._seq = 0
+
+    def _counter(self, name: str):
+        def count(_msg) -> None:
+            self.received[name] += 1
+        return count
+
+    def _spin(self) -> None:
+        while not self._stop.is_set():
+            self.executor.spin_once(timeout_sec=0.05)
+
+    def frame(self, rgb: np.ndarray, masks: list[np.ndarray]) -> tuple[float, SegmentationResult]:
+        """Publish one frame's outputs for these masks; the glue's milliseconds and the result."""
+        self._seq += 1
+        height, width = rgb.shape[:2]
+        header = Header(frame_id="camera_optical")
+        header.stamp.sec = self._seq
+        stamp = self._seq * 10**9
+        self.depth.set_colour_info(camera_info(width, height, header))
+        self.depth.add_depth(array_to_image(depth_of(masks, height, width), "16UC1", header))
+        objects = [TrackedMask(k + 1, f"object {k + 1}", mask, 0.9, 0.99, np.zeros((1, 1, 1), np.float32))
+                   for k, mask in enumerate(masks)]
+        frame = RecentFrame(seq=self._seq, stamp_ns=stamp, header=header, rgb=rgb,
+                            encoded=EncodedFrame((height, width), None, 0.0), tracker_index=None)
+        start = time.perf_counter()  # SAM 2 has handed over the frame's masks
+        builder = self.outputs.builder(header, (height, width), self.config,
+                                       self.delivery.scene_now(stamp, (height, width), self.config))
+        for obj in objects:
+            builder.add(obj)
+        result = self.delivery.send(frame, objects, self.config, builder, model_ms=0.0).result()
+        return (time.perf_counter() - start) * 1e3, result
+
+    def close(self) -> None:
+        self.delivery.stop()
+        self._stop.set()
+        self._spinner.join()
+        self.executor.shutdown()
+        self.outputs.close()
+        self.node.destroy_node()
+        self.peer.destroy_node()
+
+
+def bench_glue(repeats: int) -> dict:
+    """glue_ms_p50_<n>obj_<W>x<H>: the node's time per frame after SAM 2 (and polygons per object)."""
+    results: dict = {}
+    own_context = not rclpy.ok()
+    if own_context:
+        rclpy.init()
+    rig = GlueRig()
+    try:
+        for width, height in SIZES:
+            rgb = camera_frame(height, width)
+            for count in OBJECTS:
+                masks = real_masks(width, height, count)
+                rig.frame(rgb, masks)  # warm-up: the pool's threads, the publishers' buffers
+                runs = [rig.frame(rgb, masks) for _ in range(repeats)]
+                tag = f"{count}obj_{width}x{height}"
+                results[f"glue_ms_p50_{tag}"] = statistics.median(ms for ms, _ in runs)
+                results[f"glue_polygons_per_object_{tag}"] = polygons_per_object(runs[-1][1])
+                results[f"glue_objects_with_3d_{tag}"] = sum(o.has_3d for o in runs[-1][1].objects)
+    finally:
+        rig.close()
+        if own_context:
+            rclpy.shutdown()
+    return results

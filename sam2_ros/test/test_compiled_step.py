@@ -1,0 +1,97 @@
+"""The compiled tracking step: every shape compiled while loading, none while tracking, masks as the eager step's."""
+import numpy as np
+import pytest
+import torch
+import torch._dynamo.utils
+
+from conftest import SMALL
+from sam2_ros.core.compiled_step import CompiledStep, group_sizes
+from sam2_ros.core.model import ModelSpec, load_model
+from sam2_ros.core.networks.memory_attention import MemorySlots
+from sam2_ros.core.prompts import Prompt
+from sam2_ros.core.tracker import StreamingTracker
+from sam2_ros.tools.scenes import object_box, pan_clip
+from test_tracker import run_ours
+
+
+def test_groups_are_stepped_in_powers_of_two_up_to_the_largest():
+    assert group_sizes(1) == (1,)
+    assert group_sizes(3) == (1, 2, 3)
+    assert group_sizes(10) == (1, 2, 4, 8, 10)
+    assert group_sizes(16) == (1, 2, 4, 8, 16)
+
+
+def test_memory_is_padded_to_whole_frames_of_its_bucket_and_pointers_to_their_cap_with_the_padding_masked():
+    slots = MemorySlots(frame_tokens=2, frame_buckets=(3, 5), pointer_tokens=4)
+    memory = torch.arange(1.0, 7.0).reshape(6, 1, 1)  # 2 frames of 2 tokens (1..4), then 2 pointer tokens (5, 6)
+    padded, pos, mask, pointers = slots.pad(memory, -memory, 2)
+    assert padded.reshape(-1).tolist() == [1, 2, 3, 4, 0, 0, 5, 6, 0, 0] and pointers == 4
+    assert pos.reshape(-1).tolist() == [-1, -2, -3, -4, 0, 0, -5, -6, 0, 0]
+    assert mask.shape == (1, 1, 1, 10)
+    assert mask.reshape(-1).tolist() == [True] * 4 + [False] * 2 + [True] * 2 + [False] * 2
+    four_frames = torch.ones(8 + 2, 1, 1)
+    assert slots.pad(four_frames, four_frames, 2)[0].shape[0] == 5 * 2 + 4, "the next bucket"
+    assert slots.pad(torch.ones(12 + 2, 1, 1), torch.ones(14, 1, 1), 2) is None, "more frames than any bucket"
+    assert slots.pad(torch.ones(4 + 6, 1, 1), torch.ones(10, 1, 1), 6) is None, "more pointers than the cap"
+
+
+def assert_padding_changes_nothing(attention, frame_tokens: int, query_tokens: int, cases, batch: int = 1) -> None:
+    """The memory attention on (frames, pointer tokens) of random memory: padded and masked as unpadded."""
+    slots = MemorySlots(frame_tokens=frame_tokens, frame_buckets=(7, 14), pointer_tokens=92,
+                        layers=attention.masked_layers)
+    generator = torch.Generator().manual_seed(0)
+    curr, curr_pos = (torch.randn(query_tokens, batch, 256, generator=generator) for _ in range(2))
+    try:
+        attention.slots = slots
+        for frames, pointer_tokens in cases:
+            memory, memory_pos = (torch.randn(frames * frame_tokens + pointer_tokens, batch, 64, generator=generator)
+                                  for _ in range(2))
+            with torch.inference_mode():
+                slots.on = False
+                unpadded = attention(curr, memory, curr_pos, memory_pos, num_obj_ptr_tokens=pointer_tokens)
+                slots.on = True
+                padded = attention(curr, memory, curr_pos, memory_pos, num_obj_ptr_tokens=pointer_tokens)
+            torch.testing.assert_close(padded, unpadded, atol=1e-5, rtol=1e-5)
+    finally:
+        attention.slots = None
+
+
+def test_padded_memory_attention_equals_metas_unpadded_on_real_layers(small_model):
+    """SAM 2.1 tiny's memory attention, as Meta computes it, against the padded and masked path, on random inputs."""
+    assert_padding_changes_nothing(small_model.sam.memory_attention, 256, 256,
+                                   ((1, 4), (5, 40), (7, 64), (9, 92)), batch=2)
+
+
+def clip_actions(truths):
+    """40 frames: one object, a second added late, the first removed, a third added, the second corrected."""
+    h, w = truths[0].shape
+    return {0: [("prompt", Prompt(object_id=1, box=object_box(truths[0])))],
+            6: [("prompt", Prompt(object_id=2, points=np.array([[w * 0.8, h * 0.25]]), point_labels=np.array([1])))],
+            15: [("remove", 1)],
+            18: [("prompt", Prompt(object_id=3, box=object_box(truths[18])))],
+            27: [("prompt", Prompt(object_id=2, points=np.array([[w * 0.78, h * 0.3]]), point_labels=np.array([1])))]}
+
+
+def test_forty_frames_with_objects_added_removed_and_corrected_compile_nothing_after_loading(checkpoint):
+    """Two objects at most and two prompted frames each: group sizes 1 and 2, memory of 7 or 8 frames."""
+    compiled = load_model(ModelSpec(checkpoint=checkpoint, device="cpu", image_size=SMALL, compile=True))
+    tracker = StreamingTracker(compiled, max_objects=2, max_cond_frames=2)  # compiles every shape now
+    assert compiled.compiled.warmed == [(1, 2), (2, 2)]
+    compiled_before = torch._dynamo.utils.counters["stats"]["unique_graphs"]
+    images, truths = pan_clip(40)
+    actions = clip_actions(truths)
+    ours = run_ours(compiled, images, actions, tracker=tracker)
+    assert torch._dynamo.utils.counters["stats"]["unique_graphs"] == compiled_before, "a graph compiled mid-stream"
+
+    eager = load_model(ModelSpec(checkpoint=checkpoint, device="cpu", image_size=SMALL))
+    reference = run_ours(eager, images, actions, tracker=StreamingTracker(eager, max_objects=2, max_cond_frames=2))
+    assert [sorted(ours[t]) for t in range(40)] == [sorted(reference[t]) for t in range(40)]
+    assert sorted(ours[10]) == [1, 2] and sorted(ours[20]) == [2, 3]
+    worst = min(np.mean(ours[t][i] == reference[t][i]) for t in range(40) for i in ours[t])
+    assert worst >= 0.999, f"compiled masks agree with eager ones on {worst:.4%} of pixels"
+
+
+@pytest.mark.parametrize("objects, expected", [(1, 1), (2, 2), (3, 4)])
+def test_a_group_is_padded_to_the_next_compiled_size(objects, expected):
+    step = CompiledStep(switches=[], slots=None, sizes=(1, 2, 4))
+    assert step.group_size(objects) == expected and step.group_size(5) == 5, "past the largest: as it is"

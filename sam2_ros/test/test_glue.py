@@ -1,0 +1,51 @@
+"""The glue benchmark: real objects' outlines, each in its cell, through the node's own outputs to real subscribers."""
+import time
+
+import numpy as np
+import pytest
+import rclpy
+
+from sam2_ros.core.contours import find_contours
+from sam2_ros.tools.glue import GlueRig, bench_glue, real_masks
+from sam2_ros.tools.measure import camera_frame
+
+
+def test_eight_real_outlines_sit_each_in_its_own_cell_as_a_few_polygons():
+    masks = real_masks(640, 480, 8)
+    for k, mask in enumerate(masks):
+        ys, xs = np.nonzero(mask)
+        column, row = k % 4, k // 4
+        assert 160 * column <= xs.min() and xs.max() < 160 * (column + 1), k
+        assert 240 * row <= ys.min() and ys.max() < 240 * (row + 1), k
+        assert 0.05 * 160 * 240 < mask.sum() < 0.5 * 160 * 240, "an object 70 % of its cell across"
+        assert len(find_contours(mask)) <= 6, "a real object's outline, not random weights' fragments"
+    assert not np.array_equal(masks[0][:240, :160], masks[1][:240, 160:320]), "the horse, then coins"
+
+
+@pytest.fixture
+def rig():
+    rclpy.init()
+    glue = GlueRig()
+    yield glue
+    glue.close()
+    rclpy.shutdown()
+
+
+def test_one_frame_reaches_every_subscriber_with_each_objects_3d_at_its_own_depth(rig):
+    """Object k stands 1 m + 10 cm * k in front of a 3 m wall: its centroid's z says which it is."""
+    ms, result = rig.frame(camera_frame(480, 640), real_masks(640, 480, 3))
+    assert ms > 0 and [o.object_id for o in result.objects] == [1, 2, 3]
+    for k, obj in enumerate(result.objects):
+        assert obj.has_3d and obj.centroid_3d.z == pytest.approx(1.0 + 0.1 * k, abs=1e-6)
+    deadline = time.monotonic() + 10
+    while min(rig.received.values()) < 1 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert min(rig.received.values()) >= 1, rig.received
+
+
+def test_the_suite_reports_each_size_and_object_count():
+    results = bench_glue(repeats=1)
+    for size in ("640x480", "1280x720", "1920x1080"):
+        for count in (1, 3, 8):
+            assert results[f"glue_ms_p50_{count}obj_{size}"] > 0
+            assert results[f"glue_objects_with_3d_{count}obj_{size}"] == count

@@ -169,8 +169,8 @@ MUTATIONS = [
      "torch.cat([local_pos, torch.zeros_like(latents)], dim=1)", "test/test_edgetam.py -k clip",
      "EdgeTAM: the 2D latents' positions given to the global latents"),
     ("sam2_ros/core/networks/edgetam.py",
-     "torch.cat([frames[..., :-grid, :], rotated(frames[..., -grid:, :], self.freqs_k)], dim=-2)",
-     "torch.cat([rotated(frames[..., :grid, :], self.freqs_k), frames[..., grid:, :]], dim=-2)",
+     "torch.cat([frames[..., :-grid, :], rotated(frames[..., -grid:, :], freqs_k)], dim=-2)",
+     "torch.cat([rotated(frames[..., :grid, :], freqs_k), frames[..., grid:, :]], dim=-2)",
      "test/test_edgetam.py -k clip", "EdgeTAM: rotary encoding on the global latents, not the 2D ones"),
     ("sam2_ros/core/networks/edgetam.py", 'fpn_interp_model="nearest"', 'fpn_interp_model="bilinear"',
      "test/test_edgetam.py -k single_images", "EdgeTAM: SAM 2's default neck upsampling"),
@@ -363,6 +363,21 @@ MUTATIONS = [
      "the object-pointer window one frame short once a clip is longer than it"),
     ("sam2_ros/ros/process.py", "if previous > GIL_SWITCH_INTERVAL_S:", "if True:",
      "test/test_process.py -k faster", "a process switching faster already is slowed down"),
+    # issue 32: the compiled step, precision auto, one transfer, the glue's clouds and overlays
+    ("sam2_ros/core/compiled_step.py", "            part.on = True\n", "            part.on = False\n",
+     "test/test_compiled_step.py -k forty", "a compiled model tracks with its eager parts only"),
+    ("sam2_ros/core/networks/memory_attention.py", "        valid[spatial:spatial + gaps[0]] = False\n", "",
+     "test/test_compiled_step.py -k padded", "padded memory frames take part in the attention"),
+    ("sam2_ros/core/geometry.py", "    cells -= cells.min(axis=0)\n", "",
+     "test/test_geometry.py -k plain_loop", "voxel keys of negative coordinates collide"),
+    ("sam2_ros/core/render.py", "mask, original = obj.mask[y:y + h, x:x + w], image[y:y + h, x:x + w]",
+     "mask, original = obj.mask[y:y + h, x:x + w], canvas[y:y + h, x:x + w]",
+     "test/test_render.py -k overlap", "overlapping masks tinted twice"),
+    ("sam2_ros/core/model.py", 'return "bfloat16" if capability >= (8, 0) else "float32"',
+     'return "bfloat16" if capability > (8, 0) else "float32"', "test/test_model.py -k auto_precision",
+     "an A100 (compute capability 8.0) left in float32 by precision auto"),
+    ("sam2_ros/core/transfer.py", "        offset += part.numel()\n", "",
+     "test/test_transfer.py", "every packed array read from the start of the buffer"),
 ]
 
 

@@ -78,10 +78,16 @@ def test_forty_frames_with_objects_added_removed_and_corrected_compile_nothing_a
     tracker = StreamingTracker(compiled, max_objects=2, max_cond_frames=2)  # compiles every shape now
     assert compiled.compiled.warmed == [(1, 2), (2, 2)]
     compiled_before = torch._dynamo.utils.counters["stats"]["unique_graphs"]
+    step, used = compiled.compiled, []
+    for part in (*step.switches, step.slots):  # a spy on each compiled callable: tracking must go through them
+        attribute = "compiled" if part is not step.slots else "layers"
+        real = getattr(part, attribute)
+        setattr(part, attribute, lambda *a, real=real, **k: (used.append(real), real(*a, **k))[1])
     images, truths = pan_clip(40)
     actions = clip_actions(truths)
     ours = run_ours(compiled, images, actions, tracker=tracker)
     assert torch._dynamo.utils.counters["stats"]["unique_graphs"] == compiled_before, "a graph compiled mid-stream"
+    assert len({id(f) for f in used}) == len(step.switches) + 1, "every compiled part ran while tracking"
 
     eager = load_model(ModelSpec(checkpoint=checkpoint, device="cpu", image_size=SMALL))
     reference = run_ours(eager, images, actions, tracker=StreamingTracker(eager, max_objects=2, max_cond_frames=2))
@@ -95,3 +101,20 @@ def test_forty_frames_with_objects_added_removed_and_corrected_compile_nothing_a
 def test_a_group_is_padded_to_the_next_compiled_size(objects, expected):
     step = CompiledStep(switches=[], slots=None, sizes=(1, 2, 4))
     assert step.group_size(objects) == expected and step.group_size(5) == 5, "past the largest: as it is"
+
+
+def test_a_group_padded_with_copies_of_its_last_object_tracks_as_the_unpadded_batch(small_model):
+    """Eager modules, groups of 2 and 3 padded to 4: the copies' outputs are dropped, the real objects' kept."""
+    images, truths = pan_clip(8)
+    h, w = truths[0].shape
+    actions = {0: [("prompt", Prompt(object_id=i + 1, points=np.array([[w * (0.2 + 0.25 * i), h * 0.5]]),
+                                     point_labels=np.array([1]))) for i in range(3)],
+               4: [("remove", 2)]}
+    padded = StreamingTracker(small_model, max_objects=4, step=CompiledStep(switches=[], slots=None, sizes=(1, 4)))
+    ours = run_ours(small_model, images, actions, tracker=padded)
+    reference = run_ours(small_model, images, actions, batch_objects=True)
+    for t in range(8):
+        assert sorted(ours[t]) == sorted(reference[t]) == ([1, 2, 3] if t < 4 else [1, 3]), t
+        for i in ours[t]:
+            assert np.mean(ours[t][i] == reference[t][i]) >= 0.9999, (t, i)
+

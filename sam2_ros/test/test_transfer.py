@@ -6,7 +6,7 @@ from sam2_ros.core.transfer import packed_to_host, to_host
 
 
 def test_packed_arrays_equal_each_tensor_copied_on_its_own():
-    """Odd sizes and a bool array first: each float array must still start where its element size divides."""
+    """Odd sizes, a bool array first and floats after it: each comes back from its own bytes."""
     masks = torch.rand(3, 5, 7) > 0.5
     logits = torch.randn(3, 1, 4, 4)
     scores = torch.tensor([0.25, 0.5, 0.75])

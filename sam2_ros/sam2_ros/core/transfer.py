@@ -18,18 +18,12 @@ def to_host(*tensors: torch.Tensor) -> list[np.ndarray]:
 
 
 def packed_to_host(*tensors: torch.Tensor) -> list[np.ndarray]:
-    """Copy the tensors' bytes, laid end to end on their device, to the host at once; split them there.
-
-    Wider elements come first, so every array starts at an offset its element size divides.
-    """
-    order = sorted(range(len(tensors)), key=lambda i: -tensors[i].element_size())
-    flat = [tensors[i].contiguous().reshape(-1).view(torch.uint8) for i in order]
+    """Copy the tensors' bytes, laid end to end on their device, to the host at once; split them there."""
+    flat = [t.contiguous().reshape(-1).view(torch.uint8) for t in tensors]
     buffer = torch.cat(flat).cpu().numpy()
-    arrays: list[np.ndarray | None] = [None] * len(tensors)
-    offset = 0
-    for i, part in zip(order, flat):
-        tensor = tensors[i]
+    arrays, offset = [], 0
+    for tensor, part in zip(tensors, flat):
         dtype = torch.empty(0, dtype=tensor.dtype).numpy().dtype
-        arrays[i] = buffer[offset:offset + part.numel()].view(dtype).reshape(tuple(tensor.shape))
+        arrays.append(buffer[offset:offset + part.numel()].view(dtype).reshape(tuple(tensor.shape)))
         offset += part.numel()
     return arrays

@@ -189,11 +189,12 @@ def test_readings_within_a_centimetre_of_a_flat_faces_depth_stay_in_its_extent_a
     assert beyond.maximum[2] == pytest.approx(1.0) and beyond.count == 80 * 80 - 5
 
 
-@pytest.mark.parametrize("voxel", [0.05, 1e-9])
-def test_voxel_averages_equal_a_plain_loop_over_cells_on_a_random_cloud(voxel):
-    """Any coordinates (negative too) and ids; a voxel small enough to need the slow path gives every point."""
+@pytest.mark.parametrize("voxel, low, high", [(0.05, -0.2, 0.3), (0.05, -2.0, 3.0), (1e-9, -2.0, 3.0)],
+                         ids=["objects a few voxels across", "a wide cloud", "voxels past int64 keys"])
+def test_voxel_averages_equal_a_plain_loop_over_cells_on_a_random_cloud(voxel, low, high):
+    """Any coordinates (negative too) and ids, whichever way the cells are counted."""
     rng = np.random.default_rng(3)
-    points = rng.uniform(-2.0, 3.0, (2000, 3)).astype(np.float32)
+    points = rng.uniform(low, high, (2000, 3)).astype(np.float32)
     ids = rng.integers(1, 9, 2000).astype(np.uint32)
     colours = rng.integers(0, 256, (2000, 3)).astype(np.uint8)
     cells: dict = {}

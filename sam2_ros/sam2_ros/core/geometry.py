@@ -188,10 +188,17 @@ def voxel_downsample(points: np.ndarray, ids: np.ndarray, voxel: float,
     cells = np.floor(points / voxel).astype(np.int64)
     cells -= cells.min(axis=0)
     spans = cells.max(axis=0) + 1
-    if float(np.prod(spans.astype(np.float64))) * (float(ids.max()) + 1) < 2.0**62:
-        # (id, x, y, z) packed into one int64 in their lexicographic order: a 1-D sort, ten times faster
+    space = float(np.prod(spans.astype(np.float64))) * (float(ids.max()) + 1)
+    if space < 2.0**62:
+        # (id, x, y, z) packed into one int64 in their lexicographic order
         keys = ((ids.astype(np.int64) * spans[0] + cells[:, 0]) * spans[1] + cells[:, 1]) * spans[2] + cells[:, 2]
-        unique, inverse, counts = np.unique(keys, return_inverse=True, return_counts=True)
+        if space <= max(4 * len(keys), 1 << 20):  # objects a few voxels across: count into every key, no sort
+            counts = np.bincount(keys, minlength=int(space))
+            unique = np.flatnonzero(counts)
+            inverse = (np.cumsum(counts > 0) - 1)[keys]
+            counts = counts[unique]
+        else:
+            unique, inverse, counts = np.unique(keys, return_inverse=True, return_counts=True)
         unique_ids = unique // int(np.prod(spans))
     else:  # voxels so small that the packed key would overflow
         unique, inverse, counts = np.unique(np.column_stack([ids.astype(np.int64), cells]), axis=0,

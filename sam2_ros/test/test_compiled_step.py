@@ -5,6 +5,7 @@ import torch
 import torch._dynamo.utils
 
 from conftest import SMALL
+from rosharness import Running, add, box_prompt, header
 from sam2_ros.core.compiled_step import CompiledStep, group_sizes
 from sam2_ros.core.model import ModelSpec, load_model
 from sam2_ros.core.networks.memory_attention import MemorySlots
@@ -118,3 +119,20 @@ def test_a_group_padded_with_copies_of_its_last_object_tracks_as_the_unpadded_ba
         for i in ours[t]:
             assert np.mean(ours[t][i] == reference[t][i]) >= 0.9999, (t, i)
 
+
+
+def test_a_node_with_compile_compiles_every_shape_while_it_configures_and_none_on_camera_frames(checkpoint):
+    running = Running(checkpoint, compile=True, max_objects=2, max_cond_frames=2)  # active once configured
+    try:
+        assert running.node.model.compiled.warmed == [(1, 2), (2, 2)]
+        before = torch._dynamo.utils.counters["stats"]["unique_graphs"]
+        images, truths = pan_clip(3)
+        running.peer.publish_rgb(images[0], header(1))
+        running.peer.result_for(header(1))
+        assert add(running, box_prompt(object_box(truths[0]), header(1))).success
+        for t in (1, 2):
+            running.peer.publish_rgb(images[t], header(1 + t))
+            assert [o.object_id for o in running.peer.result_for(header(1 + t)).objects] == [1]
+        assert torch._dynamo.utils.counters["stats"]["unique_graphs"] == before
+    finally:
+        running.close()

@@ -10,8 +10,10 @@ time from "SAM 2 has the masks" to "published" is the glue's.
 """
 from __future__ import annotations
 
+import select
 import statistics
-import threading
+import subprocess
+import sys
 import time
 
 import cv2
@@ -20,7 +22,6 @@ import rclpy
 import skimage.data
 import skimage.filters
 import skimage.measure
-from rclpy.executors import SingleThreadedExecutor
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 from std_msgs.msg import Header
 from visualization_msgs.msg import MarkerArray
@@ -33,7 +34,7 @@ from sam2_ros.ros.conversions import array_to_image
 from sam2_ros.ros.delivery import Delivery
 from sam2_ros.ros.depth import DepthInput
 from sam2_ros.ros.diagnostics import Diagnostics
-from sam2_ros.ros.outputs import RELIABLE, Outputs
+from sam2_ros.ros.outputs import Outputs
 from sam2_ros.tools.measure import camera_frame, polygons_per_object
 from sam2_ros_interfaces.msg import SegmentationResult
 
@@ -41,6 +42,20 @@ SIZES = ((640, 480), (1280, 720), (1920, 1080))
 OBJECTS = (1, 3, 8)
 OUTPUTS = (("result", SegmentationResult), ("mask", Image), ("overlay", Image), ("points", PointCloud2),
            ("markers", MarkerArray))
+LISTENER = """
+import rclpy
+from rclpy.executors import ExternalShutdownException
+from sam2_ros.ros.outputs import RELIABLE
+from sam2_ros.tools.glue import OUTPUTS
+rclpy.init()
+node = rclpy.create_node("sam2_glue_listener")
+for name, kind in OUTPUTS:  # one line per message received
+    node.create_subscription(kind, "/sam2_glue_bench/" + name, lambda _, n=name: print(n, flush=True), RELIABLE)
+try:
+    rclpy.spin(node)
+except (KeyboardInterrupt, ExternalShutdownException):
+    pass
+"""
 
 
 def object_shapes() -> list[np.ndarray]:
@@ -91,39 +106,27 @@ def camera_info(width: int, height: int, header: Header) -> CameraInfo:
 
 
 class GlueRig:
-    """The node's outputs, depth pairing and delivery on a plain rclpy node, with a subscriber on every output."""
+    """The node's outputs, depth pairing and delivery on a plain rclpy node; a listener process on every output.
+
+    The listener is another process, as RViz and a robot's other nodes are: receiving megabytes
+    of images in this process would take the glue's own cores and GIL.
+    """
 
     def __init__(self):
         self.config = S.NodeConfig().changed(depth=True)
         self.node = rclpy.create_node("sam2_glue_bench")
-        self.peer = rclpy.create_node("sam2_glue_listener")
         self.outputs = Outputs(self.node, self.config)
         self.depth = DepthInput()
         self.delivery = Delivery(self.node, self.outputs, self.depth, Diagnostics(self.node))
-        self.received = {name: 0 for name, _ in OUTPUTS}
-        for name, msg_type in OUTPUTS:
-            self.peer.create_subscription(msg_type, f"/sam2_glue_bench/{name}", self._counter(name), RELIABLE)
-        self.executor = SingleThreadedExecutor()
-        self.executor.add_node(self.peer)
-        self._stop = threading.Event()
-        self._spinner = threading.Thread(target=self._spin, daemon=True)
-        self._spinner.start()
-        deadline = time.monotonic() + 30
+        self.listener = subprocess.Popen([sys.executable, "-c", LISTENER], stdout=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 60
         while not all(self.outputs.subscribers(name) for name, _ in OUTPUTS):
-            if time.monotonic() > deadline:
-                raise RuntimeError("the glue's listener never subscribed to every output")
+            if time.monotonic() > deadline or self.listener.poll() is not None:
+                self.close()
+                raise RuntimeError("the glue's listener process never subscribed to every output")
             time.sleep(0.05)
         self.delivery.start()
         self._seq = 0
-
-    def _counter(self, name: str):
-        def count(_msg) -> None:
-            self.received[name] += 1
-        return count
-
-    def _spin(self) -> None:
-        while not self._stop.is_set():
-            self.executor.spin_once(timeout_sec=0.05)
 
     def frame(self, rgb: np.ndarray, masks: list[np.ndarray]) -> tuple[float, SegmentationResult]:
         """Publish one frame's outputs for these masks; the glue's milliseconds and the result."""
@@ -146,14 +149,24 @@ class GlueRig:
         result = self.delivery.send(frame, objects, self.config, builder, model_ms=0.0).result()
         return (time.perf_counter() - start) * 1e3, result
 
+    def received(self, timeout: float = 10.0) -> dict[str, int]:
+        """Read what the listener received until every output came once (or `timeout`): output -> messages."""
+        counts = {name: 0 for name, _ in OUTPUTS}
+        deadline = time.monotonic() + timeout
+        while min(counts.values()) == 0 and time.monotonic() < deadline:
+            ready, _, _ = select.select([self.listener.stdout], [], [], max(0.0, deadline - time.monotonic()))
+            if ready:
+                name = self.listener.stdout.readline().strip()
+                counts[name] = counts.get(name, 0) + 1
+        return counts
+
     def close(self) -> None:
+        if self.listener.poll() is None:
+            self.listener.kill()
+            self.listener.wait()
         self.delivery.stop()
-        self._stop.set()
-        self._spinner.join()
-        self.executor.shutdown()
         self.outputs.close()
         self.node.destroy_node()
-        self.peer.destroy_node()
 
 
 def bench_glue(repeats: int) -> dict:

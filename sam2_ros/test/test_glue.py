@@ -3,8 +3,9 @@ import numpy as np
 import pytest
 import rclpy
 
+from conftest import bench_suite
 from sam2_ros.core.contours import find_contours
-from sam2_ros.tools.glue import GlueRig, bench_glue, real_masks
+from sam2_ros.tools.glue import GlueRig, real_masks
 from sam2_ros.tools.measure import camera_frame
 
 
@@ -39,8 +40,10 @@ def test_one_frame_reaches_every_subscriber_with_each_objects_3d_at_its_own_dept
     assert min(received.values()) >= 1, received
 
 
-def test_the_suite_reports_each_size_and_object_count():
-    results = bench_glue(repeats=1)
+def test_sam2_bench_reports_each_size_and_object_count(tmp_path, checkpoint):
+    keys = {f"glue_{what}_{count}obj_{size}" for what in ("ms_p50", "objects_with_3d", "polygons_per_object")
+            for count in (1, 3, 8) for size in ("640x480", "1280x720", "1920x1080")}
+    results = bench_suite(tmp_path, "glue", checkpoint, "--repeats", "1", keys=keys)
     for size in ("640x480", "1280x720", "1920x1080"):
         for count in (1, 3, 8):
             assert results[f"glue_ms_p50_{count}obj_{size}"] > 0

@@ -378,6 +378,8 @@ MUTATIONS = [
      "an A100 (compute capability 8.0) left in float32 by precision auto"),
     ("sam2_ros/core/transfer.py", "        offset += part.numel()\n", "",
      "test/test_transfer.py", "every packed array read from the start of the buffer"),
+    ("sam2_ros/core/compiled_step.py", "recompile_limit=SHAPES_PER_FUNCTION", "recompile_limit=8",
+     "test/test_compiled_step.py -k ten_shapes", "past 8 shapes (16 objects, two memory sizes) steps run eagerly"),
 ]
 
 

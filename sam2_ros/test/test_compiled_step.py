@@ -6,7 +6,7 @@ import torch._dynamo.utils
 
 from conftest import SMALL
 from rosharness import Running, add, box_prompt, header
-from sam2_ros.core.compiled_step import CompiledStep, group_sizes
+from sam2_ros.core.compiled_step import CompiledStep, compiled, group_sizes
 from sam2_ros.core.model import ModelSpec, load_model
 from sam2_ros.core.networks.memory_attention import MemorySlots
 from sam2_ros.core.prompts import Prompt
@@ -20,6 +20,24 @@ def test_groups_are_stepped_in_powers_of_two_up_to_the_largest():
     assert group_sizes(3) == (1, 2, 3)
     assert group_sizes(10) == (1, 2, 4, 8, 10)
     assert group_sizes(16) == (1, 2, 4, 8, 16)
+
+
+
+def test_a_compiled_function_keeps_a_graph_for_each_of_ten_shapes():
+    """Dynamo keeps 8 graphs per function unless told otherwise: 16 objects in two memory sizes are 10 shapes."""
+    def step(x: torch.Tensor) -> torch.Tensor:
+        return torch.tanh(x) * 2 + 1
+    run = compiled(step, mode=None)
+    shapes = [(n, 3) for n in range(1, 11)]
+    before = torch._dynamo.utils.counters["stats"]["unique_graphs"]
+    for shape in shapes:
+        run(torch.ones(shape))
+    graphs = torch._dynamo.utils.counters["stats"]["unique_graphs"]
+    assert graphs - before == 10, "one graph per shape, the ninth and tenth too"
+    for shape in shapes:  # every shape again: each has its graph, none runs eagerly or compiles anew
+        torch.testing.assert_close(run(torch.full(shape, 0.5)), torch.tanh(torch.full(shape, 0.5)) * 2 + 1)
+    assert torch._dynamo.utils.counters["stats"]["unique_graphs"] == graphs
+    assert torch._dynamo.config.recompile_limit == 8, "the process's own limit is left as it was"
 
 
 def test_memory_is_padded_to_whole_frames_of_its_bucket_and_pointers_to_their_cap_with_the_padding_masked():

@@ -27,6 +27,19 @@ from sam2_ros.core.networks.memory_attention import MemorySlots
 # CUDA graphs on a GPU (what makes a step cheap there: one launch for hundreds of kernels); their
 # outputs live in buffers the next replay overwrites, so the switch hands out copies.
 MODES = {"cuda": "reduce-overhead", "cpu": None}
+# Each shape is a graph of the same function; dynamo keeps 8 per function by default and runs any
+# further shape eagerly. Group sizes up to 16 with two memory sizes are 10 shapes.
+SHAPES_PER_FUNCTION = 64
+
+
+def compiled(function: Callable, mode: str | None) -> Callable:
+    """torch.compile `function` with fixed shapes, keeping a graph for every shape it is called with."""
+    graph = torch.compile(function, dynamic=False, mode=mode)
+
+    def run(*args, **kwargs):
+        with torch._dynamo.config.patch(recompile_limit=SHAPES_PER_FUNCTION):  # only while it compiles or runs
+            return graph(*args, **kwargs)
+    return run
 
 
 def group_sizes(largest: int) -> tuple[int, ...]:
@@ -102,14 +115,11 @@ def _compile(model) -> CompiledStep:
     """Wrap the step's modules in switches and compile the padded memory attention (graphs come on first use)."""
     sam, device = model.sam, model.device.type
     mode, copy_outputs = MODES.get(device), device == "cuda"
-
-    def compiled(function: Callable) -> Callable:
-        return torch.compile(function, dynamic=False, mode=mode)
     switches = []
     for module in (sam.sam_prompt_encoder, sam.sam_mask_decoder, sam.memory_encoder,
                    getattr(sam, "spatial_perceiver", None)):
         if module is not None:
-            switch = Switch(module.forward, compiled(module.forward), copy_outputs)
+            switch = Switch(module.forward, compiled(module.forward, mode), copy_outputs)
             module.forward = switch
             switches.append(switch)
     attention = sam.memory_attention
@@ -117,7 +127,7 @@ def _compile(model) -> CompiledStep:
     if all(getattr(layer.cross_attn_image, "fixed_slots", True) for layer in attention.layers):
         frame_tokens = getattr(attention.layers[0].cross_attn_image, "frame_tokens", sam.sam_image_embedding_size ** 2)
         slots = MemorySlots(frame_tokens=frame_tokens, frame_buckets=(), pointer_tokens=0,
-                            layers=compiled(attention.masked_layers))
+                            layers=compiled(attention.masked_layers, mode))
         attention.slots = slots
     return CompiledStep(switches, slots)
 

@@ -40,6 +40,16 @@ def test_a_compiled_function_keeps_a_graph_for_each_of_ten_shapes():
     assert torch._dynamo.config.recompile_limit == 8, "the process's own limit is left as it was"
 
 
+
+def test_outputs_are_copies_where_cuda_graphs_would_overwrite_them():
+    def flat(x: torch.Tensor) -> torch.Tensor:
+        return x.view(-1)
+    x = torch.arange(6.0).reshape(2, 3)
+    assert compiled(flat, mode=None)(x).data_ptr() == x.data_ptr(), "a view, as eager gives"
+    copy = compiled(flat, mode=None, copy_outputs=True)(x)
+    assert copy.data_ptr() != x.data_ptr() and copy.tolist() == [0.0, 1.0, 2.0, 3.0, 4.0, 5.0]
+
+
 def test_memory_is_padded_to_whole_frames_of_its_bucket_and_pointers_to_their_cap_with_the_padding_masked():
     slots = MemorySlots(frame_tokens=2, frame_buckets=(3, 5), pointer_tokens=4)
     memory = torch.arange(1.0, 7.0).reshape(6, 1, 1)  # 2 frames of 2 tokens (1..4), then 2 pointer tokens (5, 6)

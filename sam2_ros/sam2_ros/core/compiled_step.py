@@ -25,20 +25,24 @@ from torch.utils._pytree import tree_map
 from sam2_ros.core.networks.memory_attention import MemorySlots
 
 # CUDA graphs on a GPU (what makes a step cheap there: one launch for hundreds of kernels); their
-# outputs live in buffers the next replay overwrites, so the switch hands out copies.
+# outputs live in buffers the next replay overwrites, so copies are handed out.
 MODES = {"cuda": "reduce-overhead", "cpu": None}
 # Each shape is a graph of the same function; dynamo keeps 8 per function by default and runs any
 # further shape eagerly. Group sizes up to 16 with two memory sizes are 10 shapes.
 SHAPES_PER_FUNCTION = 64
 
 
-def compiled(function: Callable, mode: str | None) -> Callable:
-    """torch.compile `function` with fixed shapes, keeping a graph for every shape it is called with."""
+def compiled(function: Callable, mode: str | None, copy_outputs: bool = False) -> Callable:
+    """torch.compile `function` with fixed shapes, keeping a graph for every shape it is called with.
+
+    `copy_outputs`: hand out copies (CUDA graphs overwrite their outputs on the next replay).
+    """
     graph = torch.compile(function, dynamic=False, mode=mode)
 
     def run(*args, **kwargs):
         with torch._dynamo.config.patch(recompile_limit=SHAPES_PER_FUNCTION):  # only while it compiles or runs
-            return graph(*args, **kwargs)
+            out = graph(*args, **kwargs)
+        return tree_map(lambda x: x.clone() if isinstance(x, torch.Tensor) else x, out) if copy_outputs else out
     return run
 
 
@@ -54,14 +58,11 @@ def group_sizes(largest: int) -> tuple[int, ...]:
 class Switch:
     """A module's forward, compiled while a tracker steps camera frames and eager otherwise."""
 
-    def __init__(self, eager: Callable, compiled: Callable, copy_outputs: bool):
-        self.eager, self.compiled, self.copy_outputs, self.on = eager, compiled, copy_outputs, False
+    def __init__(self, eager: Callable, compiled: Callable):
+        self.eager, self.compiled, self.on = eager, compiled, False
 
     def __call__(self, *args, **kwargs):
-        if not self.on:
-            return self.eager(*args, **kwargs)
-        out = self.compiled(*args, **kwargs)
-        return tree_map(lambda x: x.clone() if isinstance(x, torch.Tensor) else x, out) if self.copy_outputs else out
+        return (self.compiled if self.on else self.eager)(*args, **kwargs)
 
 
 @dataclass
@@ -119,7 +120,7 @@ def _compile(model) -> CompiledStep:
     for module in (sam.sam_prompt_encoder, sam.sam_mask_decoder, sam.memory_encoder,
                    getattr(sam, "spatial_perceiver", None)):
         if module is not None:
-            switch = Switch(module.forward, compiled(module.forward, mode), copy_outputs)
+            switch = Switch(module.forward, compiled(module.forward, mode, copy_outputs))
             module.forward = switch
             switches.append(switch)
     attention = sam.memory_attention
@@ -127,7 +128,7 @@ def _compile(model) -> CompiledStep:
     if all(getattr(layer.cross_attn_image, "fixed_slots", True) for layer in attention.layers):
         frame_tokens = getattr(attention.layers[0].cross_attn_image, "frame_tokens", sam.sam_image_embedding_size ** 2)
         slots = MemorySlots(frame_tokens=frame_tokens, frame_buckets=(), pointer_tokens=0,
-                            layers=compiled(attention.masked_layers, mode))
+                            layers=compiled(attention.masked_layers, mode, copy_outputs))
         attention.slots = slots
     return CompiledStep(switches, slots)
 

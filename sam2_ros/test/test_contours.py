@@ -1,4 +1,5 @@
 """Mask geometry: contours with holes, simplification, area filter, box, centroid, COCO RLE."""
+import cv2
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -88,6 +89,23 @@ def test_box_area_and_centroid_of_a_mask():
 def test_an_empty_mask_has_no_contours_and_a_zero_box():
     geometry = describe(np.zeros((10, 10), bool))
     assert geometry.area == 0 and geometry.box == (0, 0, 0, 0) and geometry.contours == []
+
+
+@settings(max_examples=80, deadline=None)
+@given(arrays(bool, st.tuples(st.integers(1, 40), st.integers(1, 40))))
+def test_geometry_is_opencvs_on_the_whole_frame_wherever_the_mask_lies(mask):
+    """Describe works on the object's box; OpenCV given the whole frame is the reference (edges included)."""
+    whole = mask.astype(np.uint8)
+    geometry = describe(mask)
+    found, hierarchy = cv2.findContours(whole, cv2.RETR_CCOMP, cv2.CHAIN_APPROX_SIMPLE)
+    expected = sorted((bool(h[3] >= 0), c.reshape(-1, 2).tolist()) for c, h in zip(found, hierarchy[0])) \
+        if hierarchy is not None else []
+    assert sorted((c.is_hole, c.points.astype(int).tolist()) for c in geometry.contours) == expected
+    moments = cv2.moments(whole, binaryImage=True)
+    assert geometry.area == moments["m00"]
+    assert geometry.box == (tuple(cv2.boundingRect(whole)) if mask.any() else (0, 0, 0, 0))
+    if mask.any():
+        assert geometry.centroid == pytest.approx((moments["m10"] / moments["m00"], moments["m01"] / moments["m00"]))
 
 
 @settings(max_examples=60, deadline=None)

@@ -164,7 +164,21 @@ def test_a_one_pixel_diagonal_keeps_its_pixels_through_erosion_and_the_subsample
     depth[mask] = 1000
     found = object_3d(mask, depth_in_metres(depth, "16UC1"), CAMERA)
     assert found.count == 479 and found.centroid[2] == pytest.approx(1.0)
-    np.testing.assert_array_equal(found.pixels, np.stack([rows, rows + 1], axis=1))
+    rgb = np.random.default_rng(0).integers(0, 256, (480, 640, 3), np.uint8)
+    np.testing.assert_array_equal(found.colours(rgb, register(CAMERA, CAMERA)), rgb[rows, rows + 1])
+
+
+def test_each_point_takes_the_colour_of_the_colour_pixel_its_depth_pixel_sees():
+    colour = Intrinsics(600.0, 600.0, 319.5, 239.5, 640, 480)
+    half = Intrinsics(300.0, 300.0, 159.5, 119.5, 320, 240)  # depth at half the size: depth (r, c) sees (2r, 2c)
+    rgb = np.random.default_rng(1).integers(0, 256, (480, 640, 3), np.uint8)
+    mask = np.zeros((240, 320), bool)
+    mask[100:110, 50:70] = True
+    depth = np.where(mask, 1000, 2000).astype(np.uint16)
+    found = object_3d(mask, depth_in_metres(depth, "16UC1"), half, erode_px=0)
+    rows, cols = np.nonzero(mask)  # the points' order: row by row
+    assert found.count == 200
+    np.testing.assert_array_equal(found.colours(rgb, register(colour, half)), rgb[2 * rows, 2 * cols])
 
 
 def test_an_object_with_exactly_depth_min_pixels_readings_has_3d_and_one_fewer_has_none():
@@ -189,13 +203,15 @@ def test_readings_within_a_centimetre_of_a_flat_faces_depth_stay_in_its_extent_a
     assert beyond.maximum[2] == pytest.approx(1.0) and beyond.count == 80 * 80 - 5
 
 
-@pytest.mark.parametrize("voxel, low, high", [(0.05, -0.2, 0.3), (0.05, -2.0, 3.0), (1e-9, -2.0, 3.0)],
-                         ids=["objects a few voxels across", "a wide cloud", "voxels past int64 keys"])
-def test_voxel_averages_equal_a_plain_loop_over_cells_on_a_random_cloud(voxel, low, high):
+@pytest.mark.parametrize("voxel, low, high, first_id",
+                         [(0.05, -0.2, 0.3, 1), (0.05, -0.2, 0.3, 60000), (0.05, -2.0, 3.0, 1), (1e-9, -2.0, 3.0, 1)],
+                         ids=["objects a few voxels across", "ids far from zero", "a wide cloud",
+                              "voxels past int64 keys"])
+def test_voxel_averages_equal_a_plain_loop_over_cells_on_a_random_cloud(voxel, low, high, first_id):
     """Any coordinates (negative too) and ids, whichever way the cells are counted."""
     rng = np.random.default_rng(3)
     points = rng.uniform(low, high, (2000, 3)).astype(np.float32)
-    ids = rng.integers(1, 9, 2000).astype(np.uint32)
+    ids = rng.integers(first_id, first_id + 8, 2000).astype(np.uint32)
     colours = rng.integers(0, 256, (2000, 3)).astype(np.uint8)
     cells: dict = {}
     for point, object_id, colour in zip(points, ids, colours):

@@ -121,7 +121,9 @@ def test_3d_fields_and_the_cloud_equal_the_core_on_the_published_mask(depth):
                                                         ("object_id", "<u4"), ("rgb", "<u4")]))
     assert cloud.width == core.count and set(points["object_id"]) == {1}
     np.testing.assert_allclose(np.stack([points["x"], points["y"], points["z"]], 1), core.points, atol=1e-6)
-    rows, cols = core.pixels[:, 0], core.pixels[:, 1]  # same size: the colour pixel is the depth pixel
+    # same camera: a point's colour is that of the pixel it projects to
+    cols = np.rint(points["x"] / points["z"] * COLOUR.fx + COLOUR.cx).astype(int)
+    rows = np.rint(points["y"] / points["z"] * COLOUR.fy + COLOUR.cy).astype(int)
     r, g, b = (depth.images[1][rows, cols, k].astype(np.uint32) for k in range(3))
     np.testing.assert_array_equal(points["rgb"], (r << 16) | (g << 8) | b)
 

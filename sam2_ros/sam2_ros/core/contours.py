@@ -69,14 +69,23 @@ def _pixel_areas(found, outer: np.ndarray, mask: np.ndarray) -> np.ndarray:
 
 
 def describe(mask: np.ndarray, epsilon: float = 0.0, min_area: float = 0.0) -> MaskGeometry:
-    """Box, area, centroid and contours of a binary mask."""
-    binary = np.ascontiguousarray(mask, dtype=np.uint8)
-    moments = cv2.moments(binary, binaryImage=True)
+    """Box, area, centroid and contours of a binary mask.
+
+    Moments and contours are worked out on the mask's box alone (OpenCV takes what lies outside
+    an image as background, as it is outside the box), so the cost follows the object's size.
+    """
+    binary = np.ascontiguousarray(mask, dtype=bool).view(np.uint8)
+    x, y, w, h = (int(v) for v in cv2.boundingRect(binary))
+    if w == 0:
+        return MaskGeometry(box=(0, 0, 0, 0), area=0, centroid=(float("nan"),) * 2, contours=[])
+    block = binary[y:y + h, x:x + w]
+    moments = cv2.moments(block, binaryImage=True)
     area = int(moments["m00"])
-    centroid = ((moments["m10"] / area, moments["m01"] / area) if area else (float("nan"),) * 2)
-    box = tuple(int(v) for v in cv2.boundingRect(binary)) if area else (0, 0, 0, 0)
-    return MaskGeometry(box=box, area=area, centroid=centroid,
-                        contours=find_contours(binary, epsilon, min_area))
+    contours = find_contours(block, epsilon, min_area)
+    for contour in contours:
+        contour.points += np.float32([x, y])
+    return MaskGeometry(box=(x, y, w, h), area=area,
+                        centroid=(moments["m10"] / area + x, moments["m01"] / area + y), contours=contours)
 
 
 def rle_encode(mask: np.ndarray) -> dict:

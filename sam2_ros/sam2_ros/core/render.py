@@ -42,9 +42,10 @@ def overlay(image: np.ndarray, objects: Sequence[DrawnObject], alpha: float = 0.
             continue
         x, y, w, h = box
         mask, original = obj.mask[y:y + h, x:x + w], image[y:y + h, x:x + w]
-        tint = np.empty_like(original)
-        tint[:] = color_of(obj.object_id)
-        np.copyto(canvas[y:y + h, x:x + w], cv2.addWeighted(tint, alpha, original, 1 - alpha, 0), where=mask[..., None])
+        tint = cv2.rectangle(np.empty_like(original), (0, 0), (w, h), color_of(obj.object_id), cv2.FILLED)
+        region = np.ascontiguousarray(canvas[y:y + h, x:x + w])  # OpenCV writes into contiguous arrays only
+        cv2.copyTo(cv2.addWeighted(tint, alpha, original, 1 - alpha, 0), mask.view(np.uint8), region)
+        canvas[y:y + h, x:x + w] = region
         outlines[obj.object_id] = [c.points.astype(np.int32) + (x, y) for c in find_contours(mask)]
     thickness = max(1, round(max(canvas.shape[:2]) / 400))
     for obj in objects:

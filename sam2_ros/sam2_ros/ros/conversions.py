@@ -6,6 +6,7 @@ needed, so this also runs where cv_bridge is not installed.
 """
 from __future__ import annotations
 
+import array as pyarray
 import io
 
 import cv2
@@ -179,5 +180,16 @@ def array_to_image(array: np.ndarray, encoding: str, header: Header, big_endian:
     height, width = array.shape[:2]
     msg = Image(header=header, height=height, width=width, encoding=encoding, is_bigendian=int(big_endian),
                 step=width * channels * dtype.itemsize)
-    msg.data = array.astype(dtype.newbyteorder(">" if big_endian else "<"), copy=False).tobytes()
+    msg.data = byte_array(array.astype(dtype.newbyteorder(">" if big_endian else "<"), copy=False))
     return msg
+
+
+def byte_array(values: np.ndarray) -> pyarray.array:
+    """Copy an array's bytes into what a uint8[] field holds, once.
+
+    Given anything else (bytes, a list) a generated message's setter checks every element in
+    Python where fields are checked (always on Humble): seconds for a camera image.
+    """
+    packed = pyarray.array("B")
+    packed.frombytes(np.ascontiguousarray(values).view(np.uint8).reshape(-1).data)
+    return packed

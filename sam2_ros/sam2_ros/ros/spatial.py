@@ -9,6 +9,7 @@ from visualization_msgs.msg import Marker, MarkerArray
 
 from sam2_ros.core.geometry import Object3D, cloud_array, voxel_downsample
 from sam2_ros.core.render import color_of
+from sam2_ros.ros.conversions import byte_array
 from sam2_ros.ros.depth import DepthScene
 from sam2_ros.ros.vision import box_3d, class_name, header_3d
 from sam2_ros_interfaces.msg import SegmentationResult
@@ -24,15 +25,12 @@ def cloud_message(scene: DepthScene | None, solids: dict[int, Object3D], voxel: 
     Without a depth frame the cloud is empty, with the colour frame's header.
     """
     ids = sorted(solids) if scene is not None else []
-    points = np.concatenate([solids[i].points for i in ids]) if ids else np.zeros((0, 3), np.float32)
-    owner = np.concatenate([np.full(solids[i].count, i, np.uint32) for i in ids]) if ids else np.zeros(0, np.uint32)
-    colours = None
-    if rgb is not None and ids:
-        pixels = np.concatenate([solids[i].pixels for i in ids])
-        colours = rgb[scene.registration.rows[pixels[:, 0]], scene.registration.cols[pixels[:, 1]]]
-    elif rgb is not None:
-        colours = np.zeros((0, 3), np.uint8)
-    points, owner, colours = voxel_downsample(points, owner, voxel, colours)
+    parts = [voxel_downsample(solids[i].points, np.full(solids[i].count, i, np.uint32), voxel,
+                              None if rgb is None else solids[i].colours(rgb, scene.registration))
+             for i in ids]  # object by object: each spans few voxels, so its keys are counted without a sort
+    points = np.concatenate([np.zeros((0, 3), np.float32)] + [p[0] for p in parts])
+    owner = np.concatenate([np.zeros(0, np.uint32)] + [p[1] for p in parts])
+    colours = None if rgb is None else np.concatenate([np.zeros((0, 3), np.uint8)] + [p[2] for p in parts])
     cloud = cloud_array(points, owner, colours)
     fields = [PointField(name=name, offset=offset, datatype=_FIELD_TYPES[dtype.str], count=1)
               for name, (dtype, offset) in cloud.dtype.fields.items()]
@@ -40,7 +38,7 @@ def cloud_message(scene: DepthScene | None, solids: dict[int, Object3D], voxel: 
         fields[-1].datatype = PointField.FLOAT32  # PCL and RViz read packed rgb as float32 bits
     header = scene.header if scene is not None else colour_header
     return PointCloud2(header=header, height=1, width=len(cloud), fields=fields, is_bigendian=False,
-                       point_step=cloud.dtype.itemsize, row_step=cloud.nbytes, data=cloud.tobytes(),
+                       point_step=cloud.dtype.itemsize, row_step=cloud.nbytes, data=byte_array(cloud),
                        is_dense=True)
 
 

@@ -28,6 +28,15 @@ def checkpoint(tmp_path_factory) -> str:
     return str(write_random_checkpoint(tmp_path_factory.mktemp("ckpt") / "sam2.1_hiera_tiny.pt", seed=0))
 
 
+@pytest.fixture
+def running(checkpoint):
+    """A node on the seeded checkpoint, configured and active, with a peer that talks to it over ROS."""
+    from rosharness import Running  # rclpy only where a test asks for a node
+    harness = Running(checkpoint)
+    yield harness
+    harness.close()
+
+
 @pytest.fixture(scope="session")
 def small_model(checkpoint) -> LoadedModel:
     return load_model(ModelSpec(checkpoint=checkpoint, device="cpu", image_size=SMALL))

@@ -1,15 +1,7 @@
 """The delivery: one thread publishes each processed frame's outputs, in processing order, answering who waits."""
-import pytest
 
 from conftest import photo
-from rosharness import Running, add, box_prompt, header, wait_until
-
-
-@pytest.fixture
-def running(checkpoint):
-    harness = Running(checkpoint)
-    yield harness
-    harness.close()
+from rosharness import add, box_prompt, header, wait_until
 
 
 def test_a_caller_whose_result_cannot_be_published_is_told_so_and_the_object_lives_on(running, monkeypatch):

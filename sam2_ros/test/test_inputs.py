@@ -1,17 +1,9 @@
 """The subscriptions: what each input topic turns into, and what it refuses, saying why."""
-import pytest
 from geometry_msgs.msg import Point32, PointStamped
 
 from conftest import photo
-from rosharness import Running, header, wait_until
+from rosharness import header, wait_until
 from sam2_ros_interfaces.msg import Prompt as PromptMsg
-
-
-@pytest.fixture
-def running(checkpoint):
-    harness = Running(checkpoint)
-    yield harness
-    harness.close()
 
 
 def test_a_3d_click_before_any_camera_info_is_refused_naming_the_remap_to_add(running):

@@ -23,13 +23,6 @@ from sam2_ros_interfaces.msg import Prompt as PromptMsg
 from sam2_ros_interfaces.srv import RemoveObject, Segment
 
 
-@pytest.fixture
-def running(checkpoint):
-    harness = Running(checkpoint)
-    yield harness
-    harness.close()
-
-
 def test_results_carry_the_input_header_and_equal_the_core_tracker(running, small_model):
     images, truths = pan_clip(3)
     core = StreamingTracker(small_model)

@@ -27,13 +27,6 @@ from sam2_ros_interfaces.srv import AddObjects, RemoveObject, Segment
 VGA, HD = (640, 480), (1280, 720)
 
 
-@pytest.fixture
-def running(checkpoint):
-    harness = Running(checkpoint)
-    yield harness
-    harness.close()
-
-
 def camera(size) -> np.ndarray:
     return cv2.resize(photo("astronaut"), size, interpolation=cv2.INTER_AREA)
 

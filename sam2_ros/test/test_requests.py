@@ -4,17 +4,10 @@ from dataclasses import replace
 import pytest
 
 from conftest import photo
-from rosharness import NODE, Running, add, box_prompt, header, wait_until
+from rosharness import NODE, add, box_prompt, header, wait_until
 from sam2_ros.core.everything import EverythingSettings
 from sam2_ros.ros.requests import MAX_POINTS_PER_SIDE, bounded
 from sam2_ros_interfaces.srv import RemoveObject, SegmentEverything
-
-
-@pytest.fixture
-def running(checkpoint):
-    harness = Running(checkpoint)
-    yield harness
-    harness.close()
 
 
 def test_segment_everything_asks_at_most_64_points_a_side_and_valid_thresholds():

@@ -2,7 +2,6 @@
 import threading
 import time
 
-import pytest
 from test_node_depth import COLOUR, Depth, camera_info, depth_image
 
 from conftest import photo, slow_frames
@@ -10,13 +9,6 @@ from rosharness import Running, add, box_prompt, header, wait_until
 from sam2_ros.ros.process import ProcessTuning
 from sam2_ros.tools.scenes import object_box, pan_clip
 from sam2_ros_interfaces.msg import Prompt as PromptMsg
-
-
-@pytest.fixture
-def running(checkpoint):
-    harness = Running(checkpoint)
-    yield harness
-    harness.close()
 
 
 def test_frames_the_model_cannot_keep_up_with_are_skipped_and_the_newest_wins(running, monkeypatch):

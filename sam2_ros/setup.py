@@ -28,6 +28,7 @@ setup(
             'sam2_make_sample_bag = sam2_ros.tools.make_sample_bag:main',
             'sam2_replay = sam2_ros.tools.replay:main',
             'sam2_render = sam2_ros.tools.render_bag:main',
+            'sam2_export = sam2_ros.tools.export:main',
         ],
     },
 )

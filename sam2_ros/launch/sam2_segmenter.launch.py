@@ -2,7 +2,8 @@
 
 ros2 launch sam2_ros sam2_segmenter.launch.py image:=/camera/color/image_raw \
     checkpoint:=~/models/sam2.1_hiera_tiny.pt [model:=edgetam] [image_size:=512] [namespace:=left] [rviz:=true] \
-    [depth:=/camera/aligned_depth_to_color/image_raw] [camera_info:=/camera/color/camera_info]
+    [depth:=/camera/aligned_depth_to_color/image_raw] [camera_info:=/camera/color/camera_info] \
+    [backend:=openvino graphs:=~/models/tiny_1024]
 
 Launch arguments left empty never override `params_file`: the file is passed first and only
 the arguments given on the command line follow it (sam2_ros/launch_setup.py).
@@ -50,6 +51,9 @@ def generate_launch_description() -> LaunchDescription:
         DeclareLaunchArgument("precision", default_value="",
                               description="float32 or bfloat16 (CUDA, or a CPU with AMX/AVX512-BF16)"),
         DeclareLaunchArgument("device", default_value="", description="auto, cpu, cuda, cuda:N (default: the file's)"),
+        DeclareLaunchArgument("backend", default_value="",
+                              description="torch, onnxruntime, openvino or tensorrt (default: the file's)"),
+        DeclareLaunchArgument("graphs", default_value="", description="the folder sam2_export wrote (with backend)"),
         DeclareLaunchArgument("compressed", default_value="",
                               description="true: subscribe to IMAGE/compressed (default: the file's)"),
         DeclareLaunchArgument("depth", default_value="",

@@ -3,6 +3,7 @@ import os
 import random
 import threading
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -35,6 +36,26 @@ def running(checkpoint):
     harness = Running(checkpoint)
     yield harness
     harness.close()
+
+
+@pytest.fixture(scope="session")
+def graphs(tmp_path_factory, checkpoint):
+    """Return (checkpoint, folder) of a model's seeded weights exported at the reduced size, once, by sam2_export."""
+    from sam2_ros.tools.export import main as sam2_export
+
+    made = {}
+
+    def exported(name: str) -> tuple[str, Path]:
+        if name not in made:
+            folder = tmp_path_factory.mktemp(f"graphs_{name}")
+            weights = checkpoint if name == "sam2.1_hiera_tiny" else \
+                str(write_random_checkpoint(folder / f"{name}.pt", name=name, seed=0))
+            code = sam2_export(["--model", name, "--checkpoint", weights, "--image-size", str(SMALL),
+                                "--out", str(folder / "graphs")])
+            assert code == 0, f"sam2_export of {name} failed"
+            made[name] = (weights, folder / "graphs")
+        return made[name]
+    return exported
 
 
 @pytest.fixture(scope="session")

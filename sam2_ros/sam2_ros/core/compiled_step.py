@@ -96,8 +96,11 @@ def step_for(model, largest_group: int, max_cond_frames: int) -> CompiledStep | 
     """Return the compiled step of a `LoadedModel` loaded with `compile`, for trackers with these limits.
 
     Compiled once per model; every shape those limits allow is compiled before this returns.
-    None when the model runs eagerly.
+    A model on exported graphs has its step already; None when the model runs eagerly.
     """
+    if model.exported is not None:  # exported graphs: any group size, memory as the export padded it
+        model.exported.check(model.spec, max_cond_frames)
+        return model.exported
     if not model.spec.compile:
         return None
     if model.compiled is None:

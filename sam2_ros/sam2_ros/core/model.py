@@ -9,6 +9,7 @@ from typing import ContextManager
 
 import torch
 
+from sam2_ros.core import backends
 from sam2_ros.core.networks import registry
 
 
@@ -63,6 +64,8 @@ class ModelSpec:
     precision: str = "auto"  # auto; float32; bfloat16 autocast (CUDA, a CPU with bfloat16 instructions); float16 (CUDA)
     compile: bool = False  # torch.compile the image encoder (at load) and the tracking step (by the first tracker)
     image_size: int = 1024  # SAM 2's input size; 512 or 256 trade detail for speed
+    backend: str = "torch"  # torch, or exported graphs run by onnxruntime, openvino or tensorrt
+    graphs: str | None = None  # the folder sam2_export wrote the graphs to (backends other than torch)
 
 
 @dataclass
@@ -73,6 +76,7 @@ class LoadedModel:
     spec: ModelSpec
     device: torch.device
     compiled: object | None = None  # compiled_step.CompiledStep, made by the first tracker when spec.compile
+    exported: object | None = None  # backends.ExportedStep: the graphs in use, when the backend is not torch
 
     @property
     def image_size(self) -> int:
@@ -209,6 +213,10 @@ def load_model(spec: ModelSpec) -> LoadedModel:
     """Build the network, load the checkpoint (never downloading), move it to its device."""
     if spec.precision not in ("auto", *PRECISIONS):
         raise ValueError(f"unknown precision '{spec.precision}'; use auto, {', '.join(PRECISIONS)}")
+    backends.check_backend(spec.backend)
+    if spec.backend != "torch" and (spec.compile or spec.graphs is None):
+        raise backends.ExportError(f"backend '{spec.backend}' runs the graphs in `graphs` (a folder sam2_export "
+                                   f"wrote){'; compile is for the torch backend' if spec.compile else ''}")
     device = resolve_device(spec.device)
     spec = replace(spec, precision=resolve_precision(spec.precision, device))
     check_precision(spec.precision, device)
@@ -222,6 +230,8 @@ def load_model(spec: ModelSpec) -> LoadedModel:
     registry.family_of(spec.name).deploy(network)  # rearranged for inference once loaded, where a family does
     network = network.to(device)
     model = LoadedModel(sam=network, spec=spec, device=device)
+    if spec.backend != "torch":
+        model.exported = backends.install(model, spec.backend, spec.graphs)
     if spec.compile:
         network.image_encoder.forward = torch.compile(network.image_encoder.forward, dynamic=False)
         _compile_now(model)

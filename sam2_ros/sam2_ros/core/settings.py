@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+from sam2_ros.core.backends import BACKENDS
 from sam2_ros.core.everything import EverythingSettings
 from sam2_ros.core.model import PRECISIONS, ModelSpec
 from sam2_ros.core.networks.registry import DEFAULT_MODEL, model_names
@@ -96,13 +97,17 @@ class ModelParams(Section):
                             read_only=True, int_range=(128, 2048), multiple_of=32)
     max_cond_frames: int = param("max_cond_frames", 8, "prompted frames kept per tracked object", read_only=True,
                                  int_range=(1, 64))
+    backend: str = param("backend", "torch", "torch; or the graphs sam2_export wrote, run by onnxruntime, "
+                         "openvino or tensorrt", read_only=True, choices=BACKENDS)
+    graphs: str = param("graphs", "", "the folder sam2_export wrote (backends other than torch)", read_only=True)
 
     def spec(self) -> ModelSpec:
         if not self.checkpoint:
             raise ValueError("no checkpoint given: set the `checkpoint` parameter to Meta's "
                              "SAM 2.1 .pt file (see README.md)")
         return ModelSpec(name=self.name, checkpoint=self.checkpoint, device=self.device,
-                         precision=self.precision, compile=self.compile, image_size=self.image_size)
+                         precision=self.precision, compile=self.compile, image_size=self.image_size,
+                         backend=self.backend, graphs=self.graphs or None)
 
 
 @dataclass(frozen=True)

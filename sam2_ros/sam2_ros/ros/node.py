@@ -20,6 +20,7 @@ from rcl_interfaces.msg import SetParametersResult
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 
 from sam2_ros.core import settings as S
+from sam2_ros.core.export import ExportError
 from sam2_ros.core.model import CheckpointError, LoadedModel, load_model
 from sam2_ros.core.session import TrackingSession
 from sam2_ros.core.tracker import HOLE_FILLING, HOLE_FILLING_NOTE
@@ -117,7 +118,9 @@ class Sam2SegmenterNode(LifecycleNode):
         try:
             config = S.NodeConfig.from_values(self._values())
             self.model = load_model(config.model.spec())
-        except (CheckpointError, ValueError) as error:
+            if self.model.exported is not None:  # graphs padded for fewer prompted frames than kept: refused now
+                self.model.exported.check(self.model.spec, config.model.max_cond_frames)
+        except (CheckpointError, ExportError, ValueError) as error:
             self.get_logger().error(f"cannot configure: {error}")
             return TransitionCallbackReturn.FAILURE
         except Exception as error:  # whatever else loading raises: the transition fails, saying so

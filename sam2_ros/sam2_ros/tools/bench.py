@@ -164,7 +164,38 @@ def _bench_gpu(frames: int, checkpoint_dir: Path) -> dict:
                        for who, tail in (("track", "_compiled"), ("meta_vos", "")))
         if ours and metas:
             results[f"gpu_ours_over_meta_vos_{count}obj_tiny_bfloat16"] = ours / metas
+    results.update(_tensorrt(checkpoint_dir / "sam2.1_hiera_tiny.pt", images, sync, results["gpu_skipped"]))
     results.update(_node_end_to_end(checkpoint_dir / "sam2.1_hiera_tiny.pt"))
+    return results
+
+
+def _tensorrt(checkpoint: Path, images: list, sync: Callable[[], None], skipped: list) -> dict:
+    """Tiny at 1024 on exported graphs through ONNX Runtime's TensorRT provider, beside float32 PyTorch."""
+    from sam2_ros.core.export import export
+    height, width = images[0].shape[:2]
+    results = {}
+    try:
+        folder = checkpoint.parent / "tiny_graphs"
+        export(load_model(ModelSpec(checkpoint=str(checkpoint), device="cpu", precision="float32")), folder)
+        models = {backend: load_model(ModelSpec(checkpoint=str(checkpoint), device="cuda", precision="float32",
+                                                backend=backend, graphs=str(folder)))
+                  for backend in ("torch", "tensorrt")}
+        for count in (1, 8):
+            masks = {}
+            for backend, model in models.items():
+                tracker = StreamingTracker(model, max_objects=count)
+                masks[backend] = []
+                ms = per_frame_ms(len(images), lambda t: masks[backend].append(tracker.track(images[t]).objects),
+                                  lambda: [tracker.add_prompt(p) for p in spread_clicks(count, width, height)],
+                                  sync, f"{backend} {count} obj", warm_up=4)
+                results[f"gpu_track_ms_{count}obj_tiny_float32_{backend}"] = ms
+            results[f"gpu_tensorrt_mask_agreement_min_{count}obj"] = float(min(
+                np.mean(a.mask == b.mask) for ours, theirs in zip(masks["tensorrt"], masks["torch"])
+                for a, b in zip(ours, theirs)))
+    except Exception as error:  # no TensorRT provider on the lent machine: say so
+        skipped.append(f"TensorRT: {type(error).__name__}: {error}")
+    gc.collect()
+    torch.cuda.empty_cache()
     return results
 
 
@@ -439,6 +470,11 @@ def _compiled(run: BenchRun) -> dict:
     return bench_compiled(run.args.device, run.args.model_frames, run.sync)
 
 
+def _backends(run: BenchRun) -> dict:
+    from sam2_ros.tools.backends_bench import bench_backends
+    return bench_backends(run.args.model_frames, run.sync)
+
+
 def _glue(run: BenchRun) -> dict:
     from sam2_ros.tools.glue import bench_glue
     return bench_glue(max(run.args.repeats, 3))
@@ -462,6 +498,7 @@ SUITES: dict[str, Suite] = {
     "stream": Suite(_stream, in_all=False),
     "models": Suite(_models, in_all=False),  # every model and input size, each loaded in turn
     "compiled": Suite(_compiled, in_all=False),  # compiles two models: minutes on a CPU
+    "backends": Suite(_backends, in_all=False),  # exports two models: minutes on a CPU
     "soak": Suite(_soak, in_all=False),
 }
 

@@ -26,17 +26,11 @@ from sam2_ros.core.networks.family_parts import (
     memory_layer,
     sine,
 )
-from sam2_ros.core.networks.memory_attention import FrameMemoryAttention
+from sam2_ros.core.networks.memory_attention import FrameMemoryAttention, rotated
 from sam2_ros.core.networks.perceiver import SpatialPerceiver
 from sam2_ros.core.networks.registry import Family, StateDict
 
 BACKBONE = "repvit_m1.dist_in1k"  # timm's name; its feature maps have 48, 96, 192, 384 channels
-
-
-def rotated(x: torch.Tensor, freqs: torch.Tensor) -> torch.Tensor:
-    """Rotate the last N tokens' channel pairs of x (..., N, C) by freqs (N, C / 2), as SAM 2's RoPE does."""
-    pairs = torch.view_as_complex(x.float().reshape(*x.shape[:-1], -1, 2))
-    return torch.view_as_real(pairs * freqs).flatten(-2).type_as(x)
 
 
 class TimmTrunk(nn.Module):

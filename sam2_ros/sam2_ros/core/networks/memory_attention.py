@@ -18,7 +18,6 @@ from typing import Callable, Iterator
 import torch
 import torch.nn.functional as F
 from sam2.modeling.memory_attention import MemoryAttention
-from sam2.modeling.position_encoding import apply_rotary_enc
 from sam2.modeling.sam.transformer import RoPEAttention
 
 
@@ -61,6 +60,20 @@ class MemorySlots:
         return padded(memory), padded(pos), valid[None, None, None], self.pointer_tokens
 
 
+def rotated(x: torch.Tensor, freqs: torch.Tensor, repeats: int = 1) -> torch.Tensor:
+    """Rotate the channel pairs of x (..., N * repeats, C) by complex freqs (N, C / 2), as SAM 2's RoPE does.
+
+    Keys longer than the table take it `repeats` times. Exported graphs rotate in real
+    arithmetic (ONNX has no complex numbers); PyTorch keeps Meta's complex product exactly.
+    """
+    if torch.compiler.is_exporting():
+        cos, sin = torch.view_as_real(freqs).repeat(repeats, 1, 1).unbind(-1)
+        real, imaginary = x.float().unflatten(-1, (-1, 2)).unbind(-1)
+        return torch.stack([real * cos - imaginary * sin, real * sin + imaginary * cos], -1).flatten(-2).type_as(x)
+    pairs = torch.view_as_complex(x.float().reshape(*x.shape[:-1], -1, 2))
+    return torch.view_as_real(pairs * freqs.repeat(repeats, 1)).flatten(-2).type_as(x)
+
+
 def masked_rope_attention(attention: RoPEAttention, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
                           num_k_exclude_rope: int, key_mask: torch.Tensor) -> torch.Tensor:
     """Meta's RoPEAttention.forward with a key mask, and without writing into the module (compiled code)."""
@@ -72,8 +85,10 @@ def masked_rope_attention(attention: RoPEAttention, q: torch.Tensor, k: torch.Te
         side = q.shape[-2] ** 0.5
         freqs = attention.compute_cis(end_x=side, end_y=side).to(q.device)
     rope = k.shape[-2] - num_k_exclude_rope
-    q, rotated = apply_rotary_enc(q, k[:, :, :rope], freqs_cis=freqs, repeat_freqs_k=attention.rope_k_repeat)
-    k = torch.cat([rotated, k[:, :, rope:]], dim=-2)
+    q = rotated(q, freqs)
+    if rope:  # Meta's apply_rotary_enc: keys longer than the queries take the table again and again
+        repeats = rope // q.shape[-2] if attention.rope_k_repeat else 1
+        k = torch.cat([rotated(k[:, :, :rope], freqs, repeats), k[:, :, rope:]], dim=-2)
     out = F.scaled_dot_product_attention(q, k, v, attn_mask=key_mask)
     return attention.out_proj(attention._recombine_heads(out))
 
@@ -132,7 +147,7 @@ class FrameMemoryAttention(MemoryAttention):
         if curr.shape[1] != memory.shape[1]:
             raise ValueError(f"batch of {curr.shape[1]} frames' features but {memory.shape[1]} memories")
         query_pos = curr_pos.transpose(0, 1) if self.batch_first and curr_pos is not None else curr_pos
-        output = self._first_self_attention(curr, curr_pos, query_pos)
+        output = self._first_self_attention(curr, curr_pos)
         slots = self.slots
         fitted = slots.pad(memory, memory_pos, num_obj_ptr_tokens) if slots is not None and slots.on else None
         if fitted is not None:
@@ -155,16 +170,20 @@ class FrameMemoryAttention(MemoryAttention):
         output = self.norm(output)
         return output.transpose(0, 1) if self.batch_first else output
 
-    def _first_self_attention(self, curr: torch.Tensor, curr_pos: torch.Tensor | None,
-                              query_pos: torch.Tensor | None) -> torch.Tensor:
-        """Run the first layer's self-attention block (residual included) on the frame's features, or reuse it."""
+    def first_layer(self, curr: torch.Tensor, curr_pos: torch.Tensor | None) -> torch.Tensor:
+        """Run the first layer's self-attention block (residual included): it reads the frame alone."""
+        query_pos = curr_pos.transpose(0, 1) if self.batch_first and curr_pos is not None else curr_pos
+        output = curr + 0.1 * curr_pos if self.pos_enc_at_input and curr_pos is not None else curr
+        return self.layers[0]._forward_sa(output.transpose(0, 1) if self.batch_first else output, query_pos)
+
+    def _first_self_attention(self, curr: torch.Tensor, curr_pos: torch.Tensor | None) -> torch.Tensor:
+        """Run the first layer's self-attention block on the frame's features, or reuse it."""
         device = curr.device.type
         state = (torch.is_autocast_enabled(device), torch.get_autocast_dtype(device))
         kept = self._frame
         if kept and kept[0][0] is curr and kept[0][1] is curr_pos and kept[1] == state:
             return kept[2]
-        output = curr + 0.1 * curr_pos if self.pos_enc_at_input and curr_pos is not None else curr
-        output = self.layers[0]._forward_sa(output.transpose(0, 1) if self.batch_first else output, query_pos)
+        output = self.first_layer(curr, curr_pos)
         if kept is not None:
             kept[:] = [(curr, curr_pos), state, output]
         return output

@@ -1,0 +1,161 @@
+"""Exported backends: every family tracks on ONNX Runtime and OpenVINO as on PyTorch, and bad graphs are refused."""
+import functools
+import shutil
+from collections import Counter
+
+import numpy as np
+import pytest
+
+from sam2_ros.core import backends
+from sam2_ros.core.export import ExportError
+from sam2_ros.core.model import ModelSpec, load_model
+from sam2_ros.core.prompts import Prompt
+from sam2_ros.core.tracker import StreamingTracker
+from sam2_ros.tools.scenes import object_box, pan_clip
+
+FAMILIES = ("sam2.1_hiera_tiny", "edgetam", "efficienttam_ti")
+SIZE = 256
+FRAMES = 30
+
+
+def spec(weights: str, name: str, **kwargs) -> ModelSpec:
+    return ModelSpec(name=name, checkpoint=weights, device="cpu", precision="float32", image_size=SIZE, **kwargs)
+
+
+def drive(model) -> list[list[tuple[int, np.ndarray, float]]]:
+    """A 30-frame clip: 3 objects on frame 0, a 4th added on frame 10, object 2 corrected by a click on 15, object 3
+    removed on 20; what the tracker returns after each frame and each prompt (id, mask, score).
+    """
+    images, truths = pan_clip(FRAMES)
+    tracker = StreamingTracker(model, max_objects=8)
+    seen = []
+
+    def keep(objects):
+        seen.append([(o.object_id, o.mask, o.score) for o in objects])
+    for t, image in enumerate(images):
+        keep(tracker.track(image).objects)
+        prompts = []
+        if t == 0:
+            prompts = [Prompt(object_id=1, box=object_box(truths[0])),
+                       Prompt(object_id=2, box=np.array([200, 20, 300, 120], np.float32)),
+                       Prompt(object_id=3, points=np.array([[250.0, 200.0]], np.float32), point_labels=np.array([1]))]
+        elif t == 10:
+            prompts = [Prompt(object_id=4, box=np.array([120, 150, 200, 230], np.float32))]
+        elif t == 15:
+            prompts = [Prompt(object_id=2, points=np.array([[240.0, 60.0], [210.0, 30.0]], np.float32),
+                              point_labels=np.array([1, 0]))]
+        for prompt in prompts:
+            keep(tracker.add_prompt(prompt)[1].objects)
+        if t == 20:
+            tracker.remove(3)
+    return seen
+
+
+@functools.cache
+def on_pytorch(weights: str, name: str):
+    return drive(load_model(spec(weights, name)))
+
+
+@pytest.mark.parametrize("backend", ["onnxruntime", "openvino"])
+@pytest.mark.parametrize("name", FAMILIES)
+def test_a_clip_with_objects_added_corrected_and_removed_tracks_as_on_pytorch(graphs, name, backend, monkeypatch):
+    weights, folder = graphs(name)
+    calls = Counter()
+    run = backends.Graph.__call__
+
+    def counted(graph, *tensors):
+        calls[graph.info.file] += 1
+        return run(graph, *tensors)
+    monkeypatch.setattr(backends.Graph, "__call__", counted)
+    exported = drive(load_model(spec(weights, name, backend=backend, graphs=str(folder))))
+    expected = on_pytorch(weights, name)
+    assert len(exported) == len(expected) == FRAMES + 5
+    for step, (ours, theirs) in enumerate(zip(exported, expected)):
+        assert [o[0] for o in ours] == [o[0] for o in theirs], f"step {step}: other objects"
+        for (object_id, mask, score), (_, truth, reference) in zip(ours, theirs):
+            assert np.mean(mask == truth) >= 0.999, f"step {step}, object {object_id}"
+            assert abs(score - reference) <= 1e-3, f"step {step}, object {object_id}"
+    assert [o[0] for o in exported[-1]] == [1, 2, 4]
+    # every graph ran: no part fell back to PyTorch for the whole clip
+    assert set(calls) == {f"{part}.onnx" for part in load_manifest_parts(folder)}
+
+
+def load_manifest_parts(folder) -> list[str]:
+    return list(backends.Manifest.read(folder).graphs)
+
+
+def test_graphs_of_another_checkpoint_size_or_family_are_refused_with_the_command_that_makes_the_right_ones(
+        graphs, tmp_path):
+    weights, folder = graphs("sam2.1_hiera_tiny")
+    other = str(tmp_path / "other.pt")
+    shutil.copy(weights, other)
+    with open(other, "ab") as stream:  # the same weights, another file: another SHA-256
+        stream.write(b"\0")
+    fix = f"sam2_export --model sam2.1_hiera_tiny --checkpoint {other} --image-size {SIZE} --out {folder}"
+    with pytest.raises(ExportError, match="checkpoint_sha256") as refused:
+        load_model(spec(other, "sam2.1_hiera_tiny", backend="onnxruntime", graphs=str(folder)))
+    assert fix in str(refused.value)
+    with pytest.raises(ExportError, match="image_size 256 \\(not 512\\)"):
+        load_model(ModelSpec(checkpoint=weights, device="cpu", image_size=512, backend="onnxruntime",
+                             graphs=str(folder)))
+    edgetam, _ = graphs("edgetam")
+    with pytest.raises(ExportError, match="model sam2.1_hiera_tiny \\(not edgetam\\)"):
+        load_model(spec(edgetam, "edgetam", backend="openvino", graphs=str(folder)))
+
+
+def test_a_damaged_graph_or_a_folder_without_a_manifest_is_refused(graphs, tmp_path):
+    weights, folder = graphs("sam2.1_hiera_tiny")
+    copy = tmp_path / "graphs"
+    shutil.copytree(folder, copy)
+    with open(copy / "obj_ptr_proj.onnx", "r+b") as stream:
+        stream.seek(100)
+        stream.write(b"\xff")
+    with pytest.raises(ExportError, match="obj_ptr_proj.onnx is missing or not the one manifest.json names"):
+        load_model(spec(weights, "sam2.1_hiera_tiny", backend="onnxruntime", graphs=str(copy)))
+    with pytest.raises(ExportError, match=f"no manifest.json in {tmp_path}: export the graphs there first: "
+                                          "sam2_export"):
+        load_model(spec(weights, "sam2.1_hiera_tiny", backend="onnxruntime", graphs=str(tmp_path)))
+
+
+def test_a_backend_without_its_runtime_or_without_graphs_is_refused_saying_what_to_install(graphs):
+    weights, folder = graphs("sam2.1_hiera_tiny")
+    # this machine's ONNX Runtime is the CPU build: no TensorRT execution provider
+    with pytest.raises(ExportError, match="no TensorRT execution provider .* pip install onnxruntime-gpu tensorrt"):
+        load_model(spec(weights, "sam2.1_hiera_tiny", backend="tensorrt", graphs=str(folder)))
+    with pytest.raises(ExportError, match="backend 'openvino' runs the graphs in `graphs`"):
+        load_model(spec(weights, "sam2.1_hiera_tiny", backend="openvino"))
+    with pytest.raises(ExportError, match="unknown backend 'tflite'; use torch, onnxruntime, openvino, tensorrt"):
+        load_model(spec(weights, "sam2.1_hiera_tiny", backend="tflite", graphs=str(folder)))
+
+
+def test_a_tracker_keeping_more_prompted_frames_than_the_graphs_hold_is_refused(graphs):
+    weights, folder = graphs("sam2.1_hiera_tiny")
+    model = load_model(spec(weights, "sam2.1_hiera_tiny", backend="onnxruntime", graphs=str(folder)))
+    with pytest.raises(ExportError, match="memory for 8 prompted frames, the tracker keeps 9: .*--max-cond-frames 9"):
+        StreamingTracker(model, max_cond_frames=9)
+    assert StreamingTracker(model, max_cond_frames=8).step is model.exported
+
+
+def test_a_node_with_backend_onnxruntime_tracks_on_the_graphs(graphs):
+    from rosharness import Running, add, box_prompt, full_mask, header
+
+    weights, folder = graphs("sam2.1_hiera_tiny")
+    running = Running(weights, backend="onnxruntime", graphs=str(folder))  # active once configured
+    try:
+        assert running.node.model.exported.folder == folder
+        images, truths = pan_clip(3)
+        running.peer.publish_rgb(images[0], header(1))
+        running.peer.result_for(header(1))
+        assert add(running, box_prompt(object_box(truths[0]), header(1))).success
+        core = StreamingTracker(load_model(spec(weights, "sam2.1_hiera_tiny", backend="onnxruntime",
+                                                graphs=str(folder))))
+        core.track(images[0])
+        core.add_prompt(Prompt(object_id=1, box=object_box(truths[0])))
+        for t in (1, 2):
+            running.peer.publish_rgb(images[t], header(1 + t))
+            (published,) = running.peer.result_for(header(1 + t)).objects
+            (expected,) = core.track(images[t]).objects
+            assert published.object_id == 1
+            np.testing.assert_array_equal(full_mask(published, truths[0].shape), expected.mask)
+    finally:
+        running.close()

@@ -182,6 +182,10 @@ class Part:
 def parts(sam: nn.Module, max_cond_frames: int) -> list[Part]:
     """Return the per-frame step's parts, with example inputs shaped as the tracker calls them."""
     size = int(sam.image_size)
+    numbers = torch.Generator().manual_seed(0)  # example values (the graphs do not depend on them)
+
+    def rand(*shape: int) -> torch.Tensor:
+        return torch.rand(*shape, generator=numbers)
     image = torch.zeros(1, 3, size, size)
     with torch.inference_mode():
         encoded = sam.image_encoder(image)
@@ -194,7 +198,7 @@ def parts(sam: nn.Module, max_cond_frames: int) -> list[Part]:
     found = [Part("image_encoder", ImageEncoderGraph(sam.image_encoder), ["image"],
                   ["vision_features", *(f"position_{k}" for k in range(levels)), *(f"map_{k}" for k in range(levels))],
                   (image,), {})]
-    coords, labels = torch.rand(BATCH, 3, 2) * size, torch.ones(BATCH, 3, dtype=torch.int32)
+    coords, labels = rand(BATCH, 3, 2) * size, torch.ones(BATCH, 3, dtype=torch.int32)
     found.append(Part("prompt_encoder", PromptEncoderGraph(sam.sam_prompt_encoder), ["coords", "labels"],
                       ["sparse", "dense"], (coords, labels), {name: BY_POINT for name in ("coords", "labels")}))
     with torch.inference_mode():
@@ -208,21 +212,21 @@ def parts(sam: nn.Module, max_cond_frames: int) -> list[Part]:
                           multimask), decoder_inputs, ["masks", "ious", "tokens", "object_logits"], example,
                           {name: {0: "objects", 1: "points"} if name == "sparse" else BY_OBJECT
                            for name in decoder_inputs if name != "image_pe"}))
-    found.append(Part("obj_ptr_proj", sam.obj_ptr_proj, ["token"], ["pointer"], (torch.rand(BATCH, channels),),
+    found.append(Part("obj_ptr_proj", sam.obj_ptr_proj, ["token"], ["pointer"], (rand(BATCH, channels),),
                       {"token": BY_OBJECT}))
     found.append(Part("memory_encoder", MemoryEncoderGraph(sam.memory_encoder), ["features", "masks"],
                       ["memory", "memory_pos"], (embedding.expand(BATCH, -1, -1, -1).clone(),
-                                                 torch.rand(BATCH, 1, size, size)),
+                                                 rand(BATCH, 1, size, size)),
                       {"features": BY_OBJECT, "masks": BY_OBJECT}))
     perceiver = getattr(sam, "spatial_perceiver", None)
     if perceiver is not None:
-        memory = torch.rand(BATCH, sam.mem_dim, side, side)
+        memory = rand(BATCH, sam.mem_dim, side, side)
         found.append(Part("spatial_perceiver", perceiver, ["memory", "memory_pos"], ["compressed", "compressed_pos"],
                           (memory, memory.clone()), {"memory": BY_OBJECT, "memory_pos": BY_OBJECT}))
     attention = sam.memory_attention
     if all(getattr(layer.cross_attn_image, "fixed_slots", True) for layer in attention.layers):
         tokens = side * side
-        curr = torch.rand(tokens, BATCH, channels)
+        curr = rand(tokens, BATCH, channels)
         found.append(Part("memory_attention_first", FirstLayerGraph(attention), ["curr", "curr_pos"], ["attended"],
                           (curr, curr.clone()), {"curr": {1: "objects"}, "curr_pos": {1: "objects"}}))
         frame_tokens, buckets, pointer_tokens = frame_layout(sam, max_cond_frames)
@@ -232,8 +236,8 @@ def parts(sam: nn.Module, max_cond_frames: int) -> list[Part]:
             key_mask[..., keys - 1] = False
             found.append(Part(f"memory_attention_{frames}", MemoryLayersGraph(attention, pointer_tokens),
                               ["queries", "memory", "query_pos", "memory_pos", "key_mask"], ["attended"],
-                              (torch.rand(BATCH, tokens, channels), torch.rand(BATCH, keys, sam.mem_dim),
-                               torch.rand(BATCH, tokens, channels), torch.rand(BATCH, keys, sam.mem_dim), key_mask),
+                              (rand(BATCH, tokens, channels), rand(BATCH, keys, sam.mem_dim),
+                               rand(BATCH, tokens, channels), rand(BATCH, keys, sam.mem_dim), key_mask),
                               {name: BY_OBJECT for name in ("queries", "memory", "query_pos", "memory_pos")}))
     return found
 
@@ -259,7 +263,6 @@ def export(model: LoadedModel, folder: str | Path, max_cond_frames: int = 8, ver
     with torch.no_grad():
         for part in parts(sam, max_cond_frames):
             path = folder / f"{part.name}.onnx"
-            torch.manual_seed(0)
             torch.onnx.export(part.module.eval(), part.example, str(path), input_names=part.inputs,
                               output_names=part.outputs, dynamic_shapes=_dynamic_shapes(part), opset_version=OPSET,
                               dynamo=True, external_data=False, optimize=True, verbose=verbose)

@@ -118,7 +118,8 @@ class GlueRig:
         self.outputs = Outputs(self.node, self.config)
         self.depth = DepthInput()
         self.delivery = Delivery(self.node, self.outputs, self.depth, Diagnostics(self.node))
-        self.listener = subprocess.Popen([sys.executable, "-c", LISTENER], stdout=subprocess.PIPE, text=True)
+        # unbuffered: what select() says is there is all there is (no lines held in a Python buffer)
+        self.listener = subprocess.Popen([sys.executable, "-c", LISTENER], stdout=subprocess.PIPE, bufsize=0)
         deadline = time.monotonic() + 60
         while not all(self.outputs.subscribers(name) for name, _ in OUTPUTS):
             if time.monotonic() > deadline or self.listener.poll() is not None:
@@ -127,6 +128,22 @@ class GlueRig:
             time.sleep(0.05)
         self.delivery.start()
         self._seq = 0
+        self._handshake(deadline)
+
+    def _handshake(self, deadline: float) -> None:
+        """Send small frames until the listener has had every output, then drop what it printed.
+
+        That the publishers see its subscriptions is half of discovery: until its readers have
+        matched the publishers too, what is sent to them is lost (volatile, reliable).
+        """
+        rgb, masks = camera_frame(120, 160), real_masks(160, 120, 1)
+        while min(self.received(timeout=0.5).values()) == 0:
+            if time.monotonic() > deadline:
+                self.close()
+                raise RuntimeError("the glue's listener process never received every output")
+            self.frame(rgb, masks)
+        while select.select([self.listener.stdout], [], [], 0.5)[0]:
+            self.listener.stdout.readline()
 
     def frame(self, rgb: np.ndarray, masks: list[np.ndarray]) -> tuple[float, SegmentationResult]:
         """Publish one frame's outputs for these masks; the glue's milliseconds and the result."""
@@ -156,7 +173,7 @@ class GlueRig:
         while min(counts.values()) == 0 and time.monotonic() < deadline:
             ready, _, _ = select.select([self.listener.stdout], [], [], max(0.0, deadline - time.monotonic()))
             if ready:
-                name = self.listener.stdout.readline().strip()
+                name = self.listener.stdout.readline().decode().strip()
                 counts[name] = counts.get(name, 0) + 1
         return counts
 

@@ -159,3 +159,12 @@ def test_a_node_with_backend_onnxruntime_tracks_on_the_graphs(graphs):
             np.testing.assert_array_equal(full_mask(published, truths[0].shape), expected.mask)
     finally:
         running.close()
+
+
+def test_a_checkpoint_named_from_the_home_folder_matches_its_graphs(graphs, tmp_path, monkeypatch):
+    weights, folder = graphs("sam2.1_hiera_tiny")
+    monkeypatch.setenv("HOME", str(tmp_path))
+    shutil.copy(weights, tmp_path / "tiny.pt")  # the same bytes: the manifest's SHA-256
+    model = load_model(spec("~/tiny.pt", "sam2.1_hiera_tiny", backend="onnxruntime", graphs=str(folder)))
+    assert model.exported.manifest.model == "sam2.1_hiera_tiny"
+

@@ -120,7 +120,7 @@ def read_manifest(spec, folder: Path) -> Manifest:
         raise ExportError(f"{error}: {fix}") from None
     family = registry.family_of(spec.name).title
     wanted = {"model": spec.name, "family": family, "image_size": spec.image_size,
-              "checkpoint_sha256": file_sha256(Path(spec.checkpoint))}
+              "checkpoint_sha256": file_sha256(Path(spec.checkpoint).expanduser())}
     found = {key: getattr(manifest, key) for key in wanted}
     if found != wanted:
         differ = ", ".join(f"{key} {found[key]} (not {wanted[key]})" for key in wanted if found[key] != wanted[key])
@@ -133,8 +133,7 @@ def read_manifest(spec, folder: Path) -> Manifest:
 
 
 def install(model, backend: str, folder: str | Path) -> ExportedStep:
-    """Put the exported graphs in place of the model's modules; return the step trackers use."""
-    check_backend(backend)
+    """Put the exported graphs in place of the model's modules (the backend checked by the loader)."""
     spec, folder = model.spec, Path(folder).expanduser()
     if spec.checkpoint is None:
         raise ExportError("exported graphs are made from a checkpoint file: give `checkpoint` (random weights "

@@ -268,8 +268,9 @@ def export(model: LoadedModel, folder: str | Path, max_cond_frames: int = 8, ver
                               dynamo=True, external_data=False, optimize=True, verbose=verbose)
             inputs = [(name, str(x.dtype).removeprefix("torch.")) for name, x in zip(part.inputs, part.example)]
             graphs[part.name] = GraphInfo(path.name, inputs, part.outputs, file_sha256(path))
+    checkpoint = Path(model.spec.checkpoint).expanduser()
     manifest = Manifest(family=registry.family_of(model.spec.name).title, model=model.spec.name,
-                        image_size=model.image_size, checkpoint_sha256=file_sha256(Path(model.spec.checkpoint)),
+                        image_size=model.image_size, checkpoint_sha256=file_sha256(checkpoint),
                         max_cond_frames=max_cond_frames, frame_tokens=frame_tokens, frame_buckets=buckets,
                         pointer_tokens=pointer_tokens, graphs=graphs,
                         levels=sum(name.startswith("position_") for name in graphs["image_encoder"].outputs))

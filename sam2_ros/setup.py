@@ -29,6 +29,7 @@ setup(
             'sam2_replay = sam2_ros.tools.replay:main',
             'sam2_render = sam2_ros.tools.render_bag:main',
             'sam2_export = sam2_ros.tools.export:main',
+            'sam2_fetch = sam2_ros.tools.fetch:main',
         ],
     },
 )

@@ -9,10 +9,14 @@ export ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST ROS_DOMAIN_ID=${ROS_DOMAIN_ID:-42
 checkpoint=${SAM2_CHECKPOINT:-}
 banner=""
 image_size=${SAM2_IMAGE_SIZE:-1024}
+# Meta's SAM 2.1 tiny by name, fetched once into the Hugging Face cache, where the hub answers.
+if [ -z "$checkpoint" ] && python -m sam2_ros.tools.fetch sam2.1_hiera_tiny >"$out/fetch.log" 2>&1; then
+  checkpoint=auto
+fi
 if [ -z "$checkpoint" ]; then
   checkpoint=$out/random_sam2.1_hiera_tiny.pt
   [ -f "$checkpoint" ] || python -c "from sam2_ros.core.model import write_random_checkpoint as w; w('$checkpoint')"
-  banner="SEEDED RANDOM WEIGHTS - masks mean nothing (set SAM2_CHECKPOINT to Meta's .pt)"
+  banner="SEEDED RANDOM WEIGHTS - masks mean nothing: the hub did not answer ($out/fetch.log); set SAM2_CHECKPOINT to a .pt"
   image_size=${SAM2_IMAGE_SIZE:-256}
   printf '\n!!! %s !!!\n\n' "$banner"
 fi

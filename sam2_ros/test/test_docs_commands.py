@@ -18,7 +18,7 @@ from sam2_ros.core.settings import PARAMS
 
 REPO = Path(__file__).resolve().parents[2]
 DOCS = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
-TOOLS = ("sam2_bench", "sam2_replay", "sam2_render", "sam2_make_sample_bag", "sam2_export")
+TOOLS = ("sam2_bench", "sam2_replay", "sam2_render", "sam2_make_sample_bag", "sam2_export", "sam2_fetch")
 ROBOT = "# on a robot"
 RUNS_HERE = re.compile(rf"^(make |source scripts/env\.sh|bash scripts/|python3 scripts/|"
                        rf"(sam2_segmenter_node|{'|'.join(TOOLS)})(\s|$))")

@@ -9,14 +9,14 @@ from typing import ContextManager
 
 import torch
 
-from sam2_ros.core import backends
+from sam2_ros.core import backends, hub
 from sam2_ros.core.networks import registry
 
 
 def checkpoint_help() -> str:
     """Where each family's checkpoints are published, and what to do with one."""
     return ("; ".join(family.published for family in registry.families() if family.published)
-            + "; download one on a machine with internet and pass its path as the `checkpoint` parameter")
+            + "; set `checkpoint: auto` to fetch the model's own, or download one and give its path")
 
 
 PRECISIONS = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -59,7 +59,7 @@ class ModelSpec:
     """Which SAM 2 to load and how to run it."""
 
     name: str = registry.DEFAULT_MODEL
-    checkpoint: str | None = None  # None: random weights (tests and demos only)
+    checkpoint: str | None = None  # a path; "auto": the model's published one, fetched once; None: random weights
     device: str = "auto"  # auto, cpu, cuda, cuda:N
     precision: str = "auto"  # auto; float32; bfloat16 autocast (CUDA, a CPU with bfloat16 instructions); float16 (CUDA)
     compile: bool = False  # torch.compile the image encoder (at load) and the tracking step (by the first tracker)
@@ -123,10 +123,29 @@ def build_network(spec: ModelSpec) -> torch.nn.Module:
     return family.build(spec.name, spec.image_size)
 
 
+def checkpoint_path(spec: ModelSpec) -> Path | None:
+    """Return the file to load: the path given, or for `auto` the published one in the hub's cache."""
+    if spec.checkpoint is None:
+        return None
+    if spec.checkpoint != hub.AUTO:
+        return Path(spec.checkpoint).expanduser()
+    published = registry.family_of(spec.name).hub.get(spec.name)
+    if published is None:
+        raise CheckpointError(f"model '{spec.name}' has no published checkpoint to fetch: give its path")
+    try:
+        return hub.fetch(published, spec.name)
+    except hub.FetchError as error:
+        raise CheckpointError(f"checkpoint auto: {error}") from None
+
+
 def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     """Read a checkpoint's weights without unpickling anything but tensors."""
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: '{path}'. {checkpoint_help()}")
+    with path.open("rb") as file:
+        head = file.read(4)
+    if not (head.startswith(b"PK\x03\x04") or head[:1] == b"\x80"):  # torch.save's zip, or its legacy pickle
+        raise CheckpointError(_unreadable(path, ValueError(f"it starts with {head!r}, not a zip or a pickle")))
     try:
         content = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
@@ -210,7 +229,7 @@ def resolve_precision(precision: str, device: torch.device,
 
 
 def load_model(spec: ModelSpec) -> LoadedModel:
-    """Build the network, load the checkpoint (never downloading), move it to its device."""
+    """Build the network, load the checkpoint (fetched first for `auto`), move it to its device."""
     if spec.precision not in ("auto", *PRECISIONS):
         raise ValueError(f"unknown precision '{spec.precision}'; use auto, {', '.join(PRECISIONS)}")
     backends.check_backend(spec.backend)
@@ -221,8 +240,9 @@ def load_model(spec: ModelSpec) -> LoadedModel:
     spec = replace(spec, precision=resolve_precision(spec.precision, device))
     check_precision(spec.precision, device)
     network = build_network(spec)
-    if spec.checkpoint is not None:
-        path = Path(spec.checkpoint).expanduser()
+    path = checkpoint_path(spec)
+    if path is not None:
+        spec = replace(spec, checkpoint=str(path))  # what the graphs' manifest is checked against
         state = read_state_dict(path)
         check_fits(state, network, spec)
         network.load_state_dict(state)

@@ -85,7 +85,8 @@ class ModelParams(Section):
 
     name: str = param("model", DEFAULT_MODEL, f"SAM 2, EdgeTAM or EfficientTAM: {', '.join(model_names())}",
                       read_only=True, choices=model_names())
-    checkpoint: str = param("checkpoint", "", "path of the model's published checkpoint (.pt); required",
+    checkpoint: str = param("checkpoint", "", "path of the model's checkpoint (.pt), or auto: its published one, "
+                            "fetched once into the Hugging Face cache (sam2_fetch pre-fetches); required",
                             read_only=True)
     device: str = param("device", "auto", "auto, cpu, cuda or cuda:N", read_only=True)
     precision: str = param("precision", "auto", "auto (bfloat16 on a CUDA GPU with native bfloat16, float32 "
@@ -103,8 +104,8 @@ class ModelParams(Section):
 
     def spec(self) -> ModelSpec:
         if not self.checkpoint:
-            raise ValueError("no checkpoint given: set the `checkpoint` parameter to Meta's "
-                             "SAM 2.1 .pt file (see README.md)")
+            raise ValueError("no checkpoint given: set the `checkpoint` parameter to the model's .pt file, "
+                             "or to auto to fetch its published one (see README.md)")
         return ModelSpec(name=self.name, checkpoint=self.checkpoint, device=self.device,
                          precision=self.precision, compile=self.compile, image_size=self.image_size,
                          backend=self.backend, graphs=self.graphs or None)

@@ -19,7 +19,8 @@ def main(argv: list[str] | None = None) -> int:
     """Command line: sam2_export --model M --checkpoint F.pt --image-size N --out FOLDER."""
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--model", default=registry.DEFAULT_MODEL, choices=registry.model_names())
-    parser.add_argument("--checkpoint", required=True, help="the checkpoint the node loads (Meta's .pt format)")
+    parser.add_argument("--checkpoint", required=True,
+                        help="the checkpoint the node loads (a .pt path, or auto: the model's published one)")
     parser.add_argument("--image-size", type=int, default=1024, help="the node's image_size")
     parser.add_argument("--max-cond-frames", type=int, default=8,
                         help="the node's max_cond_frames: memory is padded to hold that many prompted frames")

@@ -16,6 +16,7 @@ from sam2.modeling.sam.transformer import RoPEAttention
 from sam2.modeling.sam2_base import SAM2Base
 from torch import nn
 
+from sam2_ros.core.hub import Published
 from sam2_ros.core.networks.family_parts import (
     ATTENTION,
     MEMORY_DIM,
@@ -173,5 +174,6 @@ def recognise(state: StateDict) -> str | None:
 
 FAMILY = Family(title="EdgeTAM", models={"edgetam": 1024}, build=build_edgetam, recognise=recognise,
                 deploy=EdgeTAM.deploy,
-                published="EdgeTAM's edgetam.pt at https://github.com/facebookresearch/EdgeTAM (checkpoints/)",
+                published="EdgeTAM's edgetam.pt at https://huggingface.co/facebook/EdgeTAM",
+                hub={"edgetam": Published("facebook/EdgeTAM", "edgetam.pt")},
                 benchmarked=(("edgetam", 1024),), bf16_benchmarked=(("edgetam", 1024),))

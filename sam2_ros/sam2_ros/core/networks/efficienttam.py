@@ -20,6 +20,7 @@ from sam2.modeling.sam2_base import SAM2Base
 from sam2.modeling.sam2_utils import MLP, LayerNorm2d
 from torch import nn
 
+from sam2_ros.core.hub import Published
 from sam2_ros.core.networks.family_parts import (
     ATTENTION,
     MEMORY_DIM,
@@ -227,4 +228,5 @@ FAMILY = Family(title="EfficientTAM", models={name: native for name, (*_, native
                 build=build_efficienttam, recognise=recognise, hint=hint,
                 published=("EfficientTAM's at https://huggingface.co/yunyangx/efficient-track-anything "
                            "(efficienttam_ti.pt, ...)"),
+                hub={name: Published("yunyangx/efficient-track-anything", f"{name}.pt") for name in VARIANTS},
                 benchmarked=tuple((name, native) for name, (*_, native) in VARIANTS.items()))

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from torch import nn
 
+from sam2_ros.core.hub import Published
 from sam2_ros.core.networks.family_parts import POSTPROCESSING
 from sam2_ros.core.networks.registry import Family, StateDict
 
@@ -23,6 +24,13 @@ HIERA_SIZES = {(12, 96): "tiny", (16, 96): "small", (24, 112): "base_plus", (48,
 
 SHARED_SINE = f"{__package__}.sine_maps.SharedSine"  # Meta's position maps without a copy per frame
 FRAME_ATTENTION = f"{__package__}.memory_attention.FrameMemoryAttention"  # the frame's own part once, not per object
+
+
+def published(name: str) -> Published:
+    """Meta's Hugging Face repository of a model, as sam2's own `from_pretrained` names it."""
+    full = name if "_hiera_" in name else f"sam2.1_hiera_{name}"
+    version, _, size = full.partition("_hiera_")
+    return Published(f"facebook/{version}-hiera-{size.replace('_', '-')}", f"{full}.pt")
 
 
 def config_for(name: str) -> str:
@@ -63,5 +71,6 @@ FAMILY = Family(
     title="SAM 2", models=dict.fromkeys(CONFIGS, 1024), build=build, recognise=recognise,
     published=("Meta publishes the SAM 2.1 checkpoints at https://github.com/facebookresearch/sam2#model-description "
                "(for example https://dl.fbaipublicfiles.com/segment_anything_2/092824/sam2.1_hiera_tiny.pt)"),
+    hub={name: published(name) for name in CONFIGS},
     benchmarked=(("sam2.1_hiera_tiny", 1024), ("sam2.1_hiera_tiny", 512), ("sam2.1_hiera_tiny", 256)),
     bf16_benchmarked=(("sam2.1_hiera_tiny", 256),))

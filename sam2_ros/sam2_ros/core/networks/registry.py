@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from sam2_ros.core.hub import Published
+
 # A new family: one module in this package with a FAMILY, and its name here.
 BUILT_IN = ("meta_sam2", "edgetam", "efficienttam")
 DEFAULT_MODEL = "sam2.1_hiera_tiny"  # what the node and the tools run when no model is named
@@ -37,6 +39,7 @@ class Family:
     build: Callable[[str, int], nn.Module]  # (name, image_size) -> the network, randomly initialised, on the CPU
     recognise: Callable[[StateDict], str | None]  # the model a state dict's weights are of; None: not this family's
     published: str = ""  # where its checkpoints are published, for the message a missing checkpoint gets
+    hub: Mapping[str, Published] = field(default_factory=dict)  # model -> its checkpoint, fetched by `auto`
     hint: Callable[[str], str] = default_hint  # what to tell a user whose weights `recognise` named
     deploy: Callable[[nn.Module], object] = lambda network: None  # rearranged for inference once loaded
     benchmarked: tuple[tuple[str, int], ...] = ()  # (model, input size) that `sam2_bench --suite models` times

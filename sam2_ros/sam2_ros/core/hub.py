@@ -1,0 +1,81 @@
+"""Published weights by name: fetched once into Hugging Face's cache, then read from it like any path.
+
+`checkpoint: auto` and `sam2_fetch` come here. huggingface_hub does the fetching (progress bar,
+resuming a partial download, `HF_HOME`, `HF_ENDPOINT`, `HF_HUB_OFFLINE`); this module knows which
+file each model name means and turns the hub's failures into what a user on a robot must do.
+"""
+from __future__ import annotations
+
+import inspect
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from tqdm import tqdm
+
+AUTO = "auto"  # the `checkpoint` value that means "the model's published checkpoint"
+
+
+class FetchError(RuntimeError):
+    """A published file could not be had: not in the cache, and the hub not asked or not answering."""
+
+
+@dataclass(frozen=True)
+class Published:
+    """One file of a Hugging Face model repository."""
+
+    repo: str  # "facebook/sam2.1-hiera-tiny"
+    filename: str  # "sam2.1_hiera_tiny.pt"; "" for a whole repository (a transformers model)
+
+    def __str__(self) -> str:
+        return f"{self.repo}/{self.filename}" if self.filename else self.repo
+
+
+class Progress(tqdm):
+    """huggingface_hub's bar, shown where output is not a terminal too (a launch file's log), every 2 s."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **{**kwargs, "disable": False, "mininterval": 2.0})
+
+
+def cache_dir() -> Path:
+    """Where huggingface_hub keeps what it fetched (HF_HUB_CACHE, else HF_HOME/hub)."""
+    from huggingface_hub import constants
+
+    return Path(constants.HF_HUB_CACHE)
+
+
+def fetch(item: Published, model: str) -> Path:
+    """Return the file's path in the cache, fetched first when it is not there; FetchError says what to do."""
+    from huggingface_hub import constants, errors, hf_hub_download, snapshot_download
+
+    try:
+        download = hf_hub_download if item.filename else snapshot_download
+        # huggingface_hub takes a bar class from 1.0 on (Humble's transformers 4 needs an older one)
+        shown = {"tqdm_class": Progress} if "tqdm_class" in inspect.signature(download).parameters else {}
+        if item.filename:
+            return Path(hf_hub_download(item.repo, item.filename, **shown))
+        return Path(snapshot_download(item.repo, **shown))
+    except errors.LocalEntryNotFoundError as error:  # not cached, and the hub was not asked or did not answer
+        if constants.HF_HUB_OFFLINE:
+            why = "HF_HUB_OFFLINE is set"
+        else:
+            cause = error.__cause__ or error.__context__
+            detail = f": {type(cause).__name__}" if cause is not None else ""
+            why = f"the hub at {constants.ENDPOINT} could not be reached{detail}"
+        raise FetchError(f"{model} needs {item}, which is not in the Hugging Face cache {cache_dir()}, and {why}. "
+                         f"On a machine with internet run `sam2_fetch {model}`, then copy "
+                         f"{_home()} from there to this machine (or point HF_HOME at a copy)") from None
+    except errors.GatedRepoError:
+        raise FetchError(f"{item} is gated: accept its licence on huggingface.co, then `hf auth login` "
+                         f"(or set HF_TOKEN) and run `sam2_fetch {model}` again") from None
+    except (errors.RepositoryNotFoundError, errors.EntryNotFoundError) as error:
+        raise FetchError(f"{constants.ENDPOINT} has no {item} ({type(error).__name__}): is HF_ENDPOINT a "
+                         "mirror of huggingface.co? Download the file by hand and give its path instead") from None
+    except errors.HfHubHTTPError as error:
+        raise FetchError(f"fetching {item} from {constants.ENDPOINT} failed: {str(error).splitlines()[0]}") from None
+
+
+def _home() -> str:
+    """Name the folder to copy: HF_HOME as the user set it, else huggingface_hub's default."""
+    return os.environ.get("HF_HOME") or "~/.cache/huggingface"

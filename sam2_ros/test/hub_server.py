@@ -1,0 +1,79 @@
+"""A stand-in for huggingface.co on 127.0.0.1: answers `resolve` requests as the hub does, nothing else.
+
+huggingface_hub asks HEAD for a file's commit, ETag and size, then GETs it (with a Range header
+to resume). `cut_after` makes the first full GET stop after that many bytes, as a dropped link would.
+"""
+from __future__ import annotations
+
+import hashlib
+import re
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+COMMIT = "0123456789abcdef0123456789abcdef01234567"
+RESOLVE = re.compile(r"^/(?P<repo>[^/]+/[^/]+)/resolve/(?P<revision>[^/]+)/(?P<filename>.+)$")
+
+
+class HubServer:
+    """Serves {(repo, filename): bytes}; records (method, path, Range header) of every request."""
+
+    def __init__(self, files: dict[tuple[str, str], bytes], cut_after: int | None = None):
+        self.files, self.cut_after, self.requests = files, cut_after, []
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self._server.server_address[1]}"
+
+    def __enter__(self) -> HubServer:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    def _handler(self):
+        hub = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args) -> None:
+                pass
+
+            def do_HEAD(self) -> None:
+                self._answer(body=False)
+
+            def do_GET(self) -> None:
+                self._answer(body=True)
+
+            def _answer(self, body: bool) -> None:
+                hub.requests.append((self.command, self.path, self.headers.get("Range")))
+                match = RESOLVE.match(self.path)
+                content = match and hub.files.get((match["repo"], match["filename"]))
+                if content is None:
+                    self.send_response(404)
+                    self.send_header("X-Error-Code", "EntryNotFound")
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
+                start = int(re.match(r"bytes=(\d+)-", self.headers.get("Range", "bytes=0-"))[1])
+                self.send_response(206 if start else 200)
+                self.send_header("X-Repo-Commit", COMMIT)
+                self.send_header("ETag", f'"{hashlib.sha256(content).hexdigest()}"')
+                self.send_header("Content-Length", str(len(content) - start))
+                if start:
+                    self.send_header("Content-Range", f"bytes {start}-{len(content) - 1}/{len(content)}")
+                self.end_headers()
+                if not body:
+                    return
+                if hub.cut_after is not None and not start:
+                    cut, hub.cut_after = hub.cut_after, None
+                    self.wfile.write(content[:cut])
+                    self.wfile.flush()
+                    self.close_connection = True
+                    self.connection.shutdown(2)  # the link drops mid-file
+                    return
+                self.wfile.write(content[start:])
+
+        return Handler

@@ -1,7 +1,8 @@
 """Start sam2_segmenter_node with the package's parameter file and a remapped image topic.
 
 ros2 launch sam2_ros sam2_segmenter.launch.py image:=/camera/color/image_raw \
-    checkpoint:=~/models/sam2.1_hiera_tiny.pt [model:=edgetam] [image_size:=512] [namespace:=left] [rviz:=true] \
+    checkpoint:=auto [model:=edgetam] [image_size:=512] [namespace:=left] [rviz:=true] \
+    [text_prompt:="cup . red ball"] [text_detector:=owlv2_base] \
     [depth:=/camera/aligned_depth_to_color/image_raw] [camera_info:=/camera/color/camera_info] \
     [backend:=openvino graphs:=~/models/tiny_1024]
 
@@ -43,7 +44,8 @@ def generate_launch_description() -> LaunchDescription:
     defaults = os.path.join(get_package_share_directory("sam2_ros"), "config", "sam2_segmenter.yaml")
     return LaunchDescription([
         DeclareLaunchArgument("params_file", default_value=defaults, description="parameter YAML"),
-        DeclareLaunchArgument("checkpoint", default_value="", description="Meta's SAM 2 checkpoint (.pt)"),
+        DeclareLaunchArgument("checkpoint", default_value="",
+                              description="the model's checkpoint (.pt), or auto: its published one, fetched once"),
         DeclareLaunchArgument("model", default_value="",
                               description="sam2.1_hiera_tiny, edgetam, efficienttam_ti, ... (default: the file's)"),
         DeclareLaunchArgument("image_size", default_value="",
@@ -54,6 +56,10 @@ def generate_launch_description() -> LaunchDescription:
         DeclareLaunchArgument("backend", default_value="",
                               description="torch, onnxruntime, openvino or tensorrt (default: the file's)"),
         DeclareLaunchArgument("graphs", default_value="", description="the folder sam2_export wrote (with backend)"),
+        DeclareLaunchArgument("text_prompt", default_value="",
+                              description="phrases to find and track, '.' between them (default: the file's)"),
+        DeclareLaunchArgument("text_detector", default_value="",
+                              description="grounding_dino_tiny, owlv2_base, ... or a folder (default: the file's)"),
         DeclareLaunchArgument("compressed", default_value="",
                               description="true: subscribe to IMAGE/compressed (default: the file's)"),
         DeclareLaunchArgument("depth", default_value="",

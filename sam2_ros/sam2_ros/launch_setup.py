@@ -8,7 +8,8 @@ from __future__ import annotations
 from ament_index_python.packages import PackageNotFoundError, get_package_prefix
 
 # launch arguments that set a parameter
-OVERRIDES = ("checkpoint", "model", "device", "precision", "image_size", "backend", "graphs", "compressed", "depth")
+OVERRIDES = ("checkpoint", "model", "device", "precision", "image_size", "backend", "graphs", "compressed", "depth",
+             "text_prompt", "text_detector")
 
 
 def parameter_value(name: str, text: str) -> object:

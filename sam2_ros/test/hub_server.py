@@ -1,17 +1,21 @@
-"""A stand-in for huggingface.co on 127.0.0.1: answers `resolve` requests as the hub does, nothing else.
+"""A stand-in for huggingface.co on 127.0.0.1: answers what huggingface_hub asks when it fetches, as the hub does.
 
 huggingface_hub asks HEAD for a file's commit, ETag and size, then GETs it (with a Range header
-to resume). `cut_after` makes the first full GET stop after that many bytes, as a dropped link would.
+to resume); for a whole repository it first asks the API for the repository's files.
+`cut_after` makes the first full GET stop after that many bytes, as a dropped link would.
 """
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
 RESOLVE = re.compile(r"^/(?P<repo>[^/]+/[^/]+)/resolve/(?P<revision>[^/]+)/(?P<filename>.+)$")
+REPO_INFO = re.compile(r"^/api/models/(?P<repo>[^/]+/[^/?]+)(/revision/[^/?]+)?(\?.*)?$")
+TREE = re.compile(r"^/api/models/(?P<repo>[^/]+/[^/?]+)/tree/[^?]+(\?.*)?$")
 
 
 class HubServer:
@@ -49,6 +53,19 @@ class HubServer:
 
             def _answer(self, body: bool) -> None:
                 hub.requests.append((self.command, self.path, self.headers.get("Range")))
+                info = REPO_INFO.match(self.path) or TREE.match(self.path)
+                if info and any(repo == info["repo"] for repo, _ in hub.files):
+                    mine = [(name, data) for (repo, name), data in hub.files.items() if repo == info["repo"]]
+                    tree = [{"type": "file", "path": name, "size": len(data), "oid": hashlib.sha1(data).hexdigest()}
+                            for name, data in mine]
+                    listing = json.dumps(tree if "/tree/" in self.path else {
+                        "id": info["repo"], "sha": COMMIT, "siblings": [{"rfilename": n} for n, _ in mine]}).encode()
+                    self.send_response(200)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(listing)))
+                    self.end_headers()
+                    self.wfile.write(listing if body else b"")
+                    return
                 match = RESOLVE.match(self.path)
                 content = match and hub.files.get((match["repo"], match["filename"]))
                 if content is None:

@@ -118,3 +118,26 @@ def test_a_model_the_hub_lacks_and_an_unknown_name_fail_with_the_reason(tmp_path
     assert done.returncode == 2
     assert f"{hub.url} has no facebook/EdgeTAM/edgetam.pt" in done.stderr
     assert "unknown model 'no_such_model'" in done.stderr
+
+
+def test_a_text_detector_is_fetched_by_name_then_loads_from_the_cache_offline(tmp_path):
+    from detectors import save_grounding_dino
+
+    saved = save_grounding_dino(tmp_path / "saved")
+    files = {("IDEA-Research/grounding-dino-tiny", f.name): f.read_bytes() for f in saved.iterdir()}
+    with HubServer(files) as hub:
+        fetched = fetch(tmp_path / "home", hub.url, "grounding_dino_tiny")
+    assert fetched.returncode == 0, fetched.stderr
+    folder = Path(fetched.stdout.split(": ", 1)[1].strip())
+    assert sorted(f.name for f in folder.iterdir()) == sorted(name for _, name in files)
+    load = ("from sam2_ros.core.text import DetectorSpec, load_detector; "
+            "d = load_detector(DetectorSpec('grounding_dino_tiny', 'cpu')); print(d.family.title, d.input_size)")
+    loaded = run(tmp_path / "home", hub.url, "-c", load, offline=True)
+    assert loaded.returncode == 0, loaded.stderr
+    assert loaded.stdout.split()[-3:] == ["Grounding", "DINO", "800"]
+
+
+def test_a_text_detector_not_fetched_is_refused_offline_with_the_command_that_fetches_it(tmp_path):
+    done = fetch(tmp_path, "http://127.0.0.1:9", "owlv2_base", offline=True)
+    assert done.returncode == 2
+    assert "google/owlv2-base-patch16-ensemble" in done.stderr and "run `sam2_fetch owlv2_base`" in done.stderr

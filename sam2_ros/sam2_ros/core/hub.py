@@ -14,6 +14,9 @@ from pathlib import Path
 from tqdm import tqdm
 
 AUTO = "auto"  # the `checkpoint` value that means "the model's published checkpoint"
+# What a transformers model needs from its repository: configs, tokenizer files and safetensors
+# weights (repositories often also hold the same weights as .bin, .msgpack, .h5 or .onnx).
+MODEL_FILES = ["*.json", "*.txt", "*.model", "*.safetensors"]
 
 
 class FetchError(RuntimeError):
@@ -55,12 +58,14 @@ def fetch(item: Published, model: str) -> Path:
         shown = {"tqdm_class": Progress} if "tqdm_class" in inspect.signature(download).parameters else {}
         if item.filename:
             return Path(hf_hub_download(item.repo, item.filename, **shown))
-        return Path(snapshot_download(item.repo, **shown))
+        return Path(snapshot_download(item.repo, allow_patterns=MODEL_FILES, **shown))
     except errors.LocalEntryNotFoundError as error:  # not cached, and the hub was not asked or did not answer
+        cause = error.__cause__ or error.__context__
+        if isinstance(cause, (errors.RepositoryNotFoundError, errors.EntryNotFoundError)):
+            raise FetchError(_missing(item, cause)) from None
         if constants.HF_HUB_OFFLINE:
             why = "HF_HUB_OFFLINE is set"
         else:
-            cause = error.__cause__ or error.__context__
             detail = f": {type(cause).__name__}" if cause is not None else ""
             why = f"the hub at {constants.ENDPOINT} could not be reached{detail}"
         raise FetchError(f"{model} needs {item}, which is not in the Hugging Face cache {cache_dir()}, and {why}. "
@@ -70,10 +75,16 @@ def fetch(item: Published, model: str) -> Path:
         raise FetchError(f"{item} is gated: accept its licence on huggingface.co, then `hf auth login` "
                          f"(or set HF_TOKEN) and run `sam2_fetch {model}` again") from None
     except (errors.RepositoryNotFoundError, errors.EntryNotFoundError) as error:
-        raise FetchError(f"{constants.ENDPOINT} has no {item} ({type(error).__name__}): is HF_ENDPOINT a "
-                         "mirror of huggingface.co? Download the file by hand and give its path instead") from None
+        raise FetchError(_missing(item, error)) from None
     except errors.HfHubHTTPError as error:
         raise FetchError(f"fetching {item} from {constants.ENDPOINT} failed: {str(error).splitlines()[0]}") from None
+
+
+def _missing(item: Published, error: Exception) -> str:
+    from huggingface_hub import constants
+
+    return (f"{constants.ENDPOINT} has no {item} ({type(error).__name__}): is HF_ENDPOINT a mirror of "
+            "huggingface.co? Download it by hand and give its path instead")
 
 
 def _home() -> str:

@@ -25,6 +25,7 @@ class Prompt:
     box: np.ndarray | None = None  # (4,) x_min, y_min, x_max, y_max
     mask: np.ndarray | None = None  # (H, W) bool at the image's resolution
     mask_logits: np.ndarray | None = None  # SAM 2's low-res logits of an earlier result
+    text: str = ""  # phrases for the text detector ("cup . red ball"): a prompt of its own, with nothing else
 
     @property
     def is_single_click(self) -> bool:
@@ -41,6 +42,9 @@ def validate(prompt: Prompt, image_hw: tuple[int, int]) -> Prompt:
     """Return the prompt with points and box clipped to the image, or raise PromptError."""
     height, width = image_hw
     who = _describe(prompt)
+    if prompt.text:
+        raise PromptError("a text prompt finds objects for tracking: only ~/add_objects and the prompt topic "
+                          "take one, in track or image mode, never beside points, a box or a mask")
     if prompt.object_id != ASSIGN_NEW_ID and prompt.object_id < 1:
         raise PromptError(f"object id {prompt.object_id} is invalid: ids start at 1 "
                           f"(use {ASSIGN_NEW_ID} to get a new one)")

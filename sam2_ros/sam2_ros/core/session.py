@@ -26,6 +26,8 @@ from sam2_ros.core.frames import FrameMismatch, FrameNotKept, FrameRing, RecentF
 from sam2_ros.core.model import LoadedModel
 from sam2_ros.core.prompts import ASSIGN_NEW_ID, Detections, Prompt, PromptError, rescale, validate
 from sam2_ros.core.segmenter import Segmenter
+from sam2_ros.core.text import DetectorSpec, Found, TextError, load_detector, phrases_of
+from sam2_ros.core.text_prompts import TextPrompts
 from sam2_ros.core.tracker import StreamingTracker, TrackerError, check_trackable, first_free_id
 
 
@@ -50,6 +52,10 @@ class Processed:
     dropped_cond_frames: dict[int, list[int]]
 
 
+# A text detector's box on a tracked object (box IoU with its mask's box at least this) is that object
+# seen again: it keeps its id and nothing is added.
+TEXT_MATCH_IOU = 0.5
+
 # A service's segment-everything pass decodes about this many image tokens a call on the CPU
 # (8 points at input size 256, 1 at 1024): a call is what a stop waits for, so it stays well
 # under a second even when thresholds of 0 keep every mask.
@@ -61,6 +67,37 @@ class Change(NamedTuple):
     ids: list[int]  # the objects touched
     frame: RecentFrame  # the frame to publish them on
     objects: list  # every object on that frame
+
+
+def box_iou(a: np.ndarray, b: np.ndarray) -> float:
+    """Intersection over union of two (x0, y0, x1, y1) boxes."""
+    w = max(min(a[2], b[2]) - max(a[0], b[0]), 0.0)
+    h = max(min(a[3], b[3]) - max(a[1], b[1]), 0.0)
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - w * h
+    return float(w * h / union) if union > 0 else 0.0
+
+
+def mask_box(mask: np.ndarray) -> np.ndarray:
+    """Return the (x0, y0, x1, y1) pixel-edge box of a non-empty mask."""
+    rows, cols = np.flatnonzero(mask.any(1)), np.flatnonzero(mask.any(0))
+    return np.array([cols[0], rows[0], cols[-1] + 1, rows[-1] + 1], np.float32)
+
+
+def text_of(prompts: list[Prompt]) -> tuple[list[Prompt], tuple[str, ...] | None]:
+    """Split off a request's text prompt (at most one, alone on its prompt) and read its phrases."""
+    texts = [p for p in prompts if p.text]
+    if not texts:
+        return prompts, None
+    if len(texts) > 1:
+        raise PromptError(f"{len(texts)} text prompts in one request: give one, its phrases separated by '.'")
+    text = texts[0]
+    if text.object_id != ASSIGN_NEW_ID or len(text.points) or text.box is not None or text.mask is not None:
+        raise PromptError("a text prompt names no object and carries no points, box or mask: its phrases "
+                          "find the objects")
+    try:
+        return [p for p in prompts if not p.text], phrases_of(text.text)
+    except TextError as error:
+        raise PromptError(str(error)) from None
 
 
 def assign_ids(prompts: list[Prompt]) -> list[Prompt]:
@@ -95,6 +132,10 @@ class TrackingSession:
         self._labels: dict[int, str] = {}  # id -> label of every object, as readers see it
         self._detector_ids: frozenset[int] = frozenset()
         self._newest_stamp: int | None = None  # the stamp of the newest frame SAM 2 processed, as readers see it
+        spec = DetectorSpec(config.text.detector, config.model.device, config.text.image_size)
+        self._text = TextPrompts(lambda: load_detector(spec))
+        self._text_boxes: dict[int, np.ndarray] = {}  # object the text prompt added -> its latest detector box
+        self._text_param = ""  # the text_prompt parameter as last applied
 
     # ----- readers (any thread) -----
     def object_labels(self) -> dict[int, str]:
@@ -124,6 +165,9 @@ class TrackingSession:
         """Take run-time settings the tracker keeps (called on the worker, before each item)."""
         self._tracker.max_objects = config.tracking.max_objects
         self._tracker.batch_objects = config.tracking.batch_objects
+        if config.text.prompt != self._text_param:  # the parameter changed: it replaces the text in force
+            self._text_param = config.text.prompt
+            self.set_text(phrases_of(config.text.prompt) if config.text.prompt else None, config)
 
     def process(self, seq: int, header, stamp_ns: int, rgb: np.ndarray, config: S.NodeConfig,
                 on_object: Callable | None = None) -> Processed:
@@ -159,11 +203,24 @@ class TrackingSession:
         frame's (a click projected with a camera info of another resolution).
         """
         source = self.find(key, config)
+        prompts, phrases = text_of(prompts)
+        if phrases is not None and not prompts:  # text alone: the detector finds its objects from the next frame
+            self.set_text(phrases, config)
+            if config.tracking.tracks:
+                newest = self._newest_tracked()
+                return Change([ASSIGN_NEW_ID], newest, self._tracker.current())
+            return Change([ASSIGN_NEW_ID], source, self._segment_in_force(source.image_hw, source.encoded,
+                                                                          self._in_force)[0])
         if prompts_hw is not None:
             prompts = [rescale(p, prompts_hw, source.image_hw) for p in prompts]
         if config.tracking.tracks:
-            return self._apply_tracked(prompts, source, config)
-        return self._apply_in_force(prompts, source, config)
+            change = self._apply_tracked(prompts, source, config)
+        else:
+            change = self._apply_in_force(prompts, source, config)
+        if phrases is not None:  # only once every other prompt was applied: all or nothing
+            self.set_text(phrases, config)
+            change = change._replace(ids=[*change.ids, ASSIGN_NEW_ID])
+        return change
 
     def _newest_tracked(self) -> RecentFrame:
         """Return the newest frame, which must be the tracker's current one."""
@@ -328,6 +385,8 @@ class TrackingSession:
         self._tracker.reset()
         self._in_force = {}
         self._discovery.forget()
+        self._text.stop()  # a text prompt in force finds its objects again from the next frame
+        self._text_boxes.clear()
         self._publish_state()
         return count
 
@@ -366,3 +425,86 @@ class TrackingSession:
 
     def forget_discovery(self) -> None:
         self._discovery.forget()
+
+    # ----- text prompts -----
+    def text_phrases(self) -> tuple[str, ...]:
+        return self._text.phrases
+
+    def set_text(self, phrases: tuple[str, ...] | None, config: S.NodeConfig) -> None:
+        """Put a text prompt in force (None clears it); the objects of the one before stay or go (text_keep_objects)."""
+        if not config.text.keep_objects:
+            self._drop_text_objects(config)
+        self._text_boxes.clear()
+        if phrases:
+            self._text.set(phrases)
+        else:
+            self._text.clear()
+
+    def _drop_text_objects(self, config: S.NodeConfig) -> None:
+        if config.tracking.tracks:
+            for object_id in sorted(self._text_boxes.keys() & self._tracker.objects.keys()):
+                self._tracker.remove(object_id)
+        else:
+            self._in_force = {i: e for i, e in self._in_force.items() if not e.from_detector}
+        self._publish_state()
+
+    def text_step(self, frame: RecentFrame, config: S.NodeConfig) -> tuple[Change | None, list[Found], float] | None:
+        """After a frame, a slice of the text detector's pass; when it ends, track what it found that is new.
+
+        Returns None while a pass runs (or none is due), else (the change or None, the boxes, the pass's ms).
+        """
+        done = self._text.step(frame, config)
+        if done is None:
+            return None
+        found, found_hw, ms = done
+        return self._text_objects(found, found_hw, config), found, ms
+
+    def forget_text_pass(self) -> None:
+        self._text.stop()
+
+    def close(self) -> None:
+        """End the text detector's pass in flight (its thread waits for its next slice otherwise)."""
+        self._text.stop()
+
+    def _text_objects(self, found: list[Found], found_hw: tuple[int, int], config: S.NodeConfig) -> Change | None:
+        """Boxes (best first) on no tracked object become objects labelled with their phrase, up to the limits.
+
+        A box on a tracked object (on its mask's box, or on the box the detector last gave it) is
+        that object seen again: it keeps its id, and its detector box is updated.
+        """
+        track = config.tracking.tracks
+        target = self._newest_tracked() if track else self._ring.newest()
+        boxes = []
+        for f in found:
+            try:
+                boxes.append(validate(rescale(Prompt(label=f.phrase, box=f.box), found_hw, target.image_hw),
+                                      target.image_hw))
+            except PromptError as error:
+                self._report(f"text detector's box dropped: {error}", "bad detection")
+        if track:
+            self._text_boxes = {i: b for i, b in self._text_boxes.items() if i in self._tracker.objects}
+            taken = [(obj.object_id, mask_box(obj.mask)) for obj in self._tracker.current() if obj.mask.any()]
+            taken += list(self._text_boxes.items())
+            room = min(config.text.max_objects - len(self._text_boxes),
+                       config.tracking.max_objects - len(self._tracker.objects))
+        else:
+            taken, room = [], min(config.text.max_objects, config.tracking.max_objects - sum(
+                1 for e in self._in_force.values() if not e.from_detector))
+        new = []
+        for box in boxes:
+            iou, seen = max(((box_iou(box.box, other), i) for i, other in taken), default=(0.0, None),
+                            key=lambda pair: pair[0])
+            if iou >= TEXT_MATCH_IOU:
+                if seen in self._text_boxes:
+                    self._text_boxes[seen] = box.box
+            elif len(new) < room:
+                new.append(box)
+                taken.append((None, box.box))
+        if track:
+            if not new:
+                return None
+            change = self._apply_tracked(new, target, config)
+            self._text_boxes.update(zip(change.ids, (box.box for box in new)))
+            return change
+        base = {i: e for i, e in self._in_force.items() if not e.from_detector}
+        return self._apply_in_force(new, target, config, detector=True, base=base)

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
-from typing import Any
+from typing import Any, Callable
 
 from sam2_ros.core.backends import BACKENDS
 from sam2_ros.core.everything import EverythingSettings
 from sam2_ros.core.model import PRECISIONS, ModelSpec
-from sam2_ros.core.networks.registry import DEFAULT_MODEL, model_names
+from sam2_ros.core.networks.registry import DEFAULT_DETECTOR, DEFAULT_MODEL, detector_names, model_names
+from sam2_ros.core.text import phrases_of
 
 MAX_LABEL = {"mono8": 255, "16UC1": 65535}  # the largest object id a label image of each encoding carries
 
@@ -48,6 +49,7 @@ class Param:
     float_range: tuple[float, float] | None = None
     choices: tuple[str, ...] = ()
     multiple_of: int = 1
+    validate: Callable[[Any], object] | None = None  # raises ValueError on a value no rule above expresses
 
     def check(self, value: object) -> None:
         """Refuse what a range cannot express (ROS checks the ranges), saying which and why."""
@@ -55,6 +57,11 @@ class Param:
             raise ValueError(f"{self.name} '{value}' is not one of: {', '.join(self.choices)}")
         if self.multiple_of > 1 and value % self.multiple_of:
             raise ValueError(f"{self.name} must be a multiple of {self.multiple_of}, got {value}")
+        if self.validate is not None:
+            try:
+                self.validate(value)
+            except ValueError as error:
+                raise ValueError(f"{self.name}: {error}") from None
 
 
 def param(name: str, default: Any, description: str, **rules) -> Any:
@@ -265,6 +272,42 @@ class DiscoveryParams(Section):
         return self.period_s > 0
 
 
+def text_or_none(text: str) -> None:
+    """Accept an empty text prompt (none) or phrases; phrases_of says why others are refused."""
+    if text:
+        phrases_of(text)
+
+
+@dataclass(frozen=True)
+class TextParams(Section):
+    """Text prompts: phrases an open-vocabulary detector finds, each box then tracked by SAM 2 as an object."""
+
+    prompt: str = param("text_prompt", "", "phrases to find and track, separated by '.' ('cup . red ball'): the "
+                        "detector's boxes become objects labelled with their phrase (empty: none)",
+                        validate=text_or_none)
+    detector: str = param("text_detector", DEFAULT_DETECTOR, f"the text prompts' detector: "
+                          f"{', '.join(detector_names())} (fetched once by name), or the folder a transformers "
+                          "detector of those families was saved to; loaded when a text prompt first comes",
+                          read_only=True)
+    image_size: int = param("text_image_size", 0, "the detector's input size: shortest side (Grounding DINO) "
+                            "or square side (OWLv2, SAM 3); 0: the detector's own (800, 960, 1008)", read_only=True,
+                            int_range=(0, 2048))
+    period_s: float = param("text_period_s", 2.0, "the detector runs again this often on the newest frame: "
+                            "boxes on no tracked object become new objects (0: once per text prompt)",
+                            float_range=(0.0, 3600.0))
+    slice_ms: float = param("text_slice_ms", 50.0, "a detector pass computes this long after each camera frame "
+                            "(to the end of the layer it is in), so tracking keeps its period",
+                            float_range=(1.0, 10_000.0))
+    box_threshold: float = param("text_box_threshold", 0.35, "the detector's boxes scoring above this count",
+                                 float_range=(0.0, 1.0))
+    text_threshold: float = param("text_threshold", 0.25, "Grounding DINO: a box's tokens above this name "
+                                  "its phrase", float_range=(0.0, 1.0))
+    max_objects: int = param("text_max_objects", 8, "most objects the text prompt adds and tracks at once",
+                             int_range=(0, 255))
+    keep_objects: bool = param("text_keep_objects", True, "when the text prompt is cleared or replaced, the "
+                               "objects it added stay tracked (false: they are removed)")
+
+
 @dataclass(frozen=True)
 class NodeConfig:
     """One immutable snapshot of every parameter, by section; replaced whole on a change."""
@@ -278,6 +321,7 @@ class NodeConfig:
     depth: DepthParams = DepthParams()
     everything: EverythingParams = EverythingParams()
     discovery: DiscoveryParams = DiscoveryParams()
+    text: TextParams = TextParams()
 
     @classmethod
     def from_values(cls, values: Mapping[str, object]) -> NodeConfig:

@@ -59,6 +59,9 @@ class Counts:
     model_ms: list = field(default_factory=list)
     discovery_ms: list = field(default_factory=list)
     last_error: str = ""
+    text_passes: int = 0
+    text_added: int = 0
+    text_ms: list = field(default_factory=list)
 
 
 class Stats:
@@ -70,6 +73,7 @@ class Stats:
         self._latency: deque[float] = deque(maxlen=200)
         self._model: deque[float] = deque(maxlen=200)
         self._discovery: deque[float] = deque(maxlen=20)
+        self._text: deque[float] = deque(maxlen=20)
 
     def count(self, **increments: int) -> None:
         """Add to counters by name (received=1, skipped=n, ...)."""
@@ -107,16 +111,24 @@ class Stats:
             self._counts.discovered += discovered
             self._discovery.append(ms)
 
+    def text_done(self, ms: float, added: int) -> None:
+        """One text detector pass ended, and added this many objects."""
+        with self._lock:
+            self._counts.text_passes += 1
+            self._counts.text_added += added
+            self._text.append(ms)
+
     def snapshot(self) -> Counts:
         with self._lock:
             c = self._counts
             return Counts(c.received, c.processed, c.skipped, c.rejected, c.failed, c.with_3d, c.discovery_passes,
                           c.discovered, Counter(c.refused), Counter(c.no_depth), list(self._latency),
-                          list(self._model), list(self._discovery), c.last_error)
+                          list(self._model), list(self._discovery), c.last_error, c.text_passes, c.text_added,
+                          list(self._text))
 
 
 def status(name: str, counts: Counts, *, device: str, objects: int, queued: int, depth: bool,
-           discovery: bool) -> DiagnosticStatus:
+           discovery: bool, text: tuple[str, ...] = ()) -> DiagnosticStatus:
     """Return the node's DiagnosticStatus: WARN only when the model or the node failed, not for bad input."""
     values = {
         "frames received": counts.received, "frames processed": counts.processed, "frames skipped": counts.skipped,
@@ -129,6 +141,8 @@ def status(name: str, counts: Counts, *, device: str, objects: int, queued: int,
         "model p50 ms": percentile(counts.model_ms, 50), "device": device, "objects": objects,
         **({"discovery passes": counts.discovery_passes, "objects discovered": counts.discovered,
             "discovery ms p50": percentile(counts.discovery_ms, 50)} if discovery else {}),
+        **({"text prompt": " . ".join(text), "text passes": counts.text_passes, "objects from text": counts.text_added,
+            "text detector ms p50": percentile(counts.text_ms, 50)} if text else {}),
         "last error": counts.last_error,
     }
     level = DiagnosticStatus.WARN if counts.failed else DiagnosticStatus.OK

@@ -202,6 +202,8 @@ class Sam2SegmenterNode(LifecycleNode):
         for room in (self._requests, self.outputs, self.diagnostics):
             if room is not None:
                 room.close()
+        if self.session is not None:
+            self.session.close()
         released = self.model is not None
         self._requests = self.outputs = self.diagnostics = self.session = self._worker = self._delivery = None
         self.model = self._config = None
@@ -225,7 +227,8 @@ class Sam2SegmenterNode(LifecycleNode):
         if inputs is not None and not config.tracking.tracks:
             inputs.expire_detections(config.tracking.detections_timeout_s)
         diagnostics.publish(device=str(self.model.device) if self.model else "", objects=len(session.object_labels()),
-                            queued=self._queue.pending(), depth=config.depth.enabled, discovery=config.discovery.on)
+                            queued=self._queue.pending(), depth=config.depth.enabled, discovery=config.discovery.on,
+                            text=session.text_phrases())
 
 
 def release_cuda_cache() -> None:

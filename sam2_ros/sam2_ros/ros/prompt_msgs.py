@@ -6,6 +6,7 @@ import math
 import numpy as np
 
 from sam2_ros.core.prompts import ASSIGN_NEW_ID, Detections, Prompt, PromptError
+from sam2_ros.core.text import TextError, phrases_of
 from sam2_ros.ros.conversions import DEFAULT_MAX_PIXELS, ImageError, check_size, image_to_array
 from sam2_ros_interfaces.msg import Prompt as PromptMsg
 
@@ -30,6 +31,11 @@ def from_prompt_msg(msg: PromptMsg, max_points: int = DEFAULT_MAX_POINTS,
                           "(max_prompt_points)")
     if len(msg.label) > MAX_LABEL_CHARS:
         raise PromptError(f"label of {len(msg.label)} characters is over the limit of {MAX_LABEL_CHARS}")
+    if msg.text:
+        try:
+            phrases_of(msg.text)  # refused here, before it is queued (the session reads it again)
+        except TextError as error:
+            raise PromptError(str(error)) from None
     points = np.array([[p.x, p.y] for p in msg.points], np.float32).reshape(-1, 2)
     labels = np.array(list(msg.point_labels), np.int32)
     box = None
@@ -47,7 +53,7 @@ def from_prompt_msg(msg: PromptMsg, max_points: int = DEFAULT_MAX_POINTS,
         except ImageError as error:
             raise PromptError(f"mask prompt: {error}") from None
     return Prompt(object_id=msg.object_id, label=msg.label, points=points, point_labels=labels,
-                  box=box, mask=mask)
+                  box=box, mask=mask, text=msg.text)
 
 
 def from_detections(msg) -> Detections:

@@ -2,10 +2,11 @@
 
 Per camera frame: deserialise, convert, one settings snapshot, SAM 2 (the session), hand the
 frame to the delivery (its outputs go out once its depth frame is paired), then a discovery
-step. A request is a job that runs on this thread between frames; long ones (segment
-everything) run a slice per turn, so the camera keeps its turn and `stop()` returns within one
-slice. What a request or discovery changed goes to the delivery like a camera frame, in
-processing order; this thread never waits for it to be published (nor for its depth).
+step and a slice of the text detector's pass. A request is a job that runs on this thread
+between frames; long ones (segment everything) run a slice per turn, so the camera keeps its
+turn and `stop()` returns within one slice. What a request, discovery or the text detector
+changed goes to the delivery like a camera frame, in processing order; this thread never waits
+for it to be published (nor for its depth).
 """
 from __future__ import annotations
 
@@ -104,6 +105,21 @@ class Worker:
                             encode_ms=done.encode_ms, decode_ms=done.decode_ms)
         if config.tracking.tracks and config.discovery.on:
             self._discover(done.frame, config)
+        if self._session.text_phrases():
+            self._find_text(done.frame, config)
+
+    def _find_text(self, frame, config: S.NodeConfig) -> None:
+        try:
+            outcome = self._session.text_step(frame, config)
+            if outcome is not None:
+                change, found, ms = outcome
+                self.deliver(change, config)
+                self._diagnostics.stats.text_done(ms, len(change.ids) if change else 0)
+                self._node.get_logger().debug(f"text detector: {len(found)} box(es) in {ms:.0f} ms, "
+                                              f"{len(change.ids) if change else 0} new object(s)")
+        except Exception as error:  # the text prompt is extra: the stream goes on without it
+            self._session.forget_text_pass()
+            self._diagnostics.fail(f"text detector failed: {type(error).__name__}: {error}")
 
     def _discover(self, frame, config: S.NodeConfig) -> None:
         try:

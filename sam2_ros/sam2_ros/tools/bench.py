@@ -475,6 +475,12 @@ def _backends(run: BenchRun) -> dict:
     return bench_backends(run.args.model_frames, run.sync)
 
 
+def _text(run: BenchRun) -> dict:
+    from sam2_ros.tools.text_bench import bench_text
+    args = run.args
+    return bench_text(run.model, args.text_detector, args.text_size, args.text_frames, run.sync)
+
+
 def _glue(run: BenchRun) -> dict:
     from sam2_ros.tools.glue import bench_glue
     return bench_glue(max(run.args.repeats, 3))
@@ -499,6 +505,7 @@ SUITES: dict[str, Suite] = {
     "models": Suite(_models, in_all=False),  # every model and input size, each loaded in turn
     "compiled": Suite(_compiled, in_all=False),  # compiles two models: minutes on a CPU
     "backends": Suite(_backends, in_all=False),  # exports two models: minutes on a CPU
+    "text": Suite(_text, in_all=False),  # two detectors at full size: a minute on a CPU
     "soak": Suite(_soak, in_all=False),
 }
 
@@ -525,6 +532,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="prompts suite: seconds of each run (two with prompts, two without)")
     parser.add_argument("--gpu-frames", type=int, default=54, help="gpu suite: frames per configuration")
     parser.add_argument("--stream-seconds", type=float, default=20.0, help="stream suite: seconds per run")
+    parser.add_argument("--text-detector", action="append", default=[],
+                        help="text suite: a detector name or saved folder to time (repeatable); default: "
+                             "Grounding DINO tiny's and OWLv2 base's architectures with random weights")
+    parser.add_argument("--text-size", type=int, default=0,
+                        help="text suite: the detectors' input size (0: each one's own, 800 and 960)")
+    parser.add_argument("--text-frames", type=int, default=8, help="text suite: frames tracked without a pass")
     parser.add_argument("--model-frames", type=int, default=12,
                         help="models suite: frames per run (those after the 8th, when the memory is full, are timed)")
     return parser.parse_args(argv)

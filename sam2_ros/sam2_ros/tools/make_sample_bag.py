@@ -77,7 +77,7 @@ def make_sample_bag(path: Path, frames: int = 30, rate_hz: float = 10.0, storage
                                        step=0, data=np.zeros(0, np.uint8))
     prompt = T["sam2_ros_interfaces/msg/Prompt"](
         header=header(START_NS), object_id=1, label="cat", points=[], point_labels=np.zeros(0, np.uint8),
-        box=object_box(truths[0]), mask=empty)
+        box=object_box(truths[0]), mask=empty, text="")
     with writer(path, storage) as bag:
         topics = {topic: bag.add_connection(topic, msgtype, typestore=store) for topic, msgtype in (
             (camera_topic, camera_type), (INFO_TOPIC, "sensor_msgs/msg/CameraInfo"),

@@ -1,5 +1,8 @@
 """The model families the node runs, by name: the one place that knows which families exist.
 
+Two kinds: trackers (SAM 2 and its relatives, `Family`) and the open-vocabulary detectors that turn
+a text prompt into boxes (`DetectorFamily`), each listed the same way.
+
 A family module declares a `FAMILY` (its model names with their native input sizes, how to
 build a network for a name and input size, how to recognise its checkpoint's weights) and is
 listed in `BUILT_IN`; `model.py` loads and checks every checkpoint through `family_of` and
@@ -19,9 +22,11 @@ from torch import nn
 
 from sam2_ros.core.hub import Published
 
-# A new family: one module in this package with a FAMILY, and its name here.
+# A new family: one module in this package with a FAMILY (a DETECTOR), and its name here.
 BUILT_IN = ("meta_sam2", "edgetam", "efficienttam")
+BUILT_IN_DETECTORS = ("grounding_dino", "owlv2", "sam3")
 DEFAULT_MODEL = "sam2.1_hiera_tiny"  # what the node and the tools run when no model is named
+DEFAULT_DETECTOR = "grounding_dino_tiny"  # what text prompts run when no detector is named
 
 StateDict = Mapping[str, torch.Tensor]
 
@@ -101,3 +106,51 @@ def recognise(state: StateDict) -> tuple[Family, str] | None:
         if name is not None:
             return family, name
     return None
+
+
+def zero_shot_detector(folder) -> tuple[nn.Module, object]:
+    """Load a saved `transformers` zero-shot object detector and its processor (a family's default loader)."""
+    from transformers import AutoModelForZeroShotObjectDetection, AutoProcessor
+
+    return AutoModelForZeroShotObjectDetection.from_pretrained(folder), AutoProcessor.from_pretrained(folder)
+
+
+@dataclass(frozen=True)
+class DetectorFamily:
+    """What the text prompts need to know of one open-vocabulary detector family (a `transformers` model).
+
+    `prepare` and `found` are the family's own pre- and post-processing, so that boxes are the
+    ones its processor gives; `prepare` returns the model's inputs, `found` a list of
+    (box x0 y0 x1 y1 in image pixels, score, phrase index), best first.
+    """
+
+    title: str  # "Grounding DINO"
+    model_type: str  # the `model_type` of its transformers config.json, which names a saved model's family
+    models: Mapping[str, Published]  # detector name -> its Hugging Face repository
+    prepare: Callable  # (processor, rgb, phrases, size or None: the processor's own) -> the model's keyword inputs
+    found: Callable  # (processor, outputs, inputs, phrases, image_hw, box_threshold, text_threshold) -> boxes
+    load: Callable[..., tuple[nn.Module, object]] = zero_shot_detector  # folder -> (network, processor)
+
+
+_detectors: list[DetectorFamily] = []
+
+
+def detector_families() -> tuple[DetectorFamily, ...]:
+    with _lock:
+        if not _detectors:
+            _detectors.extend(importlib.import_module(f"{__package__}.{name}").DETECTOR
+                              for name in BUILT_IN_DETECTORS)
+        return tuple(_detectors)
+
+
+def detector_names() -> tuple[str, ...]:
+    return tuple(sorted(name for family in detector_families() for name in family.models))
+
+
+def detector_of(name: str) -> DetectorFamily:
+    """Return the family of a detector name or of a saved model's `model_type`; refuse others with the known ones."""
+    for family in detector_families():
+        if name in family.models or name == family.model_type:
+            return family
+    raise ValueError(f"unknown text detector '{name}'; choose one of: {', '.join(detector_names())}, "
+                     "or a folder a transformers detector of one of these families was saved to")

@@ -1,0 +1,82 @@
+"""The text prompt in force and its detector passes, spread over camera frames (the worker's alone).
+
+A pass starts on the newest frame as soon as a prompt arrives and then every text_period_s; it
+computes text_slice_ms after each frame, so tracking keeps its period. The detector loads on a
+thread of its own the first time a prompt needs it (it can take a fetch), never on the worker.
+"""
+from __future__ import annotations
+
+import threading
+import time
+from concurrent.futures import Future
+from typing import Callable
+
+from sam2_ros.core import settings as S
+from sam2_ros.core.frames import RecentFrame
+from sam2_ros.core.sliced import SlicedCall
+from sam2_ros.core.text import Found, TextDetector
+
+
+class TextPrompts:
+    """Phrases in force, the detector, the pass in flight and when the last one ended."""
+
+    def __init__(self, load: Callable[[], TextDetector]):
+        self._load = load
+        self._detector: Future | None = None
+        self.phrases: tuple[str, ...] = ()
+        self._pass: SlicedCall | None = None
+        self._pass_hw: tuple[int, int] | None = None
+        self._ended_at: float | None = None  # time.monotonic() when the last pass ended; None: due now
+
+    def set(self, phrases: tuple[str, ...]) -> None:
+        """Put phrases in force (replacing any): a pass starts on the next frame; the detector loads if it must."""
+        self.stop()
+        self.phrases = phrases
+        if self._detector is None:
+            self._detector = Future()
+            threading.Thread(target=self._load_detector, name="text_detector_load", daemon=True).start()
+
+    def clear(self) -> None:
+        self.stop()
+        self.phrases = ()
+
+    def stop(self) -> None:
+        """Drop the pass in flight (a new prompt, a failure, a reset); the next is due at once."""
+        if self._pass is not None:
+            self._pass.cancel()
+        self._pass, self._ended_at = None, None
+
+    def detector(self) -> TextDetector | None:
+        """Return the loaded detector; None while it loads; its loading error is raised (once) here."""
+        if self._detector is None or not self._detector.done():
+            return None
+        error = self._detector.exception()
+        if error is not None:
+            self._detector, self.phrases = None, ()  # the next prompt tries again
+            raise error
+        return self._detector.result()
+
+    def step(self, frame: RecentFrame, config: S.NodeConfig) -> tuple[list[Found], tuple[int, int], float] | None:
+        """Advance the pass (starting one on `frame` when due); when it ends, (boxes, their image's size, ms)."""
+        text = config.text
+        if not self.phrases:
+            return None
+        if self._pass is None:
+            due = self._ended_at is None or (text.period_s > 0 and time.monotonic() - self._ended_at >= text.period_s)
+            detector = self.detector()
+            if not due or detector is None:
+                return None
+            self._pass = detector.start(frame.rgb, self.phrases, text.box_threshold, text.text_threshold)
+            self._pass_hw = frame.image_hw
+        if not self._pass.step(text.slice_ms / 1e3):
+            return None
+        run, self._pass = self._pass, None
+        self._ended_at = time.monotonic()
+        return run.result(), self._pass_hw, run.ms
+
+    def _load_detector(self) -> None:
+        future = self._detector
+        try:
+            future.set_result(self._load())
+        except Exception as error:  # handed to the worker by detector()
+            future.set_exception(error)

@@ -1,0 +1,126 @@
+"""sam2_bench --suite text: the text prompts' detectors, ms per pass, beside the tracker's ms per frame, in one run.
+
+Each detector runs as its published architecture (Grounding DINO tiny: Swin-T and BERT-base;
+OWLv2 base: ViT-B/16 at 960) with seeded random weights, since its speed does not depend on them
+(its tokenizer then knows only the bench's phrases); `--text-detector` times a named or saved one
+instead. Then one pass is spread over tracked frames as the node spreads it (text_slice_ms after
+each frame): the frame period with it beside the period without.
+"""
+from __future__ import annotations
+
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from sam2_ros.core.model import LoadedModel
+from sam2_ros.core.prompts import Prompt
+from sam2_ros.core.settings import TextParams
+from sam2_ros.core.text import DetectorSpec, TextDetector, load_detector
+from sam2_ros.core.tracker import StreamingTracker
+from sam2_ros.tools.measure import camera_frame, median_ms
+
+PHRASES = ("person", "rocket")
+THRESHOLDS = (0.35, 0.25)  # the node's defaults: text_box_threshold, text_threshold
+FILLER = "[unused{}]"
+
+
+def save_grounding_dino_tiny(folder: Path) -> Path:
+    """IDEA-Research/grounding-dino-tiny's architecture (transformers' default config), random weights."""
+    from transformers import (
+        BertTokenizerFast,
+        GroundingDinoConfig,
+        GroundingDinoForObjectDetection,
+        GroundingDinoImageProcessor,
+        GroundingDinoProcessor,
+    )
+
+    config = GroundingDinoConfig()
+    words = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", ".", *PHRASES]
+    words += [FILLER.format(i) for i in range(config.text_config.vocab_size - len(words))]
+    torch.manual_seed(0)
+    GroundingDinoForObjectDetection(config).eval().save_pretrained(folder)
+    tokenizer = BertTokenizerFast(vocab={word: i for i, word in enumerate(words)})
+    GroundingDinoProcessor(image_processor=GroundingDinoImageProcessor(), tokenizer=tokenizer).save_pretrained(folder)
+    return folder
+
+
+def save_owlv2_base(folder: Path) -> Path:
+    """google/owlv2-base-patch16-ensemble's architecture (ViT-B/16 at 960), random weights."""
+    from transformers import (
+        CLIPTokenizerFast,
+        Owlv2Config,
+        Owlv2ForObjectDetection,
+        Owlv2ImageProcessor,
+        Owlv2Processor,
+    )
+
+    config = Owlv2Config(vision_config={"image_size": 960})
+    vocab = {f"{word}</w>": i for i, word in enumerate(PHRASES)}
+    vocab.update({letter: len(vocab) + i for i, letter in enumerate("abcdefghijklmnopqrstuvwxyz")})
+    vocab.update({FILLER.format(i): i for i in range(len(vocab), config.text_config.vocab_size - 2)})
+    vocab.update({"<|startoftext|>": config.text_config.bos_token_id, "<|endoftext|>": config.text_config.eos_token_id})
+    torch.manual_seed(0)
+    Owlv2ForObjectDetection(config).eval().save_pretrained(folder)
+    tokenizer = CLIPTokenizerFast(vocab=vocab, merges=[], model_max_length=config.text_config.max_position_embeddings)
+    Owlv2Processor(image_processor=Owlv2ImageProcessor(), tokenizer=tokenizer).save_pretrained(folder)
+    return folder
+
+
+ARCHITECTURES: dict[str, Callable[[Path], Path]] = {"grounding_dino_tiny": save_grounding_dino_tiny,
+                                                    "owlv2_base": save_owlv2_base}
+
+
+def bench_text(model: LoadedModel, named: list[str], size: int, frames: int, sync: Callable[[], None]) -> dict:
+    """text_detector_ms_<detector>_<size>, and the tracker's frame period alone and with a pass spread over it."""
+    image = camera_frame()
+    results: dict = {"text_phrases": " . ".join(PHRASES), "text_random_weights": not named}
+    with tempfile.TemporaryDirectory() as scratch:
+        sources = named or [str(save(Path(scratch) / name)) for name, save in ARCHITECTURES.items()]
+        labels = named or list(ARCHITECTURES)
+        detectors = []
+        for label, source in zip(labels, sources):
+            detector = load_detector(DetectorSpec(source, str(model.device), size))
+            with torch.inference_mode():
+                ms = median_ms(lambda d=detector: d.detect(image, PHRASES, *THRESHOLDS), 2, sync)
+            results[f"text_detector_ms_{Path(label).name}_{detector.input_size}"] = ms
+            detectors.append(detector)
+        results.update(spread_over_frames(model, detectors[0], image, frames, sync))
+    return results
+
+
+def spread_over_frames(model: LoadedModel, detector: TextDetector, image: np.ndarray, frames: int,
+                       sync: Callable[[], None]) -> dict:
+    """Track one object frame by frame, first alone, then with a detector pass stepped after each frame."""
+    slice_s = TextParams().slice_ms / 1e3
+    tracker = StreamingTracker(model)
+    tracker.track(image)
+    h, w = image.shape[:2]
+    tracker.add_prompt(Prompt(box=np.array([w * 0.3, h * 0.2, w * 0.6, h * 0.9], np.float32)))
+
+    def frame(t: int) -> float:
+        start = time.perf_counter()
+        tracker.track(np.roll(image, 4 * t, axis=1))
+        sync()
+        return (time.perf_counter() - start) * 1e3
+    alone = [frame(t) for t in range(frames)]
+    run = detector.start(image, PHRASES, *THRESHOLDS)
+    beside, spanned = [], 0
+    while True:
+        start = time.perf_counter()
+        frame(spanned)
+        done = run.step(slice_s)
+        sync()
+        beside.append((time.perf_counter() - start) * 1e3)
+        spanned += 1
+        if done:
+            break
+    run.result()
+    return {"text_slice_ms": slice_s * 1e3, "text_track_ms_per_frame": statistics.median(alone),
+            "text_frame_period_ms_while_detecting": statistics.median(beside),
+            "text_frame_period_ms_max_while_detecting": max(beside), "text_pass_frames": spanned,
+            "text_pass_ms_sliced": run.ms}

@@ -113,6 +113,20 @@ def test_boxes_scores_and_phrases_are_the_detectors_own(folders, image, family):
     assert [f.phrase for f in found] == [phrases[i] for i in order]
 
 
+@pytest.mark.parametrize("family, size", [("grounding-dino", 160), ("owlv2", 96)])
+def test_another_input_size_is_the_processors_resize(folders, image, family, size):
+    detector = load_detector(DetectorSpec(str(folders[family]), "cpu", size))
+    inputs = detector.family.prepare(detector.processor, image, PHRASES, detector.image_size)
+    assert detector.input_size == size and min(inputs["pixel_values"].shape[-2:]) == size
+    with torch.inference_mode():
+        assert detector.detect(image, PHRASES, 0.0, 0.0)
+
+
+def test_sam3_refuses_another_input_size(folders):
+    with pytest.raises(TextError, match="SAM 3 runs at its own input size only: set text_image_size to 0"):
+        load_detector(DetectorSpec(str(folders["sam3"]), "cpu", 56))
+
+
 def test_a_named_detector_is_a_family_of_the_registry_and_a_saved_one_is_known_by_its_model_type(folders):
     assert detector_folder(str(folders["owlv2"]))[0].title == "OWLv2"
     with pytest.raises(ValueError, match="unknown text detector 'yolo'.*grounding_dino_tiny"):

@@ -112,6 +112,8 @@ def detector_folder(name: str) -> tuple[DetectorFamily, Path]:
 def load_detector(spec: DetectorSpec) -> TextDetector:
     """Load a detector (fetched first when named and not cached) on its device, in inference mode."""
     family, folder = detector_folder(spec.name)
+    if spec.image_size and not family.resizable:
+        raise TextError(f"{family.title} runs at its own input size only: set text_image_size to 0")
     device = resolve_device(spec.device)
     try:
         network, processor = family.load(folder)

@@ -9,8 +9,11 @@ from sam2_ros.core.networks.registry import DetectorFamily
 
 
 def prepare(processor, rgb, phrases: tuple[str, ...], size: int | None) -> dict:
-    resize = {} if size is None else {"size": {"height": size, "width": size}}
-    return processor(text=[list(phrases)], images=rgb, return_tensors="pt", **resize)
+    if size is None:
+        return processor(text=[list(phrases)], images=rgb, return_tensors="pt")
+    inputs = processor(text=[list(phrases)], images=rgb, size={"height": size, "width": size}, return_tensors="pt")
+    inputs["interpolate_pos_encoding"] = True  # its position embeddings were learnt at its own size
+    return inputs
 
 
 def found(processor, outputs, inputs, phrases, image_hw, box_threshold: float, text_threshold: float) -> list:

@@ -130,6 +130,7 @@ class DetectorFamily:
     prepare: Callable  # (processor, rgb, phrases, size or None: the processor's own) -> the model's keyword inputs
     found: Callable  # (processor, outputs, inputs, phrases, image_hw, box_threshold, text_threshold) -> boxes
     load: Callable[..., tuple[nn.Module, object]] = zero_shot_detector  # folder -> (network, processor)
+    resizable: bool = True  # whether it runs at input sizes other than its own (text_image_size)
 
 
 _detectors: list[DetectorFamily] = []

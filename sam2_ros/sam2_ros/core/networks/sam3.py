@@ -32,4 +32,5 @@ def found(processor, outputs, inputs, phrases, image_hw, box_threshold: float, t
 
 
 DETECTOR = DetectorFamily(title="SAM 3", model_type="sam3", prepare=prepare, found=found, load=load,
+                          resizable=False,  # its rotary position encodings are built for its own size
                           models={"sam3": Published("facebook/sam3", "")})

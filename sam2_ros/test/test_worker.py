@@ -84,7 +84,7 @@ def test_a_detector_faster_than_sam2_has_each_box_applied_to_the_frame_it_saw_ne
         wait_until(detector.get_subscription_count, 30, "the prompt subscription")
         sent, timers = {}, []
         start = time.monotonic()
-        for i in range(120):  # 4 s at 30 Hz
+        for i in range(180):  # 6 s at 30 Hz
             stamp = header(301 + i // 30, (i % 30) * 33_333_333)
             running.peer.publish_rgb(image, stamp)
             if i % 3 == 0:  # 50 ms later the detector's box for that frame
@@ -111,7 +111,8 @@ def test_a_detector_faster_than_sam2_has_each_box_applied_to_the_frame_it_saw_ne
                 exact += 1
             else:
                 later += 1
-        assert exact >= 3 and later >= 3, (exact, later)  # both cases met
+        assert exact >= 2 and later >= 2, (exact, later)  # both cases met, more than once (which frames SAM 2
+        # takes depends on the machine's timing: 2 of 40 boxes' frames processed was seen on a loaded 2-core CI)
         assert running.node.counts().rejected == 0
     finally:
         running.close()

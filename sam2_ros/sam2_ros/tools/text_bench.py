@@ -3,8 +3,8 @@
 Each detector runs as its published architecture (Grounding DINO tiny: Swin-T and BERT-base;
 OWLv2 base: ViT-B/16 at 960) with seeded random weights, since its speed does not depend on them
 (its tokenizer then knows only the bench's phrases); `--text-detector` times a named or saved one
-instead. Then one pass is spread over tracked frames as the node spreads it (text_slice_ms after
-each frame): the frame period with it beside the period without.
+instead. Then each detector's pass is spread over tracked frames as the node spreads it
+(text_slice_ms after each frame): the frame period with it beside the period without.
 """
 from __future__ import annotations
 
@@ -76,51 +76,56 @@ ARCHITECTURES: dict[str, Callable[[Path], Path]] = {"grounding_dino_tiny": save_
 
 
 def bench_text(model: LoadedModel, named: list[str], size: int, frames: int, sync: Callable[[], None]) -> dict:
-    """text_detector_ms_<detector>_<size>, and the tracker's frame period alone and with a pass spread over it."""
+    """text_detector_ms_<detector>_<size>; the frame period alone, and with each detector's pass spread over it."""
     image = camera_frame()
-    results: dict = {"text_phrases": " . ".join(PHRASES), "text_random_weights": not named}
+    results: dict = {"text_phrases": " . ".join(PHRASES), "text_random_weights": not named,
+                     "text_slice_ms": TextParams().slice_ms}
+    tracker = Tracked(model, image, sync)
+    results["text_track_ms_per_frame"] = statistics.median(tracker.frame() for _ in range(frames))
     with tempfile.TemporaryDirectory() as scratch:
         sources = named or [str(save(Path(scratch) / name)) for name, save in ARCHITECTURES.items()]
-        labels = named or list(ARCHITECTURES)
-        detectors = []
-        for label, source in zip(labels, sources):
+        for label, source in zip(named or list(ARCHITECTURES), sources):
             detector = load_detector(DetectorSpec(source, str(model.device), size))
+            tag = f"{Path(label).name}_{detector.input_size}"
             with torch.inference_mode():
-                ms = median_ms(lambda d=detector: d.detect(image, PHRASES, *THRESHOLDS), 2, sync)
-            results[f"text_detector_ms_{Path(label).name}_{detector.input_size}"] = ms
-            detectors.append(detector)
-        results.update(spread_over_frames(model, detectors[0], image, frames, sync))
+                results[f"text_detector_ms_{tag}"] = median_ms(
+                    lambda d=detector: d.detect(image, PHRASES, *THRESHOLDS), 2, sync)
+            results.update({f"{key}_{tag}": value for key, value in tracker.beside(detector).items()})
+            del detector
     return results
 
 
-def spread_over_frames(model: LoadedModel, detector: TextDetector, image: np.ndarray, frames: int,
-                       sync: Callable[[], None]) -> dict:
-    """Track one object frame by frame, first alone, then with a detector pass stepped after each frame."""
-    slice_s = TextParams().slice_ms / 1e3
-    tracker = StreamingTracker(model)
-    tracker.track(image)
-    h, w = image.shape[:2]
-    tracker.add_prompt(Prompt(box=np.array([w * 0.3, h * 0.2, w * 0.6, h * 0.9], np.float32)))
+class Tracked:
+    """SAM 2 tracking one object over a panning photo, a frame at a time."""
 
-    def frame(t: int) -> float:
+    def __init__(self, model: LoadedModel, image: np.ndarray, sync: Callable[[], None]):
+        self.image, self.sync, self.t = image, sync, 0
+        self.tracker = StreamingTracker(model)
+        self.tracker.track(image)
+        h, w = image.shape[:2]
+        self.tracker.add_prompt(Prompt(box=np.array([w * 0.3, h * 0.2, w * 0.6, h * 0.9], np.float32)))
+
+    def frame(self) -> float:
+        """Track the next frame; its ms."""
+        self.t += 1
         start = time.perf_counter()
-        tracker.track(np.roll(image, 4 * t, axis=1))
-        sync()
+        self.tracker.track(np.roll(self.image, 4 * self.t, axis=1))
+        self.sync()
         return (time.perf_counter() - start) * 1e3
-    alone = [frame(t) for t in range(frames)]
-    run = detector.start(image, PHRASES, *THRESHOLDS)
-    beside, spanned = [], 0
-    while True:
-        start = time.perf_counter()
-        frame(spanned)
-        done = run.step(slice_s)
-        sync()
-        beside.append((time.perf_counter() - start) * 1e3)
-        spanned += 1
-        if done:
-            break
-    run.result()
-    return {"text_slice_ms": slice_s * 1e3, "text_track_ms_per_frame": statistics.median(alone),
-            "text_frame_period_ms_while_detecting": statistics.median(beside),
-            "text_frame_period_ms_max_while_detecting": max(beside), "text_pass_frames": spanned,
-            "text_pass_ms_sliced": run.ms}
+
+    def beside(self, detector: TextDetector) -> dict:
+        """One detector pass stepped after each frame, as the node steps it: each frame's period with its slice."""
+        run = detector.start(self.image, PHRASES, *THRESHOLDS)
+        periods = []
+        while True:
+            start = time.perf_counter()
+            self.frame()
+            done = run.step(TextParams().slice_ms / 1e3)
+            self.sync()
+            periods.append((time.perf_counter() - start) * 1e3)
+            if done:
+                break
+        run.result()
+        return {"text_frame_period_ms_while": statistics.median(periods),
+                "text_frame_period_ms_max_while": max(periods), "text_pass_frames": len(periods),
+                "text_pass_ms_sliced": run.ms}

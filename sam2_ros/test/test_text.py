@@ -17,7 +17,6 @@ from conftest import photo
 from sam2_ros.core import settings as S
 from sam2_ros.core.prompts import ASSIGN_NEW_ID, Prompt, PromptError
 from sam2_ros.core.session import TrackingSession
-from sam2_ros.core.sliced import SlicedCall
 from sam2_ros.core.text import DetectorSpec, TextError, detector_folder, load_detector, phrases_of
 
 PHRASES = ("cup", "red ball")
@@ -136,43 +135,6 @@ def test_a_named_detector_is_a_family_of_the_registry_and_a_saved_one_is_known_b
 def test_a_folder_without_a_detector_is_refused(tmp_path):
     with pytest.raises(TextError, match="holds no transformers detector"):
         detector_folder(str(tmp_path))
-
-
-# ----- a pass in slices -----
-def test_a_sliced_pass_computes_only_while_stepped_and_gives_the_whole_passs_boxes(folders, image):
-    detector = load_detector(DetectorSpec(str(folders["grounding-dino"]), "cpu"))
-    with torch.inference_mode():
-        whole = detector.detect(image, PHRASES, 0.3, 0.25)
-    calls = []
-    hook = detector.network.register_forward_pre_hook(lambda *_: calls.append(time.perf_counter()))
-    run = detector.start(image, PHRASES, 0.3, 0.25)
-    steps = 0
-    while not run.step(0.0):  # a slice ends at the first module after its time is spent
-        steps += 1
-        before = len(calls)
-        time.sleep(0.02)
-        assert len(calls) == before, "the pass computed while the caller had the turn"
-    hook.remove()
-    assert steps > 5
-    sliced = run.result()
-    assert [(f.box.tolist(), f.score, f.phrase) for f in sliced] == [(f.box.tolist(), f.score, f.phrase) for f in whole]
-    assert all(not m._forward_pre_hooks for m in detector.network.modules())
-
-
-def test_a_cancelled_pass_ends_its_thread_and_leaves_no_hook(folders, image):
-    detector = load_detector(DetectorSpec(str(folders["grounding-dino"]), "cpu"))
-    run = detector.start(image, PHRASES, 0.3, 0.25)
-    assert not run.step(0.0)
-    run.cancel()
-    assert not run._thread.is_alive()
-    assert all(not m._forward_pre_hooks for m in detector.network.modules())
-
-
-def test_a_pass_that_fails_raises_its_error_to_the_caller():
-    run = SlicedCall(lambda: 1 / 0, torch.nn.Linear(1, 1))
-    assert run.step(1.0)
-    with pytest.raises(ZeroDivisionError):
-        run.result()
 
 
 # ----- the session: what a pass finds becomes objects -----

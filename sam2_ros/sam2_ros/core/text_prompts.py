@@ -67,7 +67,7 @@ class TextPrompts:
             if not due or detector is None:
                 return None
             self._pass = detector.start(frame.rgb, self.phrases, text.box_threshold, text.text_threshold)
-            self._pass_hw = frame.image_hw
+            self._pass_hw = frame.rgb.shape[:2]  # the pixels the detector sees
         if not self._pass.step(text.slice_ms / 1e3):
             return None
         run, self._pass = self._pass, None

@@ -2,13 +2,15 @@
 import functools
 import shutil
 from collections import Counter
+from dataclasses import replace
 
 import numpy as np
 import pytest
+import torch
 
 from sam2_ros.core import backends
 from sam2_ros.core.export import ExportError
-from sam2_ros.core.model import ModelSpec, load_model
+from sam2_ros.core.model import ModelSpec, load_model, this_cpu_bf16_flags
 from sam2_ros.core.prompts import Prompt
 from sam2_ros.core.tracker import StreamingTracker
 from sam2_ros.tools.scenes import object_box, pan_clip
@@ -168,3 +170,35 @@ def test_a_checkpoint_named_from_the_home_folder_matches_its_graphs(graphs, tmp_
     model = load_model(spec("~/tiny.pt", "sam2.1_hiera_tiny", backend="onnxruntime", graphs=str(folder)))
     assert model.exported.manifest.model == "sam2.1_hiera_tiny"
 
+
+
+@pytest.mark.skipif(not this_cpu_bf16_flags(), reason="this CPU has no bfloat16 instructions (the node refuses "
+                                                      "bfloat16 on it)")
+def test_precision_bfloat16_runs_openvinos_graphs_in_bfloat16_and_float32_keeps_them_exact(graphs):
+    weights, folder = graphs("sam2.1_hiera_tiny")
+    photo = torch.from_numpy(pan_clip(1)[0][0]).permute(2, 0, 1)[None].float() / 255
+    image = torch.nn.functional.interpolate(photo, size=(SIZE, SIZE), mode="bilinear")
+    features = {}
+    for backend, precision in (("torch", "float32"), ("openvino", "float32"), ("openvino", "bfloat16")):
+        exported = {} if backend == "torch" else {"backend": backend, "graphs": str(folder)}
+        model = load_model(replace(spec(weights, "sam2.1_hiera_tiny", **exported), precision=precision))
+        with torch.inference_mode():
+            features[backend, precision] = model.sam.image_encoder(image)["vision_features"]
+    exact = features["torch", "float32"]
+
+    def error(other: torch.Tensor) -> float:
+        return float((other - exact).abs().max() / exact.abs().max())
+    assert error(features["openvino", "float32"]) < 1e-5
+    # bfloat16 keeps 8 bits of mantissa: off by more than float32 rounding, less than a few of its own steps
+    assert 1e-4 < error(features["openvino", "bfloat16"]) < 5e-2
+
+
+@pytest.mark.skipif(not this_cpu_bf16_flags(), reason="this CPU has no bfloat16 instructions")
+def test_a_clip_tracks_on_openvino_in_bfloat16_with_the_objects_and_nearly_the_masks_of_float32(graphs):
+    weights, folder = graphs("sam2.1_hiera_tiny")
+    mixed = drive(load_model(replace(spec(weights, "sam2.1_hiera_tiny", backend="openvino", graphs=str(folder)),
+                                     precision="bfloat16")))
+    exact = on_pytorch(weights, "sam2.1_hiera_tiny")
+    assert [[o[0] for o in step] for step in mixed] == [[o[0] for o in step] for step in exact]
+    agreement = [np.mean(ours[1] == theirs[1]) for step, other in zip(mixed, exact) for ours, theirs in zip(step, other)]
+    assert min(agreement) >= 0.98 and np.mean(agreement) >= 0.99  # measured: 99.17 % and 99.44 % (Xeon, AMX)

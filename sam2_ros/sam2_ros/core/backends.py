@@ -36,13 +36,15 @@ def export_command(spec, folder: Path | str, max_cond_frames: int | None = None)
 class Session:
     """One graph opened in a runtime, called with numpy arrays by input name."""
 
-    def __init__(self, backend: str, path: Path, device: torch.device):
+    def __init__(self, backend: str, path: Path, device: torch.device, precision: str = "float32"):
         self.backend = backend
         if backend == "openvino":
             import openvino
 
-            # float32 as exported: on CPUs with bfloat16 instructions OpenVINO would otherwise run in bfloat16
-            self._model = openvino.Core().compile_model(str(path), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+            # As the model's precision says: OpenVINO's own default is bfloat16 wherever the CPU has its
+            # instructions, which would make float32 models disagree with PyTorch on some CPUs only.
+            hint = "bf16" if precision == "bfloat16" else "f32"
+            self._model = openvino.Core().compile_model(str(path), "CPU", {"INFERENCE_PRECISION_HINT": hint})
             self._request = self._model.create_infer_request()
             return
         import onnxruntime
@@ -73,10 +75,11 @@ class Graph:
 
     def __init__(self, session: Session, info: GraphInfo, device: torch.device):
         self.session, self.info, self.device = session, info, device
-        self.dtypes = [np.dtype(dtype) for _, dtype in info.inputs]
+        self.dtypes = [getattr(torch, dtype) for _, dtype in info.inputs]
 
     def __call__(self, *tensors: torch.Tensor) -> list[torch.Tensor]:
-        feeds = {name: np.ascontiguousarray(t.detach().to("cpu", copy=False).numpy(), dtype=dtype)
+        # as the graph's dtypes, cast by torch: under bfloat16 autocast the parts between get bfloat16 tensors
+        feeds = {name: np.ascontiguousarray(t.detach().to("cpu", dtype, copy=False).numpy())
                  for (name, _), t, dtype in zip(self.info.inputs, tensors, self.dtypes)}
         return [torch.from_numpy(out).to(self.device) for out in self.session.run(feeds)]
 
@@ -139,7 +142,7 @@ def install(model, backend: str, folder: str | Path) -> ExportedStep:
         raise ExportError("exported graphs are made from a checkpoint file: give `checkpoint` (random weights "
                           "have no graphs)")
     manifest = read_manifest(spec, folder)
-    graphs = {name: Graph(Session(backend, folder / info.file, model.device), info, model.device)
+    graphs = {name: Graph(Session(backend, folder / info.file, model.device, spec.precision), info, model.device)
               for name, info in manifest.graphs.items()}
     sam = model.sam
     _encoder(sam.image_encoder, graphs["image_encoder"], manifest.levels)

@@ -98,7 +98,8 @@ class ModelParams(Section):
     device: str = param("device", "auto", "auto, cpu, cuda or cuda:N", read_only=True)
     precision: str = param("precision", "auto", "auto (bfloat16 on a CUDA GPU with native bfloat16, float32 "
                            "elsewhere); float32; bfloat16 autocast on CUDA or a CPU with bfloat16 instructions "
-                           "(AMX, AVX512-BF16); float16 on CUDA", read_only=True, choices=("auto", *PRECISIONS))
+                           "(AMX, AVX512-BF16; backend openvino runs its graphs in bfloat16 too); float16 on CUDA",
+                           read_only=True, choices=("auto", *PRECISIONS))
     compile: bool = param("compile", False, "torch.compile the image encoder and the tracking step, every shape "
                           "compiled at configure (a slower start, no stall while tracking)", read_only=True)
     image_size: int = param("image_size", 1024, "SAM 2 input size: 1024, 512 or 256 (faster, coarser)",

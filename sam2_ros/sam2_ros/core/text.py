@@ -87,8 +87,7 @@ class TextDetector:
     def start(self, rgb: np.ndarray, phrases: tuple[str, ...], box_threshold: float,
               text_threshold: float) -> SlicedCall:
         """Start the same detection as a pass that computes only while stepped (`SlicedCall.step`)."""
-        return SlicedCall(lambda: self.detect(rgb, phrases, box_threshold, text_threshold), self.network,
-                          name="text_detector")
+        return SlicedCall(lambda: self.detect(rgb, phrases, box_threshold, text_threshold), name="text_detector")
 
 
 def detector_folder(name: str) -> tuple[DetectorFamily, Path]:

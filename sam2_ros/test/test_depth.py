@@ -29,7 +29,7 @@ def test_the_closest_stamp_wins_within_the_age_limit():
     for mm, at in ((1000, 0), (2000, 90), (3000, 130)):
         buffer.add_depth(depth(mm, at))
     scene = buffer.pair(100 * MS, (3, 4), 50 * MS)
-    assert scene.header.stamp.nanosec == 90 * MS and np.all(scene.metres == 2.0)
+    assert scene.header.stamp.nanosec == 90 * MS and np.all(scene.depth[:, :] == 2.0)
     assert buffer.pair(125 * MS, (3, 4), 50 * MS).header.stamp.nanosec == 130 * MS
     with pytest.raises(NoDepth, match="none within depth_max_age_ms"):
         buffer.pair(400 * MS, (3, 4), 50 * MS)
@@ -77,7 +77,7 @@ def test_depth_is_kept_by_time_so_a_frame_older_than_ten_depth_frames_still_pair
         buffer.add_depth(depth(1000 + n, n * 33))
     scene = buffer.pair(1485 * MS, (3, 4), 0)  # frame 45's stamp, exactly
     assert scene.header.stamp.sec * 1000 + scene.header.stamp.nanosec // MS == 1485
-    np.testing.assert_allclose(scene.metres, 1.045, rtol=1e-6)  # frame 45: 1045 mm
+    np.testing.assert_allclose(scene.depth[:, :], 1.045, rtol=1e-6)  # frame 45: 1045 mm
     # the automatic window is 2 s before the newest (2970 ms) at first: 990 ms is the oldest kept
     assert min(buffer.stamps()) == 990 * MS
 
@@ -105,7 +105,7 @@ def test_a_depth_frame_not_yet_arrived_is_waited_for_until_the_deadline():
     scene = buffer.pair(100 * MS, (3, 4), 50 * MS, deadline=time.monotonic() + 20.0)
     later.join()
     assert scene.header.stamp.nanosec == 100 * MS
-    np.testing.assert_allclose(scene.metres, 1.5, rtol=1e-6)
+    np.testing.assert_allclose(scene.depth[:, :], 1.5, rtol=1e-6)
 
 
 def test_no_wait_once_depth_has_passed_the_frame_or_has_stopped_or_is_cancelled():
@@ -137,7 +137,7 @@ def test_32fc1_metres_in_either_byte_order_pair_with_holes_as_no_reading(big_end
     buffer = DepthInput()
     buffer.set_colour_info(info())
     buffer.add_depth(array_to_image(metres, "32FC1", header(0, 0), big_endian=big_endian))
-    got = buffer.pair(0, (3, 4), 0).metres
+    got = buffer.pair(0, (3, 4), 0).depth[:, :]
     expected = [[1.5, nan, nan, nan], [2.25, 2.25, nan, 0.5], [1.0, 1.0, 1.0, 1.0]]  # 0, inf, NaN, < 0: none
     np.testing.assert_array_equal(got, np.array(expected, np.float32))
 
@@ -148,7 +148,7 @@ def test_16uc1_millimetres_big_endian_pair():
     msg = Image(header=header(0, 0), height=3, width=4, encoding="16UC1", is_bigendian=1, step=8,
                 data=bytes([0x05, 0xDC] * 12))  # 0x05DC = 1500 mm, high byte first
     buffer.add_depth(msg)
-    np.testing.assert_allclose(buffer.pair(0, (3, 4), 0).metres, 1.5, rtol=1e-6)
+    np.testing.assert_allclose(buffer.pair(0, (3, 4), 0).depth[:, :], 1.5, rtol=1e-6)
 
 
 def test_a_camera_info_with_no_camera_model_has_its_own_reason():

@@ -6,6 +6,7 @@ import pytest
 
 from sam2_ros.core.geometry import (
     DepthError,
+    DepthImage,
     Intrinsics,
     cloud_array,
     depth_in_metres,
@@ -65,6 +66,19 @@ def test_the_float_encoding_gives_the_same_points():
     from_m = object_3d(mask, depth_in_metres(metres, "32FC1"), CAMERA)
     np.testing.assert_allclose(from_m.centroid, [0.04 * 0.75, 0.0, 0.75], atol=1e-6)
     np.testing.assert_allclose(from_mm.points, from_m.points, atol=1e-6)
+
+
+@pytest.mark.parametrize("encoding", ["16UC1", "32FC1"])
+def test_a_depth_image_read_where_the_object_is_gives_the_points_of_the_whole_image_in_metres(encoding):
+    mask, depth = scene(0.75)
+    depth[::7, ::5] = 0  # holes: no reading
+    stored = depth if encoding == "16UC1" else depth.astype(np.float32) / 1000
+    lazy = object_3d(mask, DepthImage(stored, encoding), CAMERA)
+    whole = object_3d(mask, depth_in_metres(stored, encoding), CAMERA)
+    np.testing.assert_array_equal(lazy.points, whole.points)
+    np.testing.assert_array_equal(lazy.centroid, whole.centroid)
+    with pytest.raises(DepthError, match="'mono8' is not supported"):
+        DepthImage(depth.astype(np.uint8), "mono8")
 
 
 def test_depth_half_the_colour_size_is_registered_with_both_camera_models():

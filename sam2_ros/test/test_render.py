@@ -1,6 +1,7 @@
 """Overlays for people: each mask tinted in its own colour, outlined and labelled; the rest untouched."""
 import colorsys
 
+import cv2
 import numpy as np
 
 from sam2_ros.core.render import DrawnObject, color_of, overlay
@@ -52,3 +53,13 @@ def test_a_mask_touching_the_frames_edge_is_outlined_along_it():
     tinted = np.rint(0.45 * np.array(color_of(3)) + 0.55 * 100).astype(int)
     assert np.abs(outline - np.array(color_of(3))).max() < np.abs(tinted - np.array(color_of(3))).max()
     assert (drawn[:, :45] == 100).all(), "left of the mask untouched"
+
+
+def test_a_box_and_outline_handed_over_draw_the_same_pixels_as_finding_them():
+    image = np.random.default_rng(1).integers(0, 255, (90, 120, 3), dtype=np.uint8)
+    mask = np.zeros((90, 120), bool)
+    mask[20:70, 30:100] = True
+    mask[35:50, 50:70] = False  # a hole: two polygons
+    found, _ = cv2.findContours(mask.view(np.uint8), cv2.RETR_CCOMP, cv2.CHAIN_APPROX_SIMPLE)  # OpenCV's own
+    given = DrawnObject(4, mask, "box", (30, 20, 70, 50), [c.reshape(-1, 2) for c in found])
+    assert np.array_equal(overlay(image, [given]), overlay(image, [DrawnObject(4, mask, "box")]))

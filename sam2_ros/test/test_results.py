@@ -71,7 +71,9 @@ def test_an_absent_or_low_scoring_object_is_reported_not_visible_with_no_geometr
     for obj in (absent, weak):
         assert not obj.visible and obj.area == 0 and obj.mask.width == 0
         assert unpack_contours(obj) == [] and len(obj.contour_points) == 0
-    assert not label_image([Obj(1, mask, presence=0.2)], Header(), mask.shape, settings).data.tobytes().strip(b"\0")
+    builder = ResultBuilder(Header(), mask.shape, settings)
+    builder.build([Obj(1, mask, presence=0.2)])
+    assert not label_image(builder.described, Header(), mask.shape, settings).data.tobytes().strip(b"\0")
 
 
 def test_the_builder_describes_objects_handed_over_early_and_redescribes_a_replaced_one():

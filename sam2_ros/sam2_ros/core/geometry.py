@@ -6,6 +6,7 @@ inf mean "no reading".
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import cv2
@@ -40,17 +41,45 @@ class Intrinsics:
         return cls(float(fx), float(fy), float(cx), float(cy), int(width), int(height))
 
 
+DEPTH_UNITS = {"16UC1": 0.001, "mono16": 0.001, "32FC1": 1.0}  # metres per stored unit (REP 118)
+
+
 def depth_in_metres(depth: np.ndarray, encoding: str) -> np.ndarray:
     """Return float32 metres with NaN where there is no reading (REP 118: 16UC1 mm, 32FC1 m)."""
-    if encoding in ("16UC1", "mono16"):
-        metres = depth.astype(np.float32) * np.float32(0.001)
+    unit = _unit(encoding)
+    if unit != 1.0:  # whole millimetres, 0 = no reading
+        metres = depth.astype(np.float32) * np.float32(unit)
         metres[depth == 0] = np.nan
         return metres
-    if encoding == "32FC1":
-        metres = depth.astype(np.float32, copy=True)
-        metres[~(np.isfinite(metres) & (metres > 0))] = np.nan
-        return metres
-    raise DepthError(f"depth encoding '{encoding}' is not supported: use 16UC1 (millimetres) or 32FC1 (metres)")
+    metres = depth.astype(np.float32, copy=True)
+    metres[~(np.isfinite(metres) & (metres > 0))] = np.nan
+    return metres
+
+
+def _unit(encoding: str) -> float:
+    if encoding not in DEPTH_UNITS:
+        raise DepthError(f"depth encoding '{encoding}' is not supported: use 16UC1 (millimetres) or 32FC1 (metres)")
+    return DEPTH_UNITS[encoding]
+
+
+class DepthImage:
+    """A depth image as it arrived, in metres only where it is read (`depth[y0:y1, x0:x1]`).
+
+    Objects cover a small part of a frame: converting the whole image to metres for every
+    frame cost more than all the objects' 3D together.
+    """
+
+    def __init__(self, stored: np.ndarray, encoding: str):
+        _unit(encoding)  # an encoding without metres is refused when the frame is paired
+        self.stored, self.encoding = stored, encoding
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return self.stored.shape
+
+    def __getitem__(self, block) -> np.ndarray:
+        """Return float32 metres of a block, NaN where there is no reading."""
+        return depth_in_metres(self.stored[block], self.encoding)
 
 
 @dataclass(frozen=True)
@@ -66,11 +95,16 @@ class Registration:
     identity: bool  # the same grid: each depth pixel is the colour pixel of its index
 
 
+@functools.lru_cache(maxsize=8)
 def register(colour: Intrinsics, depth: Intrinsics) -> Registration:
-    """Map the depth image's pixel grid onto the colour image's (nearest pixel centre)."""
+    """Map the depth image's pixel grid onto the colour image's (nearest pixel centre).
+
+    Kept for the last few camera pairs: cameras keep their models, and every frame is paired.
+    """
     def axis(n_depth, c_depth, f_depth, c_colour, f_colour, n_colour):
         index = np.rint(c_colour + (np.arange(n_depth) - c_depth) * (f_colour / f_depth)).astype(np.int64)
         index[(index < 0) | (index >= n_colour)] = -1
+        index.flags.writeable = False  # shared by every frame of these cameras
         return index
     rows = axis(depth.height, depth.cy, depth.fy, colour.cy, colour.fy, colour.height)
     cols = axis(depth.width, depth.cx, depth.fx, colour.cx, colour.fx, colour.width)
@@ -138,7 +172,7 @@ class Object3D:
         return block[self._kept].view(np.uint8).reshape(-1, 3)
 
 
-def object_3d(mask: np.ndarray, depth_m: np.ndarray, intrinsics: Intrinsics, erode_px: int = 2,
+def object_3d(mask: np.ndarray, depth_m: np.ndarray | DepthImage, intrinsics: Intrinsics, erode_px: int = 2,
               outlier_sigmas: float = 3.0, min_band_m: float = 0.01, min_pixels: int = 10) -> Object3D | None:
     """Back-project an object's depth pixels, robust to what depth does at borders; None without enough.
 

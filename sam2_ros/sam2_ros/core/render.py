@@ -18,6 +18,8 @@ class DrawnObject:
     object_id: int
     mask: np.ndarray  # (H, W) bool
     label: str = ""
+    box: tuple[int, int, int, int] | None = None  # x, y, width, height of the mask, when known already
+    outline: list[np.ndarray] | None = None  # its (N, 2) int32 polygons in the image, when known already
 
 
 def color_of(object_id: int) -> tuple[int, int, int]:
@@ -32,21 +34,22 @@ def overlay(image: np.ndarray, objects: Sequence[DrawnObject], alpha: float = 0.
     """RGB image with each mask tinted, outlined and tagged with its id and label.
 
     Each mask is blended with the camera image within its own box only (a later object's tint
-    wins where masks overlap): the cost follows the objects' size, not the frame's.
+    wins where masks overlap): the cost follows the objects' size, not the frame's. An object's
+    box and outline are found here unless it comes with them (a result has found them).
     """
     canvas = np.array(image, dtype=np.uint8, copy=True)
     outlines = {}
     for obj in objects:
-        box = cv2.boundingRect(obj.mask.view(np.uint8))
-        if box[2] == 0:
+        x, y, w, h = obj.box if obj.box is not None else cv2.boundingRect(obj.mask.view(np.uint8))
+        if w == 0:
             continue
-        x, y, w, h = box
         mask, original = obj.mask[y:y + h, x:x + w], image[y:y + h, x:x + w]
         tint = cv2.rectangle(np.empty_like(original), (0, 0), (w, h), color_of(obj.object_id), cv2.FILLED)
         region = np.ascontiguousarray(canvas[y:y + h, x:x + w])  # OpenCV writes into contiguous arrays only
         cv2.copyTo(cv2.addWeighted(tint, alpha, original, 1 - alpha, 0), mask.view(np.uint8), region)
         canvas[y:y + h, x:x + w] = region
-        outlines[obj.object_id] = [c.points.astype(np.int32) + (x, y) for c in find_contours(mask)]
+        outlines[obj.object_id] = obj.outline if obj.outline is not None else \
+            [c.points.astype(np.int32) + (x, y) for c in find_contours(mask)]
     thickness = max(1, round(max(canvas.shape[:2]) / 400))
     for obj in objects:
         color = color_of(obj.object_id)

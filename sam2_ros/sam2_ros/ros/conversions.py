@@ -16,6 +16,9 @@ from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import Header
 
 DEFAULT_MAX_PIXELS = 16_000_000
+# Kilted's messages copy an array('B') once more when it is assigned unless their fields are
+# checked (a megabyte-size copy per image); Humble's and Jazzy's keep it and know no such argument.
+_KEEP_ARRAYS = {"check_fields": True} if "_check_fields" in Image.__slots__ else {}
 
 
 class ImageError(ValueError):
@@ -179,7 +182,7 @@ def array_to_image(array: np.ndarray, encoding: str, header: Header, big_endian:
         raise ImageError(f"{array.dtype} array of shape {array.shape} is not {encoding}")
     height, width = array.shape[:2]
     msg = Image(header=header, height=height, width=width, encoding=encoding, is_bigendian=int(big_endian),
-                step=width * channels * dtype.itemsize)
+                step=width * channels * dtype.itemsize, **_KEEP_ARRAYS)
     msg.data = byte_array(array.astype(dtype.newbyteorder(">" if big_endian else "<"), copy=False))
     return msg
 

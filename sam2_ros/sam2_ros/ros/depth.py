@@ -16,7 +16,7 @@ import numpy as np
 from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import Header
 
-from sam2_ros.core.geometry import DepthError, Intrinsics, Registration, depth_in_metres, register
+from sam2_ros.core.geometry import DepthError, DepthImage, Intrinsics, Registration, register
 from sam2_ros.ros.conversions import DEFAULT_MAX_PIXELS, ImageError, check_size, image_to_array
 from sam2_ros.ros.prompt_msgs import stamp_ns
 
@@ -35,10 +35,10 @@ class NoDepth(Exception):
 
 @dataclass(frozen=True)
 class DepthScene:
-    """One depth frame ready for a colour frame: metres, its camera, and where its pixels fall in colour."""
+    """One depth frame ready for a colour frame: its readings, its camera, and where its pixels fall in colour."""
 
     header: Header
-    metres: np.ndarray  # (H, W) float32, NaN = no reading
+    depth: DepthImage  # metres where read: depth[y0:y1, x0:x1]
     intrinsics: Intrinsics
     registration: Registration
 
@@ -176,7 +176,7 @@ class DepthInput:
         colour, depth = intrinsics_of(colour_info, "camera_info"), intrinsics_of(depth_info, "depth camera_info")
         try:
             check_size(msg.width, msg.height, max_pixels, what="depth image")
-            metres = depth_in_metres(image_to_array(msg), msg.encoding)
+            readings = DepthImage(image_to_array(msg), msg.encoding)
         except (DepthError, ImageError) as error:
             raise NoDepth("unusable depth image", str(error)) from None
-        return DepthScene(msg.header, metres, depth, register(colour, depth))
+        return DepthScene(msg.header, readings, depth, register(colour, depth))

@@ -70,7 +70,8 @@ class Outputs:
         """Publish the result first (what consumers wait for), then the label image, overlay and 3D.
 
         Each is checked against the frame whose header it carries (every mask of its size);
-        `scene` is the depth frame paired with it (None: this frame has no 3D).
+        `scene` is the depth frame paired with it (None: this frame has no 3D). The cloud is
+        built on the pool while this thread draws the images.
         """
         start = time.perf_counter()
         settings, hw = config.output_settings, frame.image_hw
@@ -83,22 +84,29 @@ class Outputs:
         if frame.stamp_ns:
             result.latency_ms = (self._node.get_clock().now().nanoseconds - frame.stamp_ns) / 1e6
         self._pubs["result"].publish(result)
-        self._pubs["mask"].publish(label_image(objects, frame.header, hw, settings))
+        cloud = self._pool.submit(self._cloud, builder, frame, config, scene)  # beside the images
+        if self.subscribers("mask"):
+            self._pubs["mask"].publish(label_image(builder.described, frame.header, hw, settings))
         if config.output.publish_overlay and self.subscribers("overlay"):
-            self._pubs["overlay"].publish(overlay_image(frame.rgb, objects, frame.header, settings))
-        self._publish_3d(result, builder, frame, config, scene)
+            self._pubs["overlay"].publish(overlay_image(frame.rgb, builder.described, frame.header))
+        self._publish_3d(result, cloud.result(), config)
         self._publish_vision(result, config)
         return result
 
-    def _publish_3d(self, result: SegmentationResult, builder: ResultBuilder, frame: RecentFrame,
-                    config: S.NodeConfig, scene: DepthScene | None) -> None:
-        """Every frame updates the 3D outputs; without depth: an empty cloud, markers deleted, no detections."""
+    def _cloud(self, builder: ResultBuilder, frame: RecentFrame, config: S.NodeConfig,
+               scene: DepthScene | None) -> PointCloud2 | None:
         depth = config.depth
-        if not depth.enabled:
+        if not (depth.enabled and self.subscribers("points")):
+            return None
+        return cloud_message(scene, builder.solids, depth.cloud_voxel_size,
+                             frame.rgb if depth.cloud_rgb else None, frame.header)
+
+    def _publish_3d(self, result: SegmentationResult, cloud: PointCloud2 | None, config: S.NodeConfig) -> None:
+        """Every frame updates the 3D outputs; without depth: an empty cloud, markers deleted, no detections."""
+        if not config.depth.enabled:
             return
-        if self.subscribers("points"):
-            self._pubs["points"].publish(cloud_message(scene, builder.solids, depth.cloud_voxel_size,
-                                                       frame.rgb if depth.cloud_rgb else None, frame.header))
+        if cloud is not None:
+            self._pubs["points"].publish(cloud)
         if self.subscribers("markers"):
             self._pubs["markers"].publish(marker_array(result))
         if self.subscribers("detections_3d"):

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from array import array
 from concurrent.futures import Executor, Future
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable, Protocol, Sequence
 
 import numpy as np
@@ -11,7 +11,7 @@ from geometry_msgs.msg import Point, Point32
 from sensor_msgs.msg import Image, RegionOfInterest
 from std_msgs.msg import Header
 
-from sam2_ros.core.contours import Contour, describe
+from sam2_ros.core.contours import Contour, MaskGeometry, describe
 from sam2_ros.core.frames import FrameMismatch
 from sam2_ros.core.geometry import Object3D, mask_on_depth, object_3d
 from sam2_ros.core.render import DrawnObject, overlay
@@ -48,10 +48,14 @@ def shown(obj: ObjectResult, settings: OutputSettings) -> np.ndarray:
 
 @dataclass(frozen=True)
 class Described:
-    """One object's message, its mask as published, and its 3D points once depth is paired (for the cloud)."""
+    """One object's message, its mask as published with its box and outline, its 3D once depth is paired.
+
+    The label image and the overlay draw from it: the box and contours are found once a frame.
+    """
 
     msg: SegmentedObject
     shown: np.ndarray
+    geometry: MaskGeometry
     solid: Object3D | None = None
 
 
@@ -68,7 +72,7 @@ def segmented_object(obj: ObjectResult, settings: OutputSettings, header: Header
         msg.centroid = Point32(x=float(geometry.centroid[0]), y=float(geometry.centroid[1]))
         msg.mask = array_to_image(mask[y:y + h, x:x + w].astype(np.uint8) * np.uint8(255), "mono8", header)
     msg.contour_points, msg.contour_lengths, msg.contour_parents = pack_contours(geometry.contours)
-    return Described(msg, mask)
+    return Described(msg, mask, geometry)
 
 
 def with_3d(described: Described, scene: DepthScene, settings: OutputSettings) -> Described:
@@ -76,14 +80,14 @@ def with_3d(described: Described, scene: DepthScene, settings: OutputSettings) -
     msg = described.msg
     if not msg.visible:
         return described
-    solid = object_3d(mask_on_depth(described.shown, scene.registration), scene.metres, scene.intrinsics,
+    solid = object_3d(mask_on_depth(described.shown, scene.registration), scene.depth, scene.intrinsics,
                       settings.depth_erode_px, min_pixels=settings.depth_min_pixels)
     if solid is None:
         return described
     msg.has_3d, msg.depth_pixels = True, solid.count
     msg.centroid_3d, msg.min_3d, msg.max_3d = (Point(x=float(v[0]), y=float(v[1]), z=float(v[2]))
                                                for v in (solid.centroid, solid.minimum, solid.maximum))
-    return Described(msg, described.shown, solid)
+    return replace(described, solid=solid)
 
 
 def pack_contours(contours: Sequence[Contour]) -> tuple[array, array, array]:
@@ -125,6 +129,7 @@ class ResultBuilder:
         self.header, self.image_hw, self.settings, self._pool = header, image_hw, settings, pool
         self.scene = scene  # the depth frame paired before the objects came, if any
         self._described: dict[int, tuple[ObjectResult, Future]] = {}
+        self.described: list[Described] = []  # the last result's objects, ascending ids
         self.solids: dict[int, Object3D] = {}
 
     def _run(self, function: Callable, *args) -> Future:
@@ -155,6 +160,7 @@ class ResultBuilder:
         described = [self._described[obj.object_id][1].result() for obj in ordered]
         if scene is not None and not early:
             described = [f.result() for f in [self._run(with_3d, d, scene, self.settings) for d in described]]
+        self.described = described
         self.solids = {d.msg.object_id: d.solid for d in described if d.solid is not None}
         result = SegmentationResult(header=self.header, height=self.image_hw[0], width=self.image_hw[1],
                                     objects=[d.msg for d in described], **timings)
@@ -169,23 +175,25 @@ def result_message(objects: Sequence[ObjectResult], header: Header, image_hw: tu
     return ResultBuilder(header, image_hw, settings, pool).build(objects, **timings)
 
 
-def label_image(objects: Sequence[ObjectResult], header: Header, image_hw: tuple[int, int],
+def label_image(described: Sequence[Described], header: Header, image_hw: tuple[int, int],
                 settings: OutputSettings) -> Image:
-    """Build the label image: pixel = object id (0 background); a higher score wins overlaps."""
-    check_objects(objects, image_hw)
+    """Build the label image: pixel = object id (0 background); a higher score wins overlaps.
+
+    Each mask is written within its box only: the cost follows the objects' size, not the frame's.
+    """
     dtype = np.uint8 if settings.mask_encoding == "mono8" else np.uint16
-    too_big = unlabelled((o.object_id for o in objects), settings.mask_encoding)
+    too_big = unlabelled((d.msg.object_id for d in described), settings.mask_encoding)
     if too_big:
         raise FrameMismatch(f"object ids {too_big} do not fit a {settings.mask_encoding} label image")
     labels = np.zeros(image_hw, dtype)
-    for obj in sorted(objects, key=lambda o: o.score):
-        labels[shown(obj, settings)] = obj.object_id
+    for done in sorted(described, key=lambda d: d.msg.score):
+        x, y, w, h = done.geometry.box
+        labels[y:y + h, x:x + w][done.shown[y:y + h, x:x + w]] = done.msg.object_id
     return array_to_image(labels, settings.mask_encoding, header)
 
 
-def overlay_image(rgb: np.ndarray, objects: Sequence[ObjectResult], header: Header,
-                  settings: OutputSettings) -> Image:
-    """Draw every visible mask on the camera image, for RViz."""
-    check_objects(objects, rgb.shape[:2])
-    drawn = [DrawnObject(o.object_id, shown(o, settings), o.label) for o in objects]
+def overlay_image(rgb: np.ndarray, described: Sequence[Described], header: Header) -> Image:
+    """Draw every visible mask on the camera image, for RViz, with the outlines the result carries."""
+    drawn = [DrawnObject(d.msg.object_id, d.shown, d.msg.label, d.geometry.box,
+                         [c.points.astype(np.int32) for c in d.geometry.contours]) for d in described]
     return array_to_image(overlay(rgb, drawn), "rgb8", header)

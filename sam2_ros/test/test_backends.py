@@ -54,8 +54,15 @@ def drive(model) -> list[list[tuple[int, np.ndarray, float]]]:
 
 
 @functools.cache
+def loaded(weights: str, name: str, backend: str = "torch", graphs: str | None = None, precision: str = "float32"):
+    """A model loaded once for the tests that run it (loading compiles every graph on a runtime)."""
+    exported = {} if backend == "torch" else {"backend": backend, "graphs": graphs}
+    return load_model(replace(spec(weights, name, **exported), precision=precision))
+
+
+@functools.cache
 def on_pytorch(weights: str, name: str):
-    return drive(load_model(spec(weights, name)))
+    return drive(loaded(weights, name))
 
 
 @pytest.mark.parametrize("backend", ["onnxruntime", "openvino"])
@@ -69,7 +76,7 @@ def test_a_clip_with_objects_added_corrected_and_removed_tracks_as_on_pytorch(gr
         calls[graph.info.file] += 1
         return run(graph, *tensors)
     monkeypatch.setattr(backends.Graph, "__call__", counted)
-    exported = drive(load_model(spec(weights, name, backend=backend, graphs=str(folder))))
+    exported = drive(loaded(weights, name, backend, str(folder)))
     expected = on_pytorch(weights, name)
     assert len(exported) == len(expected) == FRAMES + 5
     for step, (ours, theirs) in enumerate(zip(exported, expected)):
@@ -132,7 +139,7 @@ def test_a_backend_without_its_runtime_or_without_graphs_is_refused_saying_what_
 
 def test_a_tracker_keeping_more_prompted_frames_than_the_graphs_hold_is_refused(graphs):
     weights, folder = graphs("sam2.1_hiera_tiny")
-    model = load_model(spec(weights, "sam2.1_hiera_tiny", backend="onnxruntime", graphs=str(folder)))
+    model = loaded(weights, "sam2.1_hiera_tiny", "onnxruntime", str(folder))
     with pytest.raises(ExportError, match="memory for 8 prompted frames, the tracker keeps 9: .*--max-cond-frames 9"):
         StreamingTracker(model, max_cond_frames=9)
     assert StreamingTracker(model, max_cond_frames=8).step is model.exported
@@ -149,8 +156,7 @@ def test_a_node_with_backend_onnxruntime_tracks_on_the_graphs(graphs):
         running.peer.publish_rgb(images[0], header(1))
         running.peer.result_for(header(1))
         assert add(running, box_prompt(object_box(truths[0]), header(1))).success
-        core = StreamingTracker(load_model(spec(weights, "sam2.1_hiera_tiny", backend="onnxruntime",
-                                                graphs=str(folder))))
+        core = StreamingTracker(loaded(weights, "sam2.1_hiera_tiny", "onnxruntime", str(folder)))
         core.track(images[0])
         core.add_prompt(Prompt(object_id=1, box=object_box(truths[0])))
         for t in (1, 2):
@@ -180,8 +186,7 @@ def test_precision_bfloat16_runs_openvinos_graphs_in_bfloat16_and_float32_keeps_
     image = torch.nn.functional.interpolate(photo, size=(SIZE, SIZE), mode="bilinear")
     features = {}
     for backend, precision in (("torch", "float32"), ("openvino", "float32"), ("openvino", "bfloat16")):
-        exported = {} if backend == "torch" else {"backend": backend, "graphs": str(folder)}
-        model = load_model(replace(spec(weights, "sam2.1_hiera_tiny", **exported), precision=precision))
+        model = loaded(weights, "sam2.1_hiera_tiny", backend, None if backend == "torch" else str(folder), precision)
         with torch.inference_mode():
             features[backend, precision] = model.sam.image_encoder(image)["vision_features"]
     exact = features["torch", "float32"]
@@ -196,8 +201,7 @@ def test_precision_bfloat16_runs_openvinos_graphs_in_bfloat16_and_float32_keeps_
 @pytest.mark.skipif(not this_cpu_bf16_flags(), reason="this CPU has no bfloat16 instructions")
 def test_a_clip_tracks_on_openvino_in_bfloat16_with_the_objects_and_nearly_the_masks_of_float32(graphs):
     weights, folder = graphs("sam2.1_hiera_tiny")
-    mixed = drive(load_model(replace(spec(weights, "sam2.1_hiera_tiny", backend="openvino", graphs=str(folder)),
-                                     precision="bfloat16")))
+    mixed = drive(loaded(weights, "sam2.1_hiera_tiny", "openvino", str(folder), "bfloat16"))
     exact = on_pytorch(weights, "sam2.1_hiera_tiny")
     assert [[o[0] for o in step] for step in mixed] == [[o[0] for o in step] for step in exact]
     agreement = [np.mean(ours[1] == theirs[1])

@@ -1,5 +1,6 @@
 """The tracking session on its own: frames and prompts in, recorded outputs, no executor, no topics."""
 import threading
+import time
 
 import cv2
 import numpy as np
@@ -65,6 +66,7 @@ def test_a_reader_gets_a_copy_and_never_sees_the_worker_change_it(small_model):
                 session.object_labels(), session.has_detector_boxes()
             except Exception as error:  # a reader iterating live state: "changed size during iteration"
                 errors.append(error)
+            time.sleep(0.0002)  # a reader in a tight loop holds the GIL for whole switch intervals
     reader = threading.Thread(target=read)
     reader.start()
     for round_ in range(20):  # the worker adds and removes objects while the reader reads

@@ -75,6 +75,10 @@ def test_a_depth_image_read_where_the_object_is_gives_the_points_of_the_whole_im
     stored = depth if encoding == "16UC1" else depth.astype(np.float32) / 1000
     lazy = object_3d(mask, DepthImage(stored, encoding), CAMERA)
     whole = object_3d(mask, depth_in_metres(stored, encoding), CAMERA)
+    # by hand: the 80x80 face eroded by 2 px is rows 202..277, columns 302..377, less the holes on it
+    readings = sum(1 for r in range(202, 278) for c in range(302, 378) if r % 7 or c % 5)
+    assert lazy.count == readings
+    np.testing.assert_allclose(lazy.coordinates[2], 0.75, rtol=1e-6)
     np.testing.assert_array_equal(lazy.points, whole.points)
     np.testing.assert_array_equal(lazy.centroid, whole.centroid)
     with pytest.raises(DepthError, match="'mono8' is not supported"):

@@ -253,22 +253,22 @@ def load_model(spec: ModelSpec) -> LoadedModel:
     if spec.backend != "torch":
         model.exported = backends.install(model, spec.backend, spec.graphs)
     if spec.compile:
-        network.image_encoder.forward = torch.compile(network.image_encoder.forward, dynamic=False)
-        _compile_now(model)
+        _compile_encoder(model)
     return model
 
 
 @torch.inference_mode()
-def _compile_now(model: LoadedModel) -> None:
-    """Compile at load time rather than on the first camera frames.
+def _compile_encoder(model: LoadedModel) -> None:
+    """Compile the image encoder at load time rather than on the first camera frames.
 
-    Two calls: the second compiles again once SAM 2's position-encoding cache is filled,
-    after which the graph is stable.
+    An eager pass first fills SAM 2's position-encoding cache: compiled before it, the graph
+    would be compiled twice (once with the cache empty, again once it is filled).
     """
     blank = torch.zeros(1, 3, model.image_size, model.image_size, device=model.device)
-    for _ in range(2):
-        with model.autocast():
-            model.sam.forward_image(blank)
+    with model.autocast():
+        model.sam.forward_image(blank)
+        model.sam.image_encoder.forward = torch.compile(model.sam.image_encoder.forward, dynamic=False)
+        model.sam.forward_image(blank)
 
 
 def write_random_checkpoint(path: str | Path, name: str = registry.DEFAULT_MODEL, seed: int = 0) -> Path:

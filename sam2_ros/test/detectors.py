@@ -10,13 +10,15 @@ from pathlib import Path
 
 import torch
 
+from sam2_ros.core.networks.registry import BUILDING
+from sam2_ros.tools.vocabularies import bert_tokenizer, clip_tokenizer
+
 WORDS = ("cup", "red", "ball", "cat", "rocket", "person", "coffee", "a", "the", "of", "photo")
 
 
 def save_grounding_dino(folder: Path, seed: int = 0) -> Path:
     from transformers import (
         BertConfig,
-        BertTokenizerFast,
         GroundingDinoConfig,
         GroundingDinoForObjectDetection,
         GroundingDinoImageProcessor,
@@ -34,9 +36,11 @@ def save_grounding_dino(folder: Path, seed: int = 0) -> Path:
         encoder_attention_heads=2, decoder_attention_heads=2, num_queries=30, max_text_len=32,
         encoder_n_points=2, decoder_n_points=2)
     torch.manual_seed(seed)
-    GroundingDinoForObjectDetection(config).eval().save_pretrained(folder)
+    with BUILDING:  # no other network is being built meanwhile (registry.BUILDING)
+        network = GroundingDinoForObjectDetection(config)
+    network.eval().save_pretrained(folder)
     GroundingDinoProcessor(image_processor=GroundingDinoImageProcessor(),
-                           tokenizer=BertTokenizerFast(vocab=vocab)).save_pretrained(folder)
+                           tokenizer=bert_tokenizer(list(vocab))).save_pretrained(folder)
     return folder
 
 
@@ -58,7 +62,6 @@ def clip_vocabulary() -> tuple[dict[str, int], list[tuple[str, str]]]:
 
 def save_owlv2(folder: Path, seed: int = 0) -> Path:
     from transformers import (
-        CLIPTokenizerFast,
         Owlv2Config,
         Owlv2ForObjectDetection,
         Owlv2ImageProcessor,
@@ -74,14 +77,16 @@ def save_owlv2(folder: Path, seed: int = 0) -> Path:
                            image_size=128, patch_size=16),
         projection_dim=32)
     torch.manual_seed(seed)
-    Owlv2ForObjectDetection(config).eval().save_pretrained(folder)
+    with BUILDING:  # no other network is being built meanwhile (registry.BUILDING)
+        network = Owlv2ForObjectDetection(config)
+    network.eval().save_pretrained(folder)
     Owlv2Processor(image_processor=Owlv2ImageProcessor(size={"height": 128, "width": 128}),
-                   tokenizer=CLIPTokenizerFast(vocab=vocab, merges=merges, model_max_length=16)).save_pretrained(folder)
+                   tokenizer=clip_tokenizer(vocab, merges, 16)).save_pretrained(folder)
     return folder
 
 
 def save_sam3(folder: Path, seed: int = 0) -> Path:
-    from transformers import CLIPTokenizerFast, Sam3Config, Sam3ImageProcessor, Sam3Model, Sam3Processor
+    from transformers import Sam3Config, Sam3ImageProcessor, Sam3Model, Sam3Processor
 
     vocab, merges = clip_vocabulary()
     small = {"num_attention_heads": 2, "intermediate_size": 64}
@@ -97,7 +102,9 @@ def save_sam3(folder: Path, seed: int = 0) -> Path:
         detr_decoder_config={"hidden_size": 32, "num_layers": 1, "num_queries": 20, **small},
         mask_decoder_config={"hidden_size": 32, "num_attention_heads": 2})
     torch.manual_seed(seed)
-    Sam3Model(config).eval().save_pretrained(folder)
+    with BUILDING:  # no other network is being built meanwhile (registry.BUILDING)
+        network = Sam3Model(config)
+    network.eval().save_pretrained(folder)
     Sam3Processor(image_processor=Sam3ImageProcessor(size={"height": 112, "width": 112}),
-                  tokenizer=CLIPTokenizerFast(vocab=vocab, merges=merges, model_max_length=32)).save_pretrained(folder)
+                  tokenizer=clip_tokenizer(vocab, merges, 32)).save_pretrained(folder)
     return folder

@@ -17,6 +17,7 @@ AUTO = "auto"  # the `checkpoint` value that means "the model's published checkp
 # What a transformers model needs from its repository: configs, tokenizer files and safetensors
 # weights (repositories often also hold the same weights as .bin, .msgpack, .h5 or .onnx).
 MODEL_FILES = ["*.json", "*.txt", "*.model", "*.safetensors"]
+ATTEMPTS = 3  # at a download whose transfer breaks off; each goes on where the last stopped
 
 
 class FetchError(RuntimeError):
@@ -52,13 +53,22 @@ def fetch(item: Published, model: str) -> Path:
     """Return the file's path in the cache, fetched first when it is not there; FetchError says what to do."""
     from huggingface_hub import constants, errors, hf_hub_download, snapshot_download
 
+    download = hf_hub_download if item.filename else snapshot_download
+    # huggingface_hub takes a bar class from 1.0 on (Humble's transformers 4 needs an older one)
+    shown = {"tqdm_class": Progress} if "tqdm_class" in inspect.signature(download).parameters else {}
     try:
-        download = hf_hub_download if item.filename else snapshot_download
-        # huggingface_hub takes a bar class from 1.0 on (Humble's transformers 4 needs an older one)
-        shown = {"tqdm_class": Progress} if "tqdm_class" in inspect.signature(download).parameters else {}
-        if item.filename:
-            return Path(hf_hub_download(item.repo, item.filename, **shown))
-        return Path(snapshot_download(item.repo, allow_patterns=MODEL_FILES, **shown))
+        for attempt in range(1, ATTEMPTS + 1):
+            try:
+                if item.filename:
+                    return Path(hf_hub_download(item.repo, item.filename, **shown))
+                return Path(snapshot_download(item.repo, allow_patterns=MODEL_FILES, **shown))
+            except Exception as error:  # only a transfer that broke off is tried again
+                if not _broke_off(error):
+                    raise
+                if attempt == ATTEMPTS:
+                    raise FetchError(f"fetching {item} from {constants.ENDPOINT} broke off {ATTEMPTS} times "
+                                     f"({type(error).__name__}): run `sam2_fetch {model}` again, it goes on "
+                                     "where it stopped") from None
     except errors.LocalEntryNotFoundError as error:  # not cached, and the hub was not asked or did not answer
         cause = error.__cause__ or error.__context__
         if isinstance(cause, (errors.RepositoryNotFoundError, errors.EntryNotFoundError)):
@@ -78,6 +88,15 @@ def fetch(item: Published, model: str) -> Path:
         raise FetchError(_missing(item, error)) from None
     except errors.HfHubHTTPError as error:
         raise FetchError(f"fetching {item} from {constants.ENDPOINT} failed: {str(error).splitlines()[0]}") from None
+
+
+def _broke_off(error: Exception) -> bool:
+    """Tell whether the HTTP client gave up midway through a transfer.
+
+    huggingface_hub before 1.0 (Humble's) does not go on by itself when a connection is cut,
+    though it resumes from the partial file when asked again; from 1.0 on it goes on by itself.
+    """
+    return type(error).__module__.split(".")[0] in ("requests", "urllib3") and isinstance(error, OSError)
 
 
 def _missing(item: Published, error: Exception) -> str:

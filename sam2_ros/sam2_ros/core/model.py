@@ -120,7 +120,8 @@ def build_network(spec: ModelSpec) -> torch.nn.Module:
     family = registry.family_of(spec.name)
     if spec.image_size % 32 or not 128 <= spec.image_size <= 2048:
         raise ValueError(f"image_size must be a multiple of 32 in [128, 2048], got {spec.image_size}")
-    return family.build(spec.name, spec.image_size)
+    with registry.BUILDING:
+        return family.build(spec.name, spec.image_size)
 
 
 def checkpoint_path(spec: ModelSpec) -> Path | None:

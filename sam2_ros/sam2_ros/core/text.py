@@ -15,7 +15,7 @@ import torch
 
 from sam2_ros.core import hub
 from sam2_ros.core.model import resolve_device
-from sam2_ros.core.networks.registry import DEFAULT_DETECTOR, DetectorFamily, detector_of
+from sam2_ros.core.networks.registry import BUILDING, DEFAULT_DETECTOR, DetectorFamily, detector_of
 from sam2_ros.core.sliced import SlicedCall
 
 MAX_TEXT_CHARS = 1000  # Grounding DINO reads 256 tokens at most; a longer text is a mistake, not a prompt
@@ -115,7 +115,8 @@ def load_detector(spec: DetectorSpec) -> TextDetector:
         raise TextError(f"{family.title} runs at its own input size only: set text_image_size to 0")
     device = resolve_device(spec.device)
     try:
-        network, processor = family.load(folder)
+        with BUILDING:
+            network, processor = family.load(folder)
         network = network.eval().to(device)
     except (OSError, ValueError) as error:
         raise TextError(f"'{folder}' is not a loadable {family.title} detector: "

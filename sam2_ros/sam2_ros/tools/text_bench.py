@@ -18,11 +18,13 @@ import numpy as np
 import torch
 
 from sam2_ros.core.model import LoadedModel
+from sam2_ros.core.networks.registry import BUILDING
 from sam2_ros.core.prompts import Prompt
 from sam2_ros.core.settings import TextParams
 from sam2_ros.core.text import DetectorSpec, TextDetector, load_detector
 from sam2_ros.core.tracker import StreamingTracker
 from sam2_ros.tools.measure import camera_frame, median_ms
+from sam2_ros.tools.vocabularies import bert_tokenizer, clip_tokenizer
 
 PHRASES = ("person", "rocket")
 THRESHOLDS = (0.35, 0.25)  # the node's defaults: text_box_threshold, text_threshold
@@ -32,7 +34,6 @@ FILLER = "[unused{}]"
 def save_grounding_dino_tiny(folder: Path) -> Path:
     """IDEA-Research/grounding-dino-tiny's architecture (transformers' default config), random weights."""
     from transformers import (
-        BertTokenizerFast,
         GroundingDinoConfig,
         GroundingDinoForObjectDetection,
         GroundingDinoImageProcessor,
@@ -43,16 +44,17 @@ def save_grounding_dino_tiny(folder: Path) -> Path:
     words = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", ".", *PHRASES]
     words += [FILLER.format(i) for i in range(config.text_config.vocab_size - len(words))]
     torch.manual_seed(0)
-    GroundingDinoForObjectDetection(config).eval().save_pretrained(folder)
-    tokenizer = BertTokenizerFast(vocab={word: i for i, word in enumerate(words)})
-    GroundingDinoProcessor(image_processor=GroundingDinoImageProcessor(), tokenizer=tokenizer).save_pretrained(folder)
+    with BUILDING:  # no other network is being built meanwhile (registry.BUILDING)
+        network = GroundingDinoForObjectDetection(config)
+    network.eval().save_pretrained(folder)
+    GroundingDinoProcessor(image_processor=GroundingDinoImageProcessor(),
+                           tokenizer=bert_tokenizer(words)).save_pretrained(folder)
     return folder
 
 
 def save_owlv2_base(folder: Path) -> Path:
     """google/owlv2-base-patch16-ensemble's architecture (ViT-B/16 at 960), random weights."""
     from transformers import (
-        CLIPTokenizerFast,
         Owlv2Config,
         Owlv2ForObjectDetection,
         Owlv2ImageProcessor,
@@ -65,8 +67,10 @@ def save_owlv2_base(folder: Path) -> Path:
     vocab.update({FILLER.format(i): i for i in range(len(vocab), config.text_config.vocab_size - 2)})
     vocab.update({"<|startoftext|>": config.text_config.bos_token_id, "<|endoftext|>": config.text_config.eos_token_id})
     torch.manual_seed(0)
-    Owlv2ForObjectDetection(config).eval().save_pretrained(folder)
-    tokenizer = CLIPTokenizerFast(vocab=vocab, merges=[], model_max_length=config.text_config.max_position_embeddings)
+    with BUILDING:  # no other network is being built meanwhile (registry.BUILDING)
+        network = Owlv2ForObjectDetection(config)
+    network.eval().save_pretrained(folder)
+    tokenizer = clip_tokenizer(vocab, [], config.text_config.max_position_embeddings)
     Owlv2Processor(image_processor=Owlv2ImageProcessor(), tokenizer=tokenizer).save_pretrained(folder)
     return folder
 

@@ -52,6 +52,10 @@ class Family:
 
 
 _lock = threading.Lock()
+# One network is built at a time, whatever its family: transformers 4 (Humble's) builds a model
+# with nn.Module.register_parameter patched process-wide to make meta tensors, so a SAM 2 network
+# built on another thread meanwhile (a node configuring while a detector loads) would be empty.
+BUILDING = threading.Lock()
 _families: list[Family] = []
 _loaded = False
 

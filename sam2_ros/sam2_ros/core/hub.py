@@ -93,10 +93,12 @@ def fetch(item: Published, model: str) -> Path:
 def _broke_off(error: Exception) -> bool:
     """Tell whether the HTTP client gave up midway through a transfer.
 
-    huggingface_hub before 1.0 (Humble's) does not go on by itself when a connection is cut,
-    though it resumes from the partial file when asked again; from 1.0 on it goes on by itself.
+    huggingface_hub before 1.0 (Humble's) goes on by itself after a dropped connection or a read
+    timeout, but not after a body cut short (requests' ChunkedEncodingError), though it resumes
+    from the partial file when asked again; from 1.0 on it goes on by itself.
     """
-    return type(error).__module__.split(".")[0] in ("requests", "urllib3") and isinstance(error, OSError)
+    kind = type(error)
+    return kind.__name__ == "ChunkedEncodingError" and kind.__module__.startswith("requests")
 
 
 def _missing(item: Published, error: Exception) -> str:

@@ -11,9 +11,24 @@ import skimage.data
 
 from sam2_ros.core.model import LoadedModel, ModelSpec, load_model, write_random_checkpoint
 
+
+def ros_domain() -> int:
+    """Return a DDS domain of this test process's own, so concurrent runs never see each other's topics.
+
+    `make test` runs two workers (pytest -n 2): worker k takes the run's domain + k. The run's
+    domain is ROS_DOMAIN_ID when set, else a random one (of 1, 5, ..., 97).
+    """
+    worker = os.environ.get("PYTEST_XDIST_WORKER")  # gw0, gw1, ...: the workers of one run share a parent
+    given = os.environ.get("ROS_DOMAIN_ID", "")
+    run = random.Random(os.getppid() if worker else os.getpid())
+    base = int(given) if given.isdigit() else 1 + 4 * run.randint(0, 24)
+    return base + (int(worker[2:]) if worker else 0)
+
+
 # Every ROS process of the tests stays on this machine and in a domain of its own.
 os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
-os.environ.setdefault("ROS_DOMAIN_ID", str(random.Random(os.getpid()).randint(1, 100)))
+os.environ["ROS_DOMAIN_ID"] = str(ros_domain())
+
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "gpu: CUDA-only behaviour, run by scripts/gpu_check.sh")

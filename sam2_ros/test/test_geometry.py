@@ -85,6 +85,15 @@ def test_a_depth_image_read_where_the_object_is_gives_the_points_of_the_whole_im
         DepthImage(depth.astype(np.uint8), "mono8")
 
 
+def test_the_masks_box_given_by_hand_gives_the_points_found_without_it():
+    mask, depth = scene(0.75)
+    metres = depth_in_metres(depth, "16UC1")
+    given = object_3d(mask, metres, CAMERA, box=(300, 200, 80, 80))  # x, y, width, height of ROWS, COLS
+    found = object_3d(mask, metres, CAMERA)
+    assert given.count == 76 * 76  # the face eroded by 2 px on every side
+    np.testing.assert_array_equal(given.points, found.points)
+    np.testing.assert_array_equal(given.centroid, found.centroid)
+
 def test_depth_half_the_colour_size_is_registered_with_both_camera_models():
     colour = Intrinsics(1000.0, 1000.0, 639.5, 359.5, 1280, 720)
     depth_camera = Intrinsics(500.0, 500.0, 319.5, 179.5, 640, 360)  # same field of view, half the pixels

@@ -173,16 +173,18 @@ class Object3D:
 
 
 def object_3d(mask: np.ndarray, depth_m: np.ndarray | DepthImage, intrinsics: Intrinsics, erode_px: int = 2,
-              outlier_sigmas: float = 3.0, min_band_m: float = 0.01, min_pixels: int = 10) -> Object3D | None:
+              outlier_sigmas: float = 3.0, min_band_m: float = 0.01, min_pixels: int = 10,
+              box: tuple[int, int, int, int] | None = None) -> Object3D | None:
     """Back-project an object's depth pixels, robust to what depth does at borders; None without enough.
 
     The mask (on the depth grid) is eroded by `erode_px` first: depth at an object's edge mixes
     it with the background ("flying pixels"). Readings further than `outlier_sigmas` robust
     standard deviations (median absolute deviation) from the median depth, and never closer
     than `min_band_m`, are dropped as the background seen through a mask's slack. Work is done
-    on the block around the mask, with boolean selections rather than index arrays.
+    on the block around the mask, with boolean selections rather than index arrays; `box` (x, y,
+    width, height), when the mask's is known already, spares a pass over the whole image.
     """
-    x0, y0, x1, y1 = _box(mask)
+    x0, y0, x1, y1 = _box(mask) if box is None else (box[0], box[1], box[0] + box[2], box[1] + box[3])
     height, width = mask.shape
     # a margin of erode_px keeps erosion at the block's edge as it is on the whole image
     y0, x0, y1, x1 = max(y0 - erode_px, 0), max(x0 - erode_px, 0), min(y1 + erode_px, height), min(x1 + erode_px, width)

@@ -80,8 +80,10 @@ def with_3d(described: Described, scene: DepthScene, settings: OutputSettings) -
     msg = described.msg
     if not msg.visible:
         return described
+    same_grid = scene.registration.identity  # the mask's box found by describe() is its box on depth too
     solid = object_3d(mask_on_depth(described.shown, scene.registration), scene.depth, scene.intrinsics,
-                      settings.depth_erode_px, min_pixels=settings.depth_min_pixels)
+                      settings.depth_erode_px, min_pixels=settings.depth_min_pixels,
+                      box=described.geometry.box if same_grid else None)
     if solid is None:
         return described
     msg.has_3d, msg.depth_pixels = True, solid.count

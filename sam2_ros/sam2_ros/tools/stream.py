@@ -4,7 +4,10 @@ This process is the camera: 640x480 rgb8 colour at 15 or 30 Hz, 16UC1 depth at 3
 the colour stamps (at 15 Hz every other depth frame has no colour twin), a camera_info per
 colour frame, all with one QoS kind; depth may be published late (a lagging depth camera). The
 node is the installed `sam2_segmenter_node`, started with depth on. A result "with 3D" is one
-paired with the depth frame of its own stamp.
+paired with the depth frame of its own stamp. In the text run a text prompt comes a third of the way
+in, and the detector's passes (Grounding DINO tiny's architecture, random weights, at a short side of
+TEXT_SIZE, one after the other) are spread over the frames from then on: the results' interval
+before it beside the interval once its first pass ended.
 """
 from __future__ import annotations
 
@@ -13,6 +16,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from dataclasses import dataclass
@@ -35,6 +39,9 @@ from sam2_ros_interfaces.msg import Prompt, SegmentationResult
 DEPTH_HZ = 30.0
 WIDTH, HEIGHT = 640, 480
 BOX = (200, 120, 440, 360)  # the object: 1 m in front of a wall at 2 m
+TEXT_SIZE = 320  # the detector's input in the text run: a pass spans seconds of frames, not a minute
+TEXT_AT = 1 / 3  # the text prompt comes this far into the text run
+TEXT_SECONDS = 60.0  # the text run's least length: on a 2-core CPU one pass spans some 15 s of frames
 
 
 @dataclass(frozen=True)
@@ -46,6 +53,7 @@ class StreamRun:
     lag_s: float = 0.0  # depth published this long after the colour frame of its stamp
     seconds: float = 20.0
     large_shm: bool = False  # both processes with config/fastdds_large_images.xml
+    text: bool = False  # a text prompt TEXT_AT into the run, its detector's passes back to back from then on
 
 
 def scene() -> tuple[np.ndarray, np.ndarray]:
@@ -80,11 +88,13 @@ def profiles_variable(distro: str | None = None) -> str:
     return "FASTRTPS_DEFAULT_PROFILES_FILE" if distro in ("humble", "jazzy") else "FASTDDS_DEFAULT_PROFILES_FILE"
 
 
-def start_node(checkpoint: str, image_size: int, device: str, qos: str) -> subprocess.Popen:
+def start_node(checkpoint: str, image_size: int, device: str, qos: str, *params: str) -> subprocess.Popen:
+    """Start the installed node as `ros2 run` does; `params` are more `name:=value` settings."""
     from ament_index_python.packages import get_package_prefix
     executable = Path(get_package_prefix("sam2_ros")) / "lib" / "sam2_ros" / "sam2_segmenter_node"  # as ros2 run
-    args = [str(executable), "--ros-args", "-p", f"checkpoint:={checkpoint}", "-p", f"image_size:={image_size}",
-            "-p", f"device:={device}", "-p", "depth:=true", "-p", f"image_qos:={qos}",
+    settings = (f"checkpoint:={checkpoint}", f"image_size:={image_size}", f"device:={device}", "depth:=true",
+                f"image_qos:={qos}", *params)
+    args = [str(executable), "--ros-args", *(arg for setting in settings for arg in ("-p", setting)),
             "-r", "image:=/camera/color/image_raw", "-r", "camera_info:=/camera/color/camera_info",
             "-r", "depth:=/camera/aligned_depth_to_color/image_raw", "-r", "prompt:=/sam2/prompt"]
     return subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
@@ -107,6 +117,7 @@ class Camera:
         self.node.create_subscription(SegmentationResult, "/sam2_segmenter_node/result",
                                       lambda msg: self.results.append((time.time(), msg)), reliable)
         self.diagnostics: dict[str, str] = {}  # the node's last /diagnostics values
+        self.first_text_pass_at: float | None = None  # time.time() of the diagnostics first counting a text pass
         self.node.create_subscription(DiagnosticArray, "/diagnostics", self._diagnostics_cb, 10)
         self._executor = SingleThreadedExecutor()
         self._executor.add_node(self.node)
@@ -118,6 +129,8 @@ class Camera:
         for status in msg.status:
             if "sam2_segmenter_node" in status.name:
                 self.diagnostics = {kv.key: kv.value for kv in status.values}
+                if self.first_text_pass_at is None and int(self.diagnostics.get("text passes", 0)):
+                    self.first_text_pass_at = time.time()
 
     def _spin(self) -> None:
         while not self._stop.is_set():
@@ -152,10 +165,27 @@ def schedule(run: StreamRun, start_ns: int) -> list[tuple[float, str, int]]:
 
 def stream(checkpoint: str, run: StreamRun, image_size: int = 256, device: str = "cpu") -> dict:
     """Stream one run into a fresh node process; return what came back (rclpy is initialised here)."""
+    with tempfile.TemporaryDirectory() as scratch:
+        params = text_params(Path(scratch)) if run.text else ()
+        return _stream(checkpoint, run, image_size, device, params)
+
+
+def text_params(scratch: Path) -> tuple[str, ...]:
+    """Return the node's settings for the text run: Grounding DINO tiny's architecture saved in `scratch`."""
+    from sam2_ros.tools.text_bench import save_grounding_dino_tiny
+    detector = save_grounding_dino_tiny(scratch / "grounding_dino_tiny")
+    # no box passes the threshold: the period measured is the passes', not that of the objects they would add
+    return (f"text_detector:={detector}", f"text_image_size:={TEXT_SIZE}", "text_period_s:=0.1",
+            "text_box_threshold:=1.0")
+
+
+def _stream(checkpoint: str, run: StreamRun, image_size: int, device: str, params: tuple[str, ...]) -> dict:
+    from sam2_ros.tools.text_bench import PHRASES
     rgb, depth = scene()
     rclpy.init()
-    process = start_node(checkpoint, image_size, device, run.qos)
+    process = start_node(checkpoint, image_size, device, run.qos, *params)
     camera = Camera(run.qos)
+    text_sent_at = None
     try:
         camera.wait_for_node(120.0)
         start_ns, started = time.time_ns() + 200_000_000, time.monotonic() + 0.2
@@ -173,6 +203,9 @@ def stream(checkpoint: str, run: StreamRun, image_size: int = 256, device: str =
             if camera.results and not prompted:  # one object, once the node answers frames
                 camera.prompt.publish(Prompt(header=Header(), object_id=1, box=[float(v) for v in BOX]))
                 prompted = True
+            if run.text and text_sent_at is None and at >= TEXT_AT * run.seconds:
+                camera.prompt.publish(Prompt(header=Header(), object_id=Prompt.ASSIGN_NEW_ID, text=" . ".join(PHRASES)))
+                text_sent_at = time.time()
         time.sleep(3.0 + run.lag_s)  # the last frames' outputs
     finally:
         camera.close()
@@ -185,7 +218,28 @@ def stream(checkpoint: str, run: StreamRun, image_size: int = 256, device: str =
     figures = measure(camera.results, colour_sent, depth_sent, run)
     figures.update({key.replace("no depth: ", "no_depth_").replace(" ", "_"): int(value)
                     for key, value in camera.diagnostics.items() if key.startswith("no depth")})
+    if run.text:
+        figures.update(text_figures([received for received, _ in camera.results], text_sent_at,
+                                    camera.first_text_pass_at))
+        figures["passes"] = int(camera.diagnostics.get("text passes", 0))  # stream_30hz_text_passes
+        figures["detector_ms_p50"] = float(camera.diagnostics.get("text detector ms p50", "nan"))
     return figures
+
+
+def text_figures(received: list[float], text_sent_at: float | None, first_pass_at: float | None) -> dict:
+    """Return the results' interval before the text prompt, and from the end of its first pass on (p50, worst).
+
+    The detector loads on a thread of its own before its first pass: that time is in neither.
+    """
+    def intervals(start: float, end: float) -> list[float]:
+        times = [t for t in received if start <= t < end]
+        return [(later - earlier) * 1e3 for earlier, later in zip(times, times[1:])]
+    before = intervals(received[0], text_sent_at) if received and text_sent_at else []
+    during = intervals(first_pass_at, float("inf")) if first_pass_at else []
+    nan = float("nan")
+    return {"result_interval_ms_p50_before_text": float(np.median(before)) if before else nan,
+            "result_interval_ms_p50_while_text": float(np.median(during)) if during else nan,
+            "result_interval_ms_max_while_text": max(during) if during else nan}
 
 
 def measure(results: list[tuple[float, SegmentationResult]], colour_sent: set[int], depth_sent: set[int],
@@ -208,7 +262,8 @@ RUNS = {"15hz_reliable": StreamRun(15.0, "reliable"), "30hz_reliable": StreamRun
         "15hz_best_effort": StreamRun(15.0, "sensor_data", large_shm=True),
         "30hz_best_effort": StreamRun(30.0, "sensor_data", large_shm=True),
         "lag600": StreamRun(30.0, "reliable", lag_s=0.6),
-        "30hz_best_effort_default_transport": StreamRun(30.0, "sensor_data")}
+        "30hz_best_effort_default_transport": StreamRun(30.0, "sensor_data"),
+        "30hz_text": StreamRun(30.0, "reliable", text=True)}
 
 
 def bench_stream(checkpoint: str, image_size: int, device: str, seconds: float) -> dict:
@@ -227,7 +282,7 @@ def bench_stream(checkpoint: str, image_size: int, device: str, seconds: float) 
         figures = json.loads(done.stdout.splitlines()[-1])
         out.update({f"stream_{name}_{key}": value for key, value in figures.items()})
     out["node_3d_fraction"] = min(out[f"stream_{name}_3d_fraction"] for name in RUNS
-                                  if name not in ("lag600", "30hz_best_effort_default_transport"))
+                                  if name not in ("lag600", "30hz_best_effort_default_transport", "30hz_text"))
     out["node_3d_fraction_lag600"] = out["stream_lag600_3d_fraction"]
     return out
 
@@ -236,7 +291,8 @@ def main(argv: list[str]) -> int:
     """One run in this process: CHECKPOINT RUN IMAGE_SIZE DEVICE SECONDS -> one JSON line."""
     checkpoint, name, image_size, device, seconds = argv
     run = RUNS[name]
-    figures = stream(checkpoint, StreamRun(run.colour_hz, run.qos, run.lag_s, float(seconds), run.large_shm),
+    length = max(float(seconds), TEXT_SECONDS) if run.text else float(seconds)
+    figures = stream(checkpoint, StreamRun(run.colour_hz, run.qos, run.lag_s, length, run.large_shm, run.text),
                      int(image_size), device)
     print(json.dumps(figures))
     return 0

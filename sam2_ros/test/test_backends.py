@@ -178,6 +178,23 @@ def test_a_checkpoint_named_from_the_home_folder_matches_its_graphs(graphs, tmp_
 
 
 
+def test_openvino_compiles_a_graph_once_per_object_count_and_answers_as_onnx_runtime_does(graphs):
+    _, folder = graphs("sam2.1_hiera_tiny")
+    path = folder / "memory_encoder.onnx"
+    openvino = backends.Session("openvino", path, torch.device("cpu"))
+    onnxruntime = backends.Session("onnxruntime", path, torch.device("cpu"))
+    rng = np.random.default_rng(0)
+    calls = []
+    for objects in (1, 3, 1):  # features of one frame per object, a mask logit map at the input size per object
+        calls.append({"features": rng.standard_normal((objects, 256, SIZE // 16, SIZE // 16), np.float32),
+                      "masks": rng.standard_normal((objects, 1, SIZE, SIZE), np.float32)})
+    for feeds in calls:
+        for ours, theirs in zip(openvino.run(feeds), onnxruntime.run(feeds), strict=True):
+            assert ours.shape == theirs.shape and ours.shape[0] == feeds["masks"].shape[0]
+            np.testing.assert_allclose(ours, theirs, rtol=1e-4, atol=1e-4)
+    assert len(openvino._compiled) == 2  # one object, three objects: the second call of one object reuses it
+
+
 @pytest.mark.skipif(not this_cpu_bf16_flags(), reason="this CPU has no bfloat16 instructions (the node refuses "
                                                       "bfloat16 on it)")
 def test_precision_bfloat16_runs_openvinos_graphs_in_bfloat16_and_float32_keeps_them_exact(graphs):

@@ -48,12 +48,13 @@ class Session:
     def __init__(self, backend: str, path: Path, device: torch.device, precision: str = "float32",
                  fixed_shapes: bool = True):
         self.backend = backend
-        self._fixed_shapes = fixed_shapes
         if backend == "openvino":
             import openvino
 
             self._core = openvino.Core()
             self._graph = self._core.read_model(str(path))
+            self._fixed_shapes = fixed_shapes
+            self._names = [port.get_any_name() for port in self._graph.inputs]
             # As the model's precision says: OpenVINO's own default is bfloat16 wherever the CPU has its
             # instructions, which would make float32 models disagree with PyTorch on some CPUs only.
             self._config = {"INFERENCE_PRECISION_HINT": "bf16" if precision == "bfloat16" else "f32"}
@@ -84,12 +85,11 @@ class Session:
 
     def _compiled_for(self, feeds: dict[str, np.ndarray]) -> tuple:
         """Return the graph compiled for these inputs' shapes: compiled on first use, the last SHAPES_KEPT kept."""
-        names = [port.get_any_name() for port in self._graph.inputs]
-        shapes = tuple(tuple(feeds[name].shape) for name in names) if self._fixed_shapes else ()
+        shapes = tuple(tuple(feeds[name].shape) for name in self._names) if self._fixed_shapes else ()
         if shapes not in self._compiled:
             graph = self._graph.clone()
             if shapes:
-                graph.reshape({name: list(shape) for name, shape in zip(names, shapes)})
+                graph.reshape({name: list(shape) for name, shape in zip(self._names, shapes)})
             compiled = self._core.compile_model(graph, "CPU", self._config)
             self._compiled[shapes] = (compiled, compiled.create_infer_request())
             if len(self._compiled) > SHAPES_KEPT:

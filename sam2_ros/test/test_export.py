@@ -41,6 +41,16 @@ def test_the_object_count_is_a_dynamic_axis_of_every_batched_input(graphs, part,
         assert (first.dim_param == "") == (tensor.name in fixed), tensor.name
 
 
+@pytest.mark.parametrize("part", ["memory_attention_7", "memory_attention_14"])
+def test_masked_memory_attention_is_plain_attention_that_runtimes_fuse(graphs, part):
+    """Matrix product, softmax, matrix product, and no guard for rows without keys (IsNaN, Where after it)."""
+    _, folder = graphs("edgetam")
+    graph = onnx.load(str(folder / f"{part}.onnx"), load_external_data=False).graph
+    operations = [node.op_type for node in graph.node]
+    assert operations.count("Softmax") == 3  # 2 layers less the first self-attention (its own graph)
+    assert "IsNaN" not in operations
+
+
 def test_the_same_checkpoint_exports_the_same_files(graphs, tmp_path):
     weights, folder = graphs("edgetam")
     assert sam2_export(["--model", "edgetam", "--checkpoint", weights, "--image-size", "256",

@@ -157,14 +157,20 @@ class FirstLayerGraph(nn.Module):
 
 
 class MemoryLayersGraph(nn.Module):
-    """The rest of the memory attention on memory padded to one frame count, its padding masked out."""
+    """The rest of the memory attention on memory padded to one frame count, its padding masked out.
+
+    The key mask enters the attention as a bias of 0 and -inf: with a boolean mask the exporter
+    guards each softmax against rows with no key (never the case here, the memory always holds
+    a frame), and the guard keeps OpenVINO from fusing the cross-attention into one operation.
+    """
 
     def __init__(self, attention: nn.Module, pointers: int):
         super().__init__()
         self.attention, self.pointers = attention, pointers
 
     def forward(self, queries, memory, query_pos, memory_pos, key_mask):
-        return self.attention.masked_layers(queries, memory, query_pos, memory_pos, key_mask, self.pointers)
+        bias = torch.zeros(key_mask.shape, dtype=queries.dtype).masked_fill(~key_mask, float("-inf"))
+        return self.attention.masked_layers(queries, memory, query_pos, memory_pos, bias, self.pointers)
 
 
 @dataclass

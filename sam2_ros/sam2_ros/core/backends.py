@@ -41,8 +41,9 @@ class Session:
     With `fixed_shapes`, OpenVINO compiles the graph for each input shape it is called with (the
     object count is the graph's one dynamic axis): its CPU kernels for fixed shapes ran EdgeTAM's
     memory attention at 1024 in 252 ms against 385 dynamic (bfloat16), its memory encoder in 50
-    against 61, and compiling a shape takes 0.1 to 0.4 s, once, the first time that many objects
-    are tracked.
+    against 61. The shape of one object compiles when the graph opens (SAM 2.1 tiny's image
+    encoder takes 30 s, which must not stall the first frame); any other takes 0.05 to 0.5 s,
+    once, the first time that many objects are tracked.
     """
 
     def __init__(self, backend: str, path: Path, device: torch.device, precision: str = "float32",
@@ -59,6 +60,8 @@ class Session:
             # instructions, which would make float32 models disagree with PyTorch on some CPUs only.
             self._config = {"INFERENCE_PRECISION_HINT": "bf16" if precision == "bfloat16" else "f32"}
             self._compiled: OrderedDict[tuple, tuple] = OrderedDict()  # input shapes -> (compiled, request)
+            self._compiled_for(tuple(tuple(d.get_length() if d.is_static else 1 for d in port.get_partial_shape())
+                                            for port in self._graph.inputs))
             return
         import onnxruntime
 
@@ -78,14 +81,14 @@ class Session:
 
     def run(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
         if self.backend == "openvino":
-            compiled, request = self._compiled_for(feeds)
+            compiled, request = self._compiled_for(tuple(tuple(feeds[name].shape) for name in self._names))
             results = request.infer(feeds)
             return [np.asarray(results[output]) for output in compiled.outputs]
         return self._session.run(None, feeds)
 
-    def _compiled_for(self, feeds: dict[str, np.ndarray]) -> tuple:
-        """Return the graph compiled for these inputs' shapes: compiled on first use, the last SHAPES_KEPT kept."""
-        shapes = tuple(tuple(feeds[name].shape) for name in self._names) if self._fixed_shapes else ()
+    def _compiled_for(self, shapes: tuple) -> tuple:
+        """Return the graph compiled for these input shapes (any, without fixed_shapes); the last SHAPES_KEPT kept."""
+        shapes = shapes if self._fixed_shapes else ()
         if shapes not in self._compiled:
             graph = self._graph.clone()
             if shapes:

@@ -197,6 +197,33 @@ def test_openvino_compiles_one_object_on_opening_then_each_object_count_once_and
     assert len(openvino._compiled) == 2  # one object, three objects: the second call of one object reuses it
 
 
+def test_openvino_keeps_a_graph_compiled_for_one_object_and_the_next_start_loads_it(graphs, tmp_path, monkeypatch):
+    _, folder = graphs("sam2.1_hiera_tiny")
+    path = folder / "memory_encoder.onnx"
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    starts = [backends.Session("openvino", path, torch.device("cpu")) for _ in range(2)]
+    compiled = [next(iter(start._compiled.values()))[0] for start in starts]
+    assert [c.get_property("LOADED_FROM_CACHE") for c in compiled] == [False, True]
+    assert len(list((tmp_path / "sam2_ros" / "openvino" / "f32").glob("*.blob"))) == 1
+    if this_cpu_bf16_flags():  # OpenVINO would load the float32 entry for bfloat16 (NaN): never the same folder
+        mixed = backends.Session("openvino", path, torch.device("cpu"), precision="bfloat16")
+        assert not next(iter(mixed._compiled.values()))[0].get_property("LOADED_FROM_CACHE")
+    feeds = {"features": np.random.default_rng(0).standard_normal((1, 256, SIZE // 16, SIZE // 16), np.float32),
+             "masks": np.random.default_rng(1).standard_normal((1, 1, SIZE, SIZE), np.float32)}
+    expected = backends.Session("onnxruntime", path, torch.device("cpu")).run(feeds)
+    for ours, theirs in zip(starts[1].run(feeds), expected, strict=True):
+        np.testing.assert_allclose(ours, theirs, rtol=1e-4, atol=1e-4)
+
+
+def test_openvino_compiles_without_a_cache_where_none_can_be_written(graphs, tmp_path, monkeypatch):
+    _, folder = graphs("sam2.1_hiera_tiny")
+    (tmp_path / "a_file").write_text("")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "a_file"))  # no folder can be made under a file
+    assert backends.compiled_cache("f32") is None
+    assert backends.Session("openvino", folder / "obj_ptr_proj.onnx", torch.device("cpu")).run(
+        {"token": np.ones((1, 256), np.float32)})[0].shape == (1, 256)
+
+
 @pytest.mark.skipif(not this_cpu_bf16_flags(), reason="this CPU has no bfloat16 instructions (the node refuses "
                                                       "bfloat16 on it)")
 def test_precision_bfloat16_runs_openvinos_graphs_in_bfloat16_and_float32_keeps_them_exact(graphs):

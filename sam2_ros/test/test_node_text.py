@@ -117,3 +117,22 @@ def test_the_text_prompt_parameter_starts_the_detector_and_clearing_it_drops_its
         wait_until(lambda: tracked(0), 60, "the text prompt's objects removed")
     finally:
         running.close()
+
+
+def test_a_text_prompt_runs_on_the_newest_frame_in_the_time_the_camera_leaves_idle(checkpoint, detector):
+    """No frame comes after the prompt: the pass computes while the model waits, and its objects are published.
+
+    Taking only text_slice_ms (1 ms: one operation) after each frame, it would need thousands of frames.
+    """
+    running = Running(checkpoint, text_detector=detector, text_box_threshold=0.3, text_slice_ms=1.0)
+    try:
+        image = photo("coffee")
+        running.peer.publish_rgb(image, header(1))
+        running.peer.result_for(header(1))
+        answer = add(running, PromptMsg(object_id=-1, text="cup"))
+        assert answer.success and list(answer.object_ids) == [-1], answer.message
+        result = wait_until(lambda: next((r for r in running.peer.results if r.objects), None), 120,
+                            "the text prompt's objects")
+        assert result.header.stamp == header(1).stamp and {o.label for o in result.objects} == {"cup"}
+    finally:
+        running.close()

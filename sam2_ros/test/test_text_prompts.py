@@ -1,4 +1,4 @@
-"""The text prompt in force: a pass on the next frame, the next one only after text_period_s, none once cleared."""
+"""The text prompt in force: a pass on the newest frame, the next after text_period_s on a new one, none cleared."""
 import time
 
 import pytest
@@ -21,7 +21,7 @@ def prompts_and_frame(tmp_path_factory):
 
 def run_pass(prompts, frame, config):
     for _ in range(20_000):
-        done = prompts.step(frame, config)
+        done = prompts.step(frame, config, config.text.slice_ms / 1e3)
         if done is not None:
             return done
         time.sleep(0.001)  # the detector loads on a thread of its own first
@@ -32,12 +32,12 @@ def test_a_pass_ends_with_boxes_in_the_frames_pixels_and_the_next_waits_for_the_
     make, frame = prompts_and_frame
     config = S.NodeConfig().changed(text_box_threshold=0.3, text_period_s=3600.0, text_slice_ms=1000.0)
     prompts = make()
-    assert prompts.step(frame, config) is None, "no text prompt: no pass"
+    assert prompts.step(frame, config, 1.0) is None, "no text prompt: no pass"
     prompts.set(("cup",))
     found, hw, ms = run_pass(prompts, frame, config)
     assert hw == (400, 600) and found and ms > 0  # the coffee photo is 600 x 400
     assert all(f.phrase == "cup" for f in found)
-    assert prompts.step(frame, config) is None, "an hour has not passed"
+    assert prompts.step(frame, config, 1.0) is None, "an hour has not passed"
     prompts.set(("cup", "red ball"))  # a new prompt: due at once
     assert run_pass(prompts, frame, config) is not None
 
@@ -48,4 +48,24 @@ def test_a_cleared_prompt_starts_no_pass(prompts_and_frame):
     prompts = make()
     prompts.set(("cup",))
     prompts.clear()
-    assert prompts.phrases == () and prompts.step(frame, config) is None
+    assert prompts.phrases == () and prompts.step(frame, config, 1.0) is None
+
+
+def test_a_periodic_pass_waits_for_a_frame_no_pass_started_on_and_wants_time_says_when_one_could_run(
+        prompts_and_frame):
+    make, frame = prompts_and_frame
+    config = S.NodeConfig().changed(text_box_threshold=0.3, text_period_s=0.001)
+    prompts = make()
+    assert not prompts.wants_time(frame, config), "no text prompt"
+    prompts.set(("cup",))
+    run_pass(prompts, frame, config)
+    time.sleep(0.01)  # the period is over
+    assert not prompts.wants_time(frame, config) and prompts.step(frame, config, 1.0) is None, "the same frame"
+    assert not prompts.wants_time(None, config), "no frame yet"
+    newer = RecentFrame(2, 2, None, frame.rgb, None, 0)
+    assert prompts.wants_time(newer, config)
+    assert prompts.step(newer, config, 0.0) is None and prompts.wants_time(newer, config), "one operation: in flight"
+    prompts.stop()  # a failed pass is not tried again on its frame
+    assert not prompts.wants_time(newer, config)
+    prompts.set(("cup", "red ball"))  # a new prompt runs on the newest frame, seen or not
+    assert prompts.wants_time(newer, config)

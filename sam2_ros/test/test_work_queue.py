@@ -4,7 +4,7 @@ import time
 
 import pytest
 
-from sam2_ros.core.work_queue import Job, NotYet, Refused, Turn, WorkQueue
+from sam2_ros.core.work_queue import PARKED_RETRY_S, Job, NotYet, Refused, Turn, WorkQueue
 
 
 def drain(queue: WorkQueue, count: int) -> list:
@@ -263,3 +263,22 @@ def test_close_wakes_a_worker_waiting_with_parked_jobs():
     queue.close("node deactivated")
     worker.join(timeout=5)
     assert not worker.is_alive() and taken == [None]
+
+
+def test_waiting_says_without_blocking_whether_take_has_something_parked_jobs_once_their_retry_is_due():
+    """The worker gives the time in between to the text detector: it must know, without taking, when work came."""
+    queue, camera = WorkQueue(max_jobs=8, jobs_per_frame=1), Camera()
+    queue.open()
+    assert not queue.waiting()
+    queue.put_frame(1)
+    assert queue.waiting()
+    work(queue, camera, 1)
+    assert not queue.waiting()
+    queue.submit(lambda: camera.apply(2))
+    assert queue.waiting()
+    assert work(queue, camera, 1) == ["park"]
+    assert not queue.waiting(), "a parked job is tried again only after PARKED_RETRY_S"
+    time.sleep(PARKED_RETRY_S + 0.05)
+    assert queue.waiting()
+    queue.close("node deactivated")
+    assert queue.waiting() and queue.take() is None

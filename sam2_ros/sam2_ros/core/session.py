@@ -448,12 +448,20 @@ class TrackingSession:
             self._in_force = {i: e for i, e in self._in_force.items() if not e.from_detector}
         self._publish_state()
 
-    def text_step(self, frame: RecentFrame, config: S.NodeConfig) -> tuple[Change | None, list[Found], float] | None:
-        """After a frame, a slice of the text detector's pass; when it ends, track what it found that is new.
+    def text_loading(self) -> bool:
+        return self._text.loading()
 
-        Returns None while a pass runs (or none is due), else (the change or None, the boxes, the pass's ms).
+    def text_wants_time(self, config: S.NodeConfig) -> bool:
+        """Return True while the text detector has a pass in flight, or one due on the newest frame."""
+        return self._text.wants_time(self._ring.newest() if len(self._ring) else None, config)
+
+    def text_step(self, config: S.NodeConfig, slice_s: float) -> tuple[Change | None, list[Found], float] | None:
+        """Compute the text detector's pass for about `slice_s`; when it ends, track what it found that is new.
+
+        A pass that is due starts on the newest frame. Returns None while a pass runs (or none is due),
+        else (the change or None, the boxes, the pass's ms).
         """
-        done = self._text.step(frame, config)
+        done = self._text.step(self._ring.newest() if len(self._ring) else None, config, slice_s)
         if done is None:
             return None
         found, found_hw, ms = done

@@ -296,8 +296,8 @@ class TextParams(Section):
     period_s: float = param("text_period_s", 2.0, "the detector runs again this often on the newest frame: "
                             "boxes on no tracked object become new objects (0: once per text prompt)",
                             float_range=(0.0, 3600.0))
-    slice_ms: float = param("text_slice_ms", 50.0, "a detector pass computes this long after each camera frame "
-                            "(to the end of the layer it is in), so tracking keeps its period",
+    slice_ms: float = param("text_slice_ms", 50.0, "a detector pass computes in the time the camera leaves the "
+                            "model idle; when it leaves none (a frame already waits), this long after each frame",
                             float_range=(1.0, 10_000.0))
     box_threshold: float = param("text_box_threshold", 0.35, "the detector's boxes scoring above this count",
                                  float_range=(0.0, 1.0))

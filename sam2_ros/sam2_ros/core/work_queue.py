@@ -9,7 +9,8 @@ Long work (segment everything) is a resumable job: each turn runs one slice, and
 job goes back to the end of the queue, so camera frames and other requests take turns with it.
 A job that needs a camera frame not processed yet (a detector's box for a frame still in the
 camera's slot) raises NotYet: it is parked until the next frame is taken, then runs first after
-it; one parked longer than its limit is answered Refused.
+it; one parked longer than its limit is answered Refused. `waiting()` tells the worker, without
+blocking, whether anything is due, so it can give the time in between to the text detector.
 """
 from __future__ import annotations
 
@@ -110,6 +111,7 @@ class WorkQueue:
         self._cond = threading.Condition()
         self._jobs: deque[Job] = deque()
         self._parked: list[Job] = []  # jobs waiting for the next camera frame
+        self._parked_since: float | None = None  # time.monotonic() when the oldest parked job was parked
         self._frame: object | None = None
         self._open = False
         self._jobs_since_frame = 0
@@ -164,6 +166,8 @@ class WorkQueue:
         """Hold a job that waits for a camera frame; it runs first after the next frame is taken."""
         with self._cond:
             if self._open:
+                if not self._parked:
+                    self._parked_since = time.monotonic()
                 self._parked.append(job)
                 return
         job.fail(Refused("node stopped before the frame the request waits for came"))
@@ -187,7 +191,7 @@ class WorkQueue:
             while self._open and not self._jobs and self._frame is None:
                 if not self._parked:
                     self._cond.wait()
-                elif not self._cond.wait(PARKED_RETRY_S):  # no frame came: try them again
+                elif not self._cond.wait(self._retry_in()):  # no frame came: try them again
                     self._jobs.extend(self._parked)
                     self._parked = []
             if not self._open:
@@ -202,6 +206,24 @@ class WorkQueue:
                 return frame
             self._jobs_since_frame += 1
             return self._jobs.popleft()
+
+    def waiting(self) -> bool:
+        """Return True when `take()` has something now: a frame, a request, parked jobs to retry, or the close."""
+        with self._cond:
+            return self._waiting()
+
+    def wait(self, timeout_s: float) -> None:
+        """Block until `waiting()` or for `timeout_s`, whichever comes first."""
+        with self._cond:
+            self._cond.wait_for(self._waiting, timeout_s)
+
+    def _waiting(self) -> bool:
+        return (not self._open or self._frame is not None or bool(self._jobs)
+                or bool(self._parked) and self._retry_in() == 0.0)
+
+    def _retry_in(self) -> float:
+        """Seconds until parked jobs are tried again without a frame (0: now); the lock is held."""
+        return max(0.0, self._parked_since + PARKED_RETRY_S - time.monotonic())
 
     def close(self, reason: str) -> int:
         """Stop taking work; every queued or parked request is answered with Refused(reason). Returns how many."""

@@ -2,7 +2,9 @@
 
 Per camera frame: deserialise, convert, one settings snapshot, SAM 2 (the session), hand the
 frame to the delivery (its outputs go out once its depth frame is paired), then a discovery
-step and a slice of the text detector's pass. A request is a job that runs on this thread
+step. The text detector's pass computes whenever nothing waits, in short slices (a frame that
+arrives waits for one at most); only when a frame already waits after a frame (the camera
+outpaces the model) does the pass take text_slice_ms from tracking. A request is a job that runs on this thread
 between frames; long ones (segment everything) run a slice per turn, so the camera keeps its
 turn and `stop()` returns within one slice. What a request, discovery or the text detector
 changed goes to the delivery like a camera frame, in processing order; this thread never waits
@@ -25,6 +27,9 @@ from sam2_ros.ros.delivery import Delivery
 from sam2_ros.ros.diagnostics import Diagnostics
 from sam2_ros.ros.outputs import Outputs
 from sam2_ros.ros.prompt_msgs import stamp_ns
+
+IDLE_SLICE_S = 0.01  # a text detector's slice while nothing waits: the most a new frame waits for it
+LOAD_POLL_S = 0.1  # while the text detector loads, the worker looks this often whether it is ready
 
 
 class Worker:
@@ -64,7 +69,7 @@ class Worker:
         return change.ids, self._delivery.send(change.frame, change.objects, config, builder)
 
     def _work(self) -> None:
-        while (item := self._queue.take()) is not None:
+        while (item := self._next()) is not None:
             if isinstance(item, Job):
                 config = self._config()
                 self._session.follow(config)
@@ -78,6 +83,19 @@ class Worker:
                 self._process(*item)
             except Exception as error:  # the worker must outlive any one frame
                 self._diagnostics.fail(f"frame dropped: {type(error).__name__}: {error}")
+
+    def _next(self) -> Job | tuple[int, bytes] | None:
+        """Take the next item; until one waits, the text detector's pass has the thread."""
+        while not self._queue.waiting():
+            config = self._config()
+            self._session.follow(config)
+            if self._session.text_wants_time(config):
+                self._find_text(config, IDLE_SLICE_S)
+            elif self._session.text_loading():  # its first pass starts on the newest frame once it has loaded
+                self._queue.wait(LOAD_POLL_S)
+            else:
+                break
+        return self._queue.take()
 
     def _process(self, seq: int, raw: bytes) -> None:
         """Convert, run SAM 2 once, commit the frame, publish with its header and its settings."""
@@ -105,12 +123,12 @@ class Worker:
                             encode_ms=done.encode_ms, decode_ms=done.decode_ms)
         if config.tracking.tracks and config.discovery.on:
             self._discover(done.frame, config)
-        if self._session.text_phrases():
-            self._find_text(done.frame, config)
+        if self._queue.waiting() and self._session.text_wants_time(config):  # no idle time: the pass's share
+            self._find_text(config, config.text.slice_ms / 1e3)
 
-    def _find_text(self, frame, config: S.NodeConfig) -> None:
+    def _find_text(self, config: S.NodeConfig, slice_s: float) -> None:
         try:
-            outcome = self._session.text_step(frame, config)
+            outcome = self._session.text_step(config, slice_s)
             if outcome is not None:
                 change, found, ms = outcome
                 self.deliver(change, config)

@@ -31,7 +31,7 @@ class TextPrompts:
         self._started_on: int | None = None  # the seq of the frame the last pass started on
 
     def set(self, phrases: tuple[str, ...]) -> None:
-        """Put phrases in force (replacing any): a pass starts on the next frame; the detector loads if it must."""
+        """Put phrases in force (replacing any): a pass starts on the newest frame; the detector loads if it must."""
         self.stop()
         self.phrases, self._started_on = phrases, None
         if self._detector is None:

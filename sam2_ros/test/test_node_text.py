@@ -3,6 +3,9 @@
 The detector is a small `transformers` Grounding DINO with seeded random weights (detectors.py),
 loaded from its folder; SAM 2 runs on the seeded checkpoint, over the real middleware.
 """
+import threading
+import time
+
 import pytest
 from detectors import save_grounding_dino
 from diagnostic_msgs.msg import DiagnosticArray
@@ -135,4 +138,32 @@ def test_a_text_prompt_runs_on_the_newest_frame_in_the_time_the_camera_leaves_id
                             "the text prompt's objects")
         assert result.header.stamp == header(1).stamp and {o.label for o in result.objects} == {"cup"}
     finally:
+        running.close()
+
+
+def test_a_camera_faster_than_the_model_leaves_no_idle_time_and_passes_still_end_in_slices_after_its_frames(
+        checkpoint, detector):
+    """A frame always waits when one ends: the pass computes text_slice_ms after each frame, and its objects come."""
+    running = Running(checkpoint, text_detector=detector, text_box_threshold=0.3, text_slice_ms=200.0)
+    flooding = threading.Event()
+    try:
+        image = photo("coffee")
+        running.peer.publish_rgb(image, header(1))
+        running.peer.result_for(header(1))
+
+        def camera():  # 100 Hz: SAM 2 takes longer than 10 ms a frame here
+            stamp = 1
+            while flooding.is_set():
+                time.sleep(0.01)
+                stamp += 1
+                running.peer.publish_rgb(image, header(stamp))
+        flooding.set()
+        threading.Thread(target=camera, daemon=True).start()
+        answer = add(running, PromptMsg(object_id=-1, text="cup"))
+        assert answer.success, answer.message
+        result = wait_until(lambda: next((r for r in running.peer.results if r.objects), None), 120,
+                            "the text prompt's objects")
+        assert {o.label for o in result.objects} == {"cup"}
+    finally:
+        flooding.clear()
         running.close()

@@ -145,20 +145,19 @@ def test_a_camera_faster_than_the_model_leaves_no_idle_time_and_passes_still_end
         checkpoint, detector):
     """A frame always waits when one ends: the pass computes text_slice_ms after each frame, and its objects come."""
     running = Running(checkpoint, text_detector=detector, text_box_threshold=0.3, text_slice_ms=200.0)
-    flooding = threading.Event()
-    try:
-        image = photo("coffee")
-        running.peer.publish_rgb(image, header(1))
-        running.peer.result_for(header(1))
+    image, flooding = photo("coffee"), threading.Event()
 
-        def camera():  # 100 Hz: SAM 2 takes longer than 10 ms a frame here
-            stamp = 1
-            while flooding.is_set():
-                time.sleep(0.01)
-                stamp += 1
-                running.peer.publish_rgb(image, header(stamp))
-        flooding.set()
-        threading.Thread(target=camera, daemon=True).start()
+    def camera():  # 100 Hz: SAM 2 takes longer than 10 ms a frame here
+        stamp = 0
+        while flooding.is_set():
+            stamp += 1
+            running.peer.publish_rgb(image, header(stamp))
+            time.sleep(0.01)
+    flooding.set()
+    publisher = threading.Thread(target=camera, daemon=True)
+    publisher.start()
+    try:
+        wait_until(lambda: running.peer.results, 60, "a first result")
         answer = add(running, PromptMsg(object_id=-1, text="cup"))
         assert answer.success, answer.message
         result = wait_until(lambda: next((r for r in running.peer.results if r.objects), None), 120,
@@ -166,4 +165,5 @@ def test_a_camera_faster_than_the_model_leaves_no_idle_time_and_passes_still_end
         assert {o.label for o in result.objects} == {"cup"}
     finally:
         flooding.clear()
+        publisher.join(timeout=5)
         running.close()

@@ -282,3 +282,34 @@ def test_waiting_says_without_blocking_whether_take_has_something_parked_jobs_on
     assert queue.waiting()
     queue.close("node deactivated")
     assert queue.waiting() and queue.take() is None
+
+
+def test_a_waiting_frame_goes_before_a_long_request_that_had_its_turn_since_the_last_frame():
+    """In the camera's gaps a long request takes turn after turn; once a frame waits it gets one turn per frame."""
+    queue = WorkQueue(max_jobs=4, jobs_per_frame=4)
+    queue.open()
+
+    def long_pass():
+        for part in range(4):
+            yield part
+        return "whole pass"
+    queue.submit_job(long_pass)
+    order = []
+
+    def turn():
+        item = queue.take()
+        if not isinstance(item, Job):
+            order.append(item)
+            return
+        order.append("slice")
+        if item.execute(lambda error: None) is Turn.AGAIN:
+            queue.resume(item)
+    turn()
+    turn()  # no frame waits: the pass goes on
+    queue.put_frame("frame 1")
+    turn()  # not after requests_per_frame (4) turns: the pass had its turn since the last frame
+    queue.put_frame("frame 2")  # a frame waits as one ends: the pass still gets a turn per frame
+    turn()
+    turn()
+    turn()
+    assert order == ["slice", "slice", "frame 1", "slice", "frame 2", "slice"]

@@ -351,8 +351,10 @@ class TrackingSession:
         return segmentation.objects, frame.image_hw, frame, 0.0, segmentation.decode_ms
 
     def everything(self, settings: EverythingSettings, key: int, rgb: np.ndarray | None, config: S.NodeConfig,
-                   slice_s: float, limit: int):
+                   slice_s: Callable[[], float], limit: int):
         """Every mask SAM 2 finds, as a resumable pass: a generator that yields after each slice.
+
+        `slice_s()` says how long the turn that starts computes (the worker's choice, turn by turn).
 
         Its value (StopIteration's) is (proposals, image_hw, frame or None, encode_ms, decode_ms).
         """
@@ -365,7 +367,7 @@ class TrackingSession:
             encoded = frame.encoded
         chunk = self.model.per_call(settings.points_per_batch, SLICE_CALL_TOKENS)
         run = Everything(self.model, settings, decode_chunk=chunk).start(encoded, limit)
-        while (proposals := run.step_for(slice_s)) is None:
+        while (proposals := run.step_for(slice_s())) is None:
             yield
         return proposals, encoded.image_hw, frame, encoded.encode_ms if rgb is not None else 0.0, run.ms
 

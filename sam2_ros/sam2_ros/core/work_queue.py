@@ -6,7 +6,8 @@ most `jobs_per_frame` requests before a waiting frame, so the camera keeps flowi
 prompt rate. Each request is a `concurrent.futures.Future`: a caller that gives up cancels
 it, a cancelled request is never run, and it gives its place in the queue back at once.
 Long work (segment everything) is a resumable job: each turn runs one slice, and an unfinished
-job goes back to the end of the queue, so camera frames and other requests take turns with it.
+job goes back to the end of the queue, so camera frames and other requests take turns with it;
+a waiting frame goes before a resumed job that has had its turn since the last frame.
 A job that needs a camera frame not processed yet (a detector's box for a frame still in the
 camera's slot) raises NotYet: it is parked until the next frame is taken, then runs first after
 it; one parked longer than its limit is answered Refused. `waiting()` tells the worker, without
@@ -55,6 +56,11 @@ class Job:
         self._slices: Iterator | None = None
         self._started = False
         self._waiting_since: float | None = None  # time.monotonic() of its first NotYet
+
+    @property
+    def resumed(self) -> bool:
+        """True once a long job has run a slice and has more to run."""
+        return self._slices is not None
 
     def execute(self, on_error: Callable[[Exception], None], max_wait_s: float = math.inf) -> Turn:
         """Run one turn unless cancelled; the outcome (or the exception) goes to the future.
@@ -115,6 +121,7 @@ class WorkQueue:
         self._frame: object | None = None
         self._open = False
         self._jobs_since_frame = 0
+        self._resumed_since_frame = False  # a resumed long job has had a turn since the last frame
 
     def open(self) -> None:
         with self._cond:
@@ -197,15 +204,24 @@ class WorkQueue:
             if not self._open:
                 return None
             frame_due = self._frame is not None and (not self._jobs
-                                                     or self._jobs_since_frame >= self.jobs_per_frame)
+                                                     or self._jobs_since_frame >= self.jobs_per_frame
+                                                     or self._jobs[0].resumed and self._resumed_since_frame)
             if frame_due:
                 # the parked jobs run right after this frame, over and above jobs_per_frame
                 frame, self._frame, self._jobs_since_frame = self._frame, None, -len(self._parked)
+                self._resumed_since_frame = False
                 self._jobs.extendleft(reversed(self._parked))
                 self._parked = []
                 return frame
             self._jobs_since_frame += 1
-            return self._jobs.popleft()
+            job = self._jobs.popleft()
+            self._resumed_since_frame |= job.resumed
+            return job
+
+    def frame_waiting(self) -> bool:
+        """Return True when a camera frame waits for the worker (the camera outpaces the model)."""
+        with self._cond:
+            return self._frame is not None
 
     def waiting(self) -> bool:
         """Return True when `take()` has something now: a frame, a request, parked jobs to retry, or the close."""

@@ -28,7 +28,6 @@ from sam2_ros.ros.worker import Worker
 from sam2_ros_interfaces.srv import AddObjects, RemoveObject, Segment, SegmentEverything
 
 SERVICE_DRAIN_S = 5.0  # at cleanup, how long answers already in flight may take
-SLICE_S = 0.2  # a long request's turn on the worker, between camera frames
 # What ~/segment_everything may ask and answer (SegmentEverything.srv says so): 64 x 64 points
 # decode in slices within minutes at worst, and the masks made at the end stay bounded whatever
 # the thresholds keep (the best 255: as many as a mono8 label image can tell apart).
@@ -142,7 +141,8 @@ class Requests:
         def run():
             config = self._settings()
             proposals, hw, frame, encode_ms, decode_ms = yield from self._session.everything(
-                settings, stamp_ns(request.header), self._image(request.image), config, SLICE_S, MAX_PROPOSALS)
+                settings, stamp_ns(request.header), self._image(request.image), config, self._worker.job_slice_s,
+                MAX_PROPOSALS)
             header = request.image.header if frame is None else frame.header
             return self._outputs.describe(proposals, header, hw, config, encode_ms=encode_ms, decode_ms=decode_ms)
 

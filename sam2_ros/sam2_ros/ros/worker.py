@@ -2,13 +2,13 @@
 
 Per camera frame: deserialise, convert, one settings snapshot, SAM 2 (the session), hand the
 frame to the delivery (its outputs go out once its depth frame is paired), then a discovery
-step. The text detector's pass computes whenever nothing waits, in short slices (a frame that
-arrives waits for one at most); only when a frame already waits after a frame (the camera
-outpaces the model) does the pass take text_slice_ms from tracking. A request is a job that runs on this thread
-between frames; long ones (segment everything) run a slice per turn, so the camera keeps its
-turn and `stop()` returns within one slice. What a request, discovery or the text detector
-changed goes to the delivery like a camera frame, in processing order; this thread never waits
-for it to be published (nor for its depth).
+step. Long work (the text detector's pass, segment everything) computes in short slices while
+no frame waits (a frame that arrives waits for one at most); only when a frame already waits as
+one ends (the camera outpaces the model) does it take longer turns from tracking (text_slice_ms,
+LONG_SLICE_S), so it still ends. A request is a job that runs on this thread between frames; a
+long one runs a slice per turn, so the camera keeps its turn and `stop()` returns within one
+slice. What a request, discovery or the text detector changed goes to the delivery like a camera
+frame, in processing order; this thread never waits for it to be published (nor for its depth).
 """
 from __future__ import annotations
 
@@ -28,7 +28,8 @@ from sam2_ros.ros.diagnostics import Diagnostics
 from sam2_ros.ros.outputs import Outputs
 from sam2_ros.ros.prompt_msgs import stamp_ns
 
-IDLE_SLICE_S = 0.01  # a text detector's slice while nothing waits: the most a new frame waits for it
+IDLE_SLICE_S = 0.01  # long work's slice while no frame waits: the most a new frame waits for it
+LONG_SLICE_S = 0.2  # a long request's turn when the camera outpaces the model (a frame waits as one ends)
 LOAD_POLL_S = 0.1  # while the text detector loads, the worker looks this often whether it is ready
 
 
@@ -40,6 +41,7 @@ class Worker:
         self._node, self._queue, self._session, self._outputs = node, queue, session, outputs
         self._delivery, self._diagnostics, self._config = delivery, diagnostics, config
         self._thread: threading.Thread | None = None
+        self._outpaced = False  # a frame already waited when the last one ended
 
     def start(self) -> None:
         self._queue.open()
@@ -56,6 +58,10 @@ class Worker:
             self._thread.join()
             self._thread = None
         return answered
+
+    def job_slice_s(self) -> float:
+        """Return how long a long request's turn computes: the camera's gaps unless it outpaces the model."""
+        return LONG_SLICE_S if self._outpaced else IDLE_SLICE_S
 
     def deliver(self, change: Change | None, config: S.NodeConfig) -> tuple[list[int], Future] | None:
         """Hand a change's frame (prompts, detections, discovery) to the delivery; never wait for it.
@@ -123,7 +129,8 @@ class Worker:
                             encode_ms=done.encode_ms, decode_ms=done.decode_ms)
         if config.tracking.tracks and config.discovery.on:
             self._discover(done.frame, config)
-        if self._queue.waiting() and self._session.text_wants_time(config):  # no idle time: the pass's share
+        self._outpaced = self._queue.frame_waiting()
+        if self._outpaced and self._session.text_wants_time(config):  # no idle time: the pass's share
             self._find_text(config, config.text.slice_ms / 1e3)
 
     def _find_text(self, config: S.NodeConfig, slice_s: float) -> None:

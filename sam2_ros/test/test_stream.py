@@ -2,7 +2,7 @@
 import pytest
 
 from rosharness import header
-from sam2_ros.tools.stream import StreamRun, measure, profiles_variable, schedule, text_figures
+from sam2_ros.tools.stream import StreamRun, interval_figures, measure, profiles_variable, schedule
 from sam2_ros_interfaces.msg import SegmentationResult, SegmentedObject
 
 
@@ -54,13 +54,23 @@ def test_the_text_run_compares_result_intervals_before_the_prompt_with_those_aft
     received = [10.0, 10.1, 10.2, 10.4,  # before the text prompt at 10.45: intervals 100, 100, 200 ms
                 10.5, 11.0, 12.0,  # the detector loading and its first pass: in neither
                 12.5, 12.8, 13.2, 13.5]  # after the first pass ended at 12.4: 300, 400, 300 ms
-    figures = text_figures(received, text_sent_at=10.45, first_pass_at=12.4)
+    figures = interval_figures(received, sent_at=10.45, from_at=12.4, to_at=float("inf"), what="text")
     assert figures["result_interval_ms_p50_before_text"] == pytest.approx(100.0)
     assert figures["result_interval_ms_p50_while_text"] == pytest.approx(300.0)
     assert figures["result_interval_ms_max_while_text"] == pytest.approx(400.0)
 
 
 def test_a_text_run_whose_first_pass_never_ended_says_so_with_nan():
-    figures = text_figures([1.0, 1.2, 1.4], text_sent_at=1.3, first_pass_at=None)
+    figures = interval_figures([1.0, 1.2, 1.4], sent_at=1.3, from_at=None, to_at=float("inf"), what="text")
     assert figures["result_interval_ms_p50_before_text"] == pytest.approx(200.0)
     assert figures["result_interval_ms_p50_while_text"] != figures["result_interval_ms_p50_while_text"]  # NaN
+
+
+def test_the_segment_everything_run_compares_intervals_before_the_call_with_those_until_its_answer():
+    received = [10.0, 10.2, 10.4,  # before the call at 10.5: 200, 200 ms
+                10.6, 11.2, 11.5,  # until the answer at 11.55: 600, 300 ms
+                11.7, 11.9]  # after it: in neither
+    figures = interval_figures(received, sent_at=10.5, from_at=10.5, to_at=11.55, what="everything")
+    assert figures["result_interval_ms_p50_before_everything"] == pytest.approx(200.0)
+    assert figures["result_interval_ms_p50_while_everything"] == pytest.approx(450.0)
+    assert figures["result_interval_ms_max_while_everything"] == pytest.approx(600.0)

@@ -7,10 +7,13 @@ node is the installed `sam2_segmenter_node`, started with depth on. A result "wi
 paired with the depth frame of its own stamp. In the text run a text prompt comes a third of the way
 in, and the detector's passes (Grounding DINO tiny's architecture, random weights, at a short side of
 TEXT_SIZE, one after the other) are spread over the frames from then on: the results' interval
-before it beside the interval once its first pass ended.
+before it beside the interval once its first pass ended. In the segment-everything runs
+~/segment_everything (EVERYTHING_POINTS a side) is called as far in: the interval before the call
+beside the interval until its answer.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import signal
@@ -35,6 +38,7 @@ from std_msgs.msg import Header
 from sam2_ros.ros.conversions import array_to_image
 from sam2_ros.ros.prompt_msgs import stamp_ns
 from sam2_ros_interfaces.msg import Prompt, SegmentationResult
+from sam2_ros_interfaces.srv import SegmentEverything
 
 DEPTH_HZ = 30.0
 WIDTH, HEIGHT = 640, 480
@@ -42,6 +46,7 @@ BOX = (200, 120, 440, 360)  # the object: 1 m in front of a wall at 2 m
 TEXT_SIZE = 320  # the detector's input in the text run: a pass spans seconds of frames, not a minute
 TEXT_AT = 1 / 3  # the text prompt comes this far into the text run
 TEXT_SECONDS = 60.0  # the text run's least length: on a 2-core CPU one pass spans some 15 s of frames
+EVERYTHING_POINTS = 16  # points a side of the segment-everything runs' call (sam2_bench's core suite's default)
 
 
 @dataclass(frozen=True)
@@ -54,6 +59,7 @@ class StreamRun:
     seconds: float = 20.0
     large_shm: bool = False  # both processes with config/fastdds_large_images.xml
     text: bool = False  # a text prompt TEXT_AT into the run, its detector's passes back to back from then on
+    everything: bool = False  # ~/segment_everything called TEXT_AT into the run
 
 
 def scene() -> tuple[np.ndarray, np.ndarray]:
@@ -185,9 +191,13 @@ def _stream(checkpoint: str, run: StreamRun, image_size: int, device: str, param
     rclpy.init()
     process = start_node(checkpoint, image_size, device, run.qos, *params)
     camera = Camera(run.qos)
-    text_sent_at = None
+    text_sent_at = everything = everything_sent_at = None
+    everything_answered: list[float] = []
+    client = camera.node.create_client(SegmentEverything, "/sam2_segmenter_node/segment_everything")
     try:
         camera.wait_for_node(120.0)
+        if run.everything and not client.wait_for_service(timeout_sec=60.0):
+            raise RuntimeError("the node offers no ~/segment_everything")
         start_ns, started = time.time_ns() + 200_000_000, time.monotonic() + 0.2
         depth_sent, colour_sent, prompted = set(), set(), False
         for at, kind, stamp in schedule(run, start_ns):
@@ -206,6 +216,10 @@ def _stream(checkpoint: str, run: StreamRun, image_size: int, device: str, param
             if run.text and text_sent_at is None and at >= TEXT_AT * run.seconds:
                 camera.prompt.publish(Prompt(header=Header(), object_id=Prompt.ASSIGN_NEW_ID, text=" . ".join(PHRASES)))
                 text_sent_at = time.time()
+            if run.everything and everything is None and at >= TEXT_AT * run.seconds:
+                everything = client.call_async(SegmentEverything.Request(points_per_side=EVERYTHING_POINTS))
+                everything_sent_at = time.time()
+                everything.add_done_callback(lambda _: everything_answered.append(time.time()))
         time.sleep(3.0 + run.lag_s)  # the last frames' outputs
     finally:
         camera.close()
@@ -218,28 +232,35 @@ def _stream(checkpoint: str, run: StreamRun, image_size: int, device: str, param
     figures = measure(camera.results, colour_sent, depth_sent, run)
     figures.update({key.replace("no depth: ", "no_depth_").replace(" ", "_"): int(value)
                     for key, value in camera.diagnostics.items() if key.startswith("no depth")})
+    received = [at for at, _ in camera.results]
+    if run.everything:
+        answered = everything_answered[0] if everything_answered else float("inf")
+        figures.update(interval_figures(received, everything_sent_at, everything_sent_at, answered, "everything"))
+        figures["everything_s"] = answered - everything_sent_at if everything_sent_at else float("nan")
+        figures["everything_success"] = bool(everything_answered) and everything.result().success
     if run.text:
-        figures.update(text_figures([received for received, _ in camera.results], text_sent_at,
-                                    camera.first_text_pass_at))
+        figures.update(interval_figures(received, text_sent_at, camera.first_text_pass_at, float("inf"), "text"))
         figures["passes"] = int(camera.diagnostics.get("text passes", 0))  # stream_30hz_text_passes
         figures["detector_ms_p50"] = float(camera.diagnostics.get("text detector ms p50", "nan"))
     return figures
 
 
-def text_figures(received: list[float], text_sent_at: float | None, first_pass_at: float | None) -> dict:
-    """Return the results' interval before the text prompt, and from the end of its first pass on (p50, worst).
+def interval_figures(received: list[float], sent_at: float | None, from_at: float | None, to_at: float,
+                     what: str) -> dict:
+    """Return the results' interval before `sent_at`, and within [from_at, to_at) (p50, worst).
 
-    The detector loads on a thread of its own before its first pass: that time is in neither.
+    The text run's window starts when its first pass ended (the detector loads on a thread of its
+    own before it: that time is in neither); segment everything's spans the call to its answer.
     """
     def intervals(start: float, end: float) -> list[float]:
         times = [t for t in received if start <= t < end]
         return [(later - earlier) * 1e3 for earlier, later in zip(times, times[1:])]
-    before = intervals(received[0], text_sent_at) if received and text_sent_at else []
-    during = intervals(first_pass_at, float("inf")) if first_pass_at else []
+    before = intervals(received[0], sent_at) if received and sent_at else []
+    during = intervals(from_at, to_at) if from_at else []
     nan = float("nan")
-    return {"result_interval_ms_p50_before_text": float(np.median(before)) if before else nan,
-            "result_interval_ms_p50_while_text": float(np.median(during)) if during else nan,
-            "result_interval_ms_max_while_text": max(during) if during else nan}
+    return {f"result_interval_ms_p50_before_{what}": float(np.median(before)) if before else nan,
+            f"result_interval_ms_p50_while_{what}": float(np.median(during)) if during else nan,
+            f"result_interval_ms_max_while_{what}": max(during) if during else nan}
 
 
 def measure(results: list[tuple[float, SegmentationResult]], colour_sent: set[int], depth_sent: set[int],
@@ -263,7 +284,9 @@ RUNS = {"15hz_reliable": StreamRun(15.0, "reliable"), "30hz_reliable": StreamRun
         "30hz_best_effort": StreamRun(30.0, "sensor_data", large_shm=True),
         "lag600": StreamRun(30.0, "reliable", lag_s=0.6),
         "30hz_best_effort_default_transport": StreamRun(30.0, "sensor_data"),
-        "30hz_text": StreamRun(30.0, "reliable", text=True), "5hz_text": StreamRun(5.0, "reliable", text=True)}
+        "30hz_text": StreamRun(30.0, "reliable", text=True), "5hz_text": StreamRun(5.0, "reliable", text=True),
+        "30hz_everything": StreamRun(30.0, "reliable", everything=True),
+        "5hz_everything": StreamRun(5.0, "reliable", everything=True)}
 
 
 def bench_stream(checkpoint: str, image_size: int, device: str, seconds: float) -> dict:
@@ -282,7 +305,8 @@ def bench_stream(checkpoint: str, image_size: int, device: str, seconds: float) 
         figures = json.loads(done.stdout.splitlines()[-1])
         out.update({f"stream_{name}_{key}": value for key, value in figures.items()})
     out["node_3d_fraction"] = min(out[f"stream_{name}_3d_fraction"] for name, run in RUNS.items()
-                                  if name not in ("lag600", "30hz_best_effort_default_transport") and not run.text)
+                                  if name not in ("lag600", "30hz_best_effort_default_transport")
+                                  and not (run.text or run.everything))
     out["node_3d_fraction_lag600"] = out["stream_lag600_3d_fraction"]
     return out
 
@@ -292,8 +316,7 @@ def main(argv: list[str]) -> int:
     checkpoint, name, image_size, device, seconds = argv
     run = RUNS[name]
     length = max(float(seconds), TEXT_SECONDS) if run.text else float(seconds)
-    figures = stream(checkpoint, StreamRun(run.colour_hz, run.qos, run.lag_s, length, run.large_shm, run.text),
-                     int(image_size), device)
+    figures = stream(checkpoint, dataclasses.replace(run, seconds=length), int(image_size), device)
     print(json.dumps(figures))
     return 0
 

@@ -86,27 +86,37 @@ def test_a_cancelled_request_gives_its_place_in_the_queue_back_at_once():
     assert drain(queue, 1) == ["fifth"] and fifth.result() == "fifth"
 
 
+def long_pass(slices: int):
+    """A resumable request of `slices` slices (a generator function, as segment everything's run is)."""
+    def run():
+        for part in range(slices):
+            yield part
+        return "whole pass"
+    return run
+
+
+def turn(queue: WorkQueue) -> str:
+    """Take one item as the worker does: a frame is named; a job runs a slice ("slice"), back in line if unfinished."""
+    item = queue.take()
+    if not isinstance(item, Job):
+        return item
+    if item.execute(lambda error: None) is Turn.AGAIN:
+        queue.resume(item)
+    return "slice"
+
+
 def test_a_long_request_runs_a_slice_per_turn_and_the_waiting_frame_goes_between_its_slices():
     queue = WorkQueue(max_jobs=4, jobs_per_frame=1)
     queue.open()
-
-    def long_pass():
-        for part in range(3):
-            yield part
-        return "whole pass"
-    job = queue.submit_job(long_pass)
+    job = queue.submit_job(long_pass(3))
     order = []
     for frame in ("frame 1", "frame 2", "frame 3"):
         queue.put_frame(frame)
-        item = queue.take()
-        if isinstance(item, Job):
-            order.append("slice")
-            if item.execute(lambda error: None) is Turn.AGAIN:
-                queue.resume(item)
-            item = queue.take()
-        order.append(item)
-    while (item := queue.take()) is job and job.execute(lambda error: None) is Turn.AGAIN:
-        queue.resume(job)
+        order.append(turn(queue))
+        if order[-1] == "slice":
+            order.append(turn(queue))
+    while queue.pending():
+        turn(queue)
     assert order == ["slice", "frame 1", "slice", "frame 2", "slice", "frame 3"] and job.future.result() == "whole pass"
 
 
@@ -288,28 +298,10 @@ def test_a_waiting_frame_goes_before_a_long_request_that_had_its_turn_since_the_
     """In the camera's gaps a long request takes turn after turn; once a frame waits it gets one turn per frame."""
     queue = WorkQueue(max_jobs=4, jobs_per_frame=4)
     queue.open()
-
-    def long_pass():
-        for part in range(4):
-            yield part
-        return "whole pass"
-    queue.submit_job(long_pass)
-    order = []
-
-    def turn():
-        item = queue.take()
-        if not isinstance(item, Job):
-            order.append(item)
-            return
-        order.append("slice")
-        if item.execute(lambda error: None) is Turn.AGAIN:
-            queue.resume(item)
-    turn()
-    turn()  # no frame waits: the pass goes on
+    queue.submit_job(long_pass(4))
+    order = [turn(queue), turn(queue)]  # no frame waits: the pass goes on
     queue.put_frame("frame 1")
-    turn()  # not after requests_per_frame (4) turns: the pass had its turn since the last frame
+    order.append(turn(queue))  # not after requests_per_frame (4) turns: the pass had its turn since the last frame
     queue.put_frame("frame 2")  # a frame waits as one ends: the pass still gets a turn per frame
-    turn()
-    turn()
-    turn()
+    order += [turn(queue), turn(queue), turn(queue)]
     assert order == ["slice", "slice", "frame 1", "slice", "frame 2", "slice"]

@@ -117,3 +117,45 @@ def test_a_detector_faster_than_sam2_has_each_box_applied_to_the_frame_it_saw_ne
     finally:
         running.close()
         tuning.__exit__(None, None, None)
+
+
+def test_segment_everything_takes_10_ms_turns_in_the_cameras_gaps_and_0_2_s_ones_when_the_camera_outpaces_it(
+        checkpoint, monkeypatch):
+    """A quiet camera leaves the model idle: short turns. A 100 Hz camera leaves it none: a long turn per frame."""
+    from test_node_liveness import everything_async
+
+    from sam2_ros.core.everything import EverythingPass
+    asked, real = [], EverythingPass.step_for
+
+    def step_for(self, seconds):  # the real pass, the turn's length noted
+        asked.append(seconds)
+        return real(self, seconds)
+    monkeypatch.setattr(EverythingPass, "step_for", step_for)
+    running = Running(checkpoint)
+    image, flooding = photo("astronaut"), threading.Event()
+
+    def camera():
+        stamp = 1
+        while flooding.is_set():
+            stamp += 1
+            running.peer.publish_rgb(image, header(stamp))
+            time.sleep(0.01)
+    publisher = threading.Thread(target=camera, daemon=True)
+    try:
+        running.peer.publish_rgb(image, header(1))
+        running.peer.result_for(header(1))
+        quiet = everything_async(running, points_per_side=8)
+        wait_until(quiet.done, 60, "the pass with the camera quiet")
+        assert quiet.result().success and asked and set(asked) == {0.01}
+        asked.clear()
+        flooding.set()
+        publisher.start()
+        wait_until(lambda: len(running.peer.results) >= 3, 60, "frames from the fast camera")
+        busy = everything_async(running, points_per_side=8)
+        wait_until(busy.done, 60, "the pass with the camera outpacing the model")
+        assert busy.result().success and 0.2 in asked
+    finally:
+        flooding.clear()
+        if publisher.is_alive():
+            publisher.join(timeout=5)
+        running.close()

@@ -14,6 +14,7 @@ from sam2_ros.ros.conversions import (
     array_to_image,
     compressed_to_rgb,
     image_to_array,
+    image_to_draw_on,
     image_to_rgb,
 )
 
@@ -207,3 +208,17 @@ def test_pixels_reach_a_message_as_a_byte_array_which_field_checks_take_whole():
     msg = array_to_image(rgb, "rgb8", Image().header)
     assert isinstance(msg.data, pyarray.array) and msg.data.typecode == "B"
     assert bytes(msg.data) == np.ascontiguousarray(rgb).tobytes()
+
+
+@pytest.mark.parametrize("encoding, pixels", [("rgb8", RGB), ("16UC1", np.array([[1, 300], [2, 65535]], np.uint16))])
+def test_an_image_drawn_on_after_it_was_made_carries_what_was_drawn(encoding, pixels):
+    """The overlay is drawn into the message that is sent: no copy of megabytes once it is drawn."""
+    source = pixels.copy()
+    msg, canvas = image_to_draw_on(pixels, encoding, Image().header)
+    np.testing.assert_array_equal(image_to_array(msg), source)
+    canvas[0, 1] = 7  # numpy, then OpenCV, writing into the view
+    cv2.rectangle(canvas, (0, 1), (0, 1), 9 if canvas.ndim == 2 else (9, 9, 9), cv2.FILLED)
+    expected = source.copy()
+    expected[0, 1], expected[1, 0] = 7, 9
+    np.testing.assert_array_equal(image_to_array(msg), expected)
+    np.testing.assert_array_equal(pixels, source)  # what it was made from is left as it was

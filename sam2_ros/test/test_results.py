@@ -8,8 +8,16 @@ from std_msgs.msg import Header
 
 from rosharness import full_mask, header, rasterise
 from sam2_ros.core.contours import find_contours
+from sam2_ros.core.render import DrawnObject, overlay
 from sam2_ros.ros.conversions import image_to_array
-from sam2_ros.ros.results import OutputSettings, ResultBuilder, label_image, result_message, unpack_contours
+from sam2_ros.ros.results import (
+    OutputSettings,
+    ResultBuilder,
+    label_image,
+    overlay_image,
+    result_message,
+    unpack_contours,
+)
 from sam2_ros_interfaces.msg import SegmentationResult, SegmentedObject
 
 
@@ -87,6 +95,19 @@ def test_the_builder_describes_objects_handed_over_early_and_redescribes_a_repla
     result = builder.build([replaced, Obj(2, first)], decode_ms=4.0)
     assert [o.object_id for o in result.objects] == [1, 2] and result.decode_ms == 4.0
     assert result.objects[0].area == 100 and result.objects[1].area == first.sum()
+
+
+def test_the_overlay_message_shows_what_the_core_draws_and_leaves_the_camera_image_as_it_was():
+    camera = np.random.default_rng(2).integers(0, 256, (120, 160, 3), dtype=np.uint8)
+    before = camera.copy()
+    cup = np.zeros((120, 160), bool)
+    cup[60:100, 20:60] = True
+    builder = ResultBuilder(header(3), cup.shape, OutputSettings())
+    builder.build([Obj(1, rings(), label="rings"), Obj(2, cup, label="cup")])
+    msg = overlay_image(camera, builder.described, header(3))
+    expected = overlay(before, [DrawnObject(1, rings(), "rings"), DrawnObject(2, cup, "cup")])  # finds its own outlines
+    np.testing.assert_array_equal(image_to_array(msg), expected)
+    np.testing.assert_array_equal(camera, before)
 
 
 def test_contour_arrays_that_disagree_are_refused():

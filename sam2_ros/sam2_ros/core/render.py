@@ -30,14 +30,16 @@ def color_of(object_id: int) -> tuple[int, int, int]:
 
 
 def overlay(image: np.ndarray, objects: Sequence[DrawnObject], alpha: float = 0.45,
-            banner: str = "") -> np.ndarray:
+            banner: str = "", canvas: np.ndarray | None = None) -> np.ndarray:
     """RGB image with each mask tinted, outlined and tagged with its id and label.
 
     Each mask is blended with the camera image within its own box only (a later object's tint
     wins where masks overlap): the cost follows the objects' size, not the frame's. An object's
-    box and outline are found here unless it comes with them (a result has found them).
+    box and outline are found here unless it comes with them (a result has found them). It is
+    drawn on `canvas` when given (a copy of `image` already, e.g. an output message's pixels),
+    else on a new copy.
     """
-    canvas = np.array(image, dtype=np.uint8, copy=True)
+    canvas = np.array(image, dtype=np.uint8, copy=True) if canvas is None else canvas
     outlines = {}
     for obj in objects:
         x, y, w, h = obj.box if obj.box is not None else cv2.boundingRect(obj.mask.view(np.uint8))

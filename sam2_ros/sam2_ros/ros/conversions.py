@@ -187,6 +187,17 @@ def array_to_image(array: np.ndarray, encoding: str, header: Header, big_endian:
     return msg
 
 
+def image_to_draw_on(pixels: np.ndarray, encoding: str, header: Header) -> tuple[Image, np.ndarray]:
+    """Return an image message holding a copy of `pixels`, and a writable view of that copy.
+
+    What is drawn into the view is what the message carries: an output image is drawn where it
+    is sent from, instead of being copied, megabytes at a time, once drawn.
+    """
+    msg = array_to_image(pixels, encoding, header)
+    _, dtype, _ = _layout(encoding)
+    return msg, np.frombuffer(msg.data, dtype.newbyteorder("<")).reshape(pixels.shape)
+
+
 def byte_array(values: np.ndarray) -> pyarray.array:
     """Copy an array's bytes into what a uint8[] field holds, once.
 

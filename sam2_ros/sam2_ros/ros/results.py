@@ -16,7 +16,7 @@ from sam2_ros.core.frames import FrameMismatch
 from sam2_ros.core.geometry import Object3D, mask_on_depth, object_3d
 from sam2_ros.core.render import DrawnObject, overlay
 from sam2_ros.core.settings import OutputSettings, unlabelled
-from sam2_ros.ros.conversions import array_to_image
+from sam2_ros.ros.conversions import array_to_image, image_to_draw_on
 from sam2_ros.ros.depth import DepthScene
 from sam2_ros_interfaces.msg import SegmentationResult, SegmentedObject
 
@@ -198,4 +198,6 @@ def overlay_image(rgb: np.ndarray, described: Sequence[Described], header: Heade
     """Draw every visible mask on the camera image, for RViz, with the outlines the result carries."""
     drawn = [DrawnObject(d.msg.object_id, d.shown, d.msg.label, d.geometry.box,
                          [c.points.astype(np.int32) for c in d.geometry.contours]) for d in described]
-    return array_to_image(overlay(rgb, drawn), "rgb8", header)
+    msg, canvas = image_to_draw_on(rgb, "rgb8", header)  # drawn where it is sent from: no copy once drawn
+    overlay(rgb, drawn, canvas=canvas)
+    return msg

@@ -1,11 +1,13 @@
 """The glue benchmark: real objects' outlines, each in its cell, through the node's own outputs to real subscribers."""
+import time
+
 import numpy as np
 import pytest
 import rclpy
 
 from conftest import bench_suite
 from sam2_ros.core.contours import find_contours
-from sam2_ros.tools.glue import GlueRig, real_masks
+from sam2_ros.tools.glue import GlueRig, at_camera_rate, real_masks
 from sam2_ros.tools.measure import camera_frame
 
 
@@ -19,6 +21,21 @@ def test_eight_real_outlines_sit_each_in_its_own_cell_as_a_few_polygons():
         assert 0.05 * 160 * 240 < mask.sum() < 0.5 * 160 * 240, "an object 70 % of its cell across"
         assert len(find_contours(mask)) <= 6, "a real object's outline, not random weights' fragments"
     assert not np.array_equal(masks[0][:240, :160], masks[1][:240, 160:320]), "the horse, then coins"
+
+
+def test_frames_come_a_camera_period_apart_and_one_that_overran_is_not_made_up_by_a_burst():
+    starts = []
+
+    def step():
+        starts.append(time.monotonic())
+        if len(starts) == 2:
+            time.sleep(0.12)  # this frame's glue outlasts two periods
+
+    assert at_camera_rate(lambda: step() or len(starts), 5, period_s=0.05) == [1, 2, 3, 4, 5]
+    gaps = np.diff(starts)
+    assert 0.045 < gaps[0] < 0.08, "one period"
+    assert 0.115 < gaps[1] < 0.15, "the next frame as soon as the long one ended"
+    assert 0.045 < gaps[2] < 0.08 and 0.045 < gaps[3] < 0.08, "then a period apart again, not two at once"
 
 
 @pytest.fixture
@@ -43,7 +60,7 @@ def test_one_frame_reaches_every_subscriber_with_each_objects_3d_at_its_own_dept
 def test_sam2_bench_reports_each_size_and_object_count(tmp_path, checkpoint):
     keys = {f"glue_{what}_{count}obj_{size}" for what in ("ms_p50", "objects_with_3d", "polygons_per_object")
             for count in (1, 3, 8) for size in ("640x480", "1280x720", "1920x1080")}
-    results = bench_suite(tmp_path, "glue", checkpoint, "--repeats", "1", keys=keys)
+    results = bench_suite(tmp_path, "glue", checkpoint, "--glue-frames", "2", keys=keys)
     for size in ("640x480", "1280x720", "1920x1080"):
         for count in (1, 3, 8):
             assert results[f"glue_ms_p50_{count}obj_{size}"] > 0

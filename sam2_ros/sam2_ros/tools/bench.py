@@ -483,7 +483,7 @@ def _text(run: BenchRun) -> dict:
 
 def _glue(run: BenchRun) -> dict:
     from sam2_ros.tools.glue import bench_glue
-    return bench_glue(max(run.args.repeats, 3))
+    return bench_glue(run.args.glue_frames)
 
 
 def _soak(run: BenchRun) -> dict:
@@ -531,6 +531,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--prompt-seconds", type=float, default=4.0,
                         help="prompts suite: seconds of each run (two with prompts, two without)")
     parser.add_argument("--gpu-frames", type=int, default=54, help="gpu suite: frames per configuration")
+    parser.add_argument("--glue-frames", type=int, default=30,
+                        help="glue suite: frames per size and object count, sent at 30 Hz")
     parser.add_argument("--stream-seconds", type=float, default=20.0, help="stream suite: seconds per run")
     parser.add_argument("--text-detector", action="append", default=[],
                         help="text suite: a detector name or saved folder to time (repeatable); default: "

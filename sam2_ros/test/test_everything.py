@@ -11,7 +11,9 @@ from conftest import photo
 from sam2_ros.core.encoding import encode
 from sam2_ros.core.everything import Everything, EverythingSettings
 
-LOOSE = EverythingSettings(points_per_side=8, points_per_batch=16, pred_iou_thresh=0.0, stability_score_thresh=0.0)
+# every proposal kept: random weights give every point about the same box, which NMS would cut to one
+LOOSE = EverythingSettings(points_per_side=8, points_per_batch=16, pred_iou_thresh=0.0, stability_score_thresh=0.0,
+                           box_nms_thresh=1.0)
 
 
 def meta_generate(model, image, settings: EverythingSettings, points_per_call: int | None = None) -> list[dict]:
@@ -47,10 +49,18 @@ def test_masks_boxes_and_scores_equal_metas_generator_in_its_order(small_model, 
 @pytest.mark.parametrize("chunk", [1, 4])
 def test_a_few_points_per_decoder_call_equal_meta_decoding_as_many(small_model, chunk):
     image = photo("astronaut")  # 4 batches of 16 points (4 steps), each decoded 1 or 4 points at a time
-    every = replace(LOOSE, box_nms_thresh=1.0)  # no mask suppressed: random weights' masks overlap
-    ours, _ = Everything(small_model, every, decode_chunk=chunk).propose(encode(small_model, image))
+    ours, _ = Everything(small_model, LOOSE, decode_chunk=chunk).propose(encode(small_model, image))
     assert len({p.point for p in ours}) == 8 * 8, "every point of the 8 x 8 grid decoded"
-    assert_same(ours, meta_generate(small_model, image, every, points_per_call=chunk))
+    assert_same(ours, meta_generate(small_model, image, LOOSE, points_per_call=chunk))
+
+
+def test_overlapping_proposals_are_suppressed_as_metas_nms_suppresses_them(small_model):
+    image = photo("rocket")
+    settings = replace(LOOSE, box_nms_thresh=0.99)
+    theirs = meta_generate(small_model, image, settings)
+    assert 1 < len(theirs) < 3 * 8 * 8, "some of the 192 proposals kept, some suppressed"
+    ours, _ = Everything(small_model, settings).propose(encode(small_model, image))
+    assert_same(ours, theirs)
 
 
 def test_on_the_cpu_a_chunk_holds_about_8192_image_tokens(small_model, full_model):
@@ -119,10 +129,9 @@ def test_a_pass_in_time_slices_yields_after_every_decoder_call_and_finds_what_on
 
 def test_a_limited_pass_keeps_metas_best_proposals_only(small_model):
     image = photo("astronaut")
-    overlapping = replace(LOOSE, box_nms_thresh=1.0)  # random weights' masks overlap: keep them all
-    everything = meta_generate(small_model, image, overlapping)
+    everything = meta_generate(small_model, image, LOOSE)
     assert len(everything) > 2
-    run = Everything(small_model, overlapping).start(encode(small_model, image), limit=2)
+    run = Everything(small_model, LOOSE).start(encode(small_model, image), limit=2)
     assert_same(run.step(len(run.batches)), everything[:2])
 
 
@@ -180,9 +189,8 @@ def graded_model(checkpoint):
 def test_the_stability_filter_on_graded_logits_equals_metas_generator(graded_model):
     image = photo("astronaut")
     frame = encode(graded_model, image)
-    everything = replace(LOOSE, box_nms_thresh=1.0)  # every point's three masks, no duplicates removed
-    all_found, _ = Everything(graded_model, everything).propose(frame)
-    strict = replace(everything, stability_score_thresh=0.7)
+    all_found, _ = Everything(graded_model, LOOSE).propose(frame)  # every point's three masks
+    strict = replace(LOOSE, stability_score_thresh=0.7)
     kept, _ = Everything(graded_model, strict).propose(frame)
     assert_same(kept, meta_generate(graded_model, image, strict))
     expected = sorted(p.stability for p in all_found if p.stability >= 0.7)  # the filter, as a plain loop
@@ -193,14 +201,13 @@ def test_at_a_threshold_equal_to_a_masks_own_value_stability_keeps_it_and_predic
     """Meta's rules at equality: stability_score >= stability_score_thresh, predicted_iou > pred_iou_thresh."""
     image = photo("astronaut")
     frame = encode(graded_model, image)
-    everything = replace(LOOSE, box_nms_thresh=1.0)  # every point's three masks
-    found, _ = Everything(graded_model, everything).propose(frame)
+    found, _ = Everything(graded_model, LOOSE).propose(frame)  # every point's three masks
     stability_at = sorted(p.stability for p in found)[len(found) // 2]
     iou_at = sorted(p.score for p in found)[len(found) // 2]
     for at, expected, on_threshold, taken in (
-            (replace(everything, stability_score_thresh=stability_at),
+            (replace(LOOSE, stability_score_thresh=stability_at),
              [p for p in found if p.stability >= stability_at], lambda p: p.stability == stability_at, True),
-            (replace(everything, pred_iou_thresh=iou_at),
+            (replace(LOOSE, pred_iou_thresh=iou_at),
              [p for p in found if p.score > iou_at], lambda p: p.score == iou_at, False)):
         kept, _ = Everything(graded_model, at).propose(frame)
         assert_same(kept, meta_generate(graded_model, image, at))

@@ -1,12 +1,11 @@
 """The glue benchmark: real objects' outlines, each in its cell, through the node's own outputs to real subscribers."""
-import time
-
 import numpy as np
 import pytest
 import rclpy
 
 from conftest import bench_suite
 from sam2_ros.core.contours import find_contours
+from sam2_ros.tools import glue
 from sam2_ros.tools.glue import GlueRig, at_camera_rate, real_masks
 from sam2_ros.tools.measure import camera_frame
 
@@ -23,19 +22,22 @@ def test_eight_real_outlines_sit_each_in_its_own_cell_as_a_few_polygons():
     assert not np.array_equal(masks[0][:240, :160], masks[1][:240, 160:320]), "the horse, then coins"
 
 
-def test_frames_come_a_camera_period_apart_and_one_that_overran_is_not_made_up_by_a_burst():
+def test_frames_come_a_camera_period_apart_and_one_that_overran_is_not_made_up_by_a_burst(monkeypatch):
+    """On a clock of its own (sleeping moves it on), so the times are exact: no scheduler in them."""
+    clock = [100.0]
+    monkeypatch.setattr(glue.time, "monotonic", lambda: clock[0])
+    monkeypatch.setattr(glue.time, "sleep", lambda seconds: clock.__setitem__(0, clock[0] + seconds))
     starts = []
 
     def step():
-        starts.append(time.monotonic())
+        starts.append(clock[0] - 100.0)
         if len(starts) == 2:
-            time.sleep(0.12)  # this frame's glue outlasts two periods
+            clock[0] += 0.12  # this frame's glue outlasts two periods of 0.05 s
+        return len(starts)
 
-    assert at_camera_rate(lambda: step() or len(starts), 5, period_s=0.05) == [1, 2, 3, 4, 5]
-    gaps = np.diff(starts)
-    assert 0.045 < gaps[0] < 0.08, "one period"
-    assert 0.115 < gaps[1] < 0.15, "the next frame as soon as the long one ended"
-    assert 0.045 < gaps[2] < 0.08 and 0.045 < gaps[3] < 0.08, "then a period apart again, not two at once"
+    assert at_camera_rate(step, 5, period_s=0.05) == [1, 2, 3, 4, 5]
+    # 0, one period, right when the long frame ended (0.05 + 0.12), then a period apart again
+    assert starts == pytest.approx([0.0, 0.05, 0.17, 0.22, 0.27])
 
 
 @pytest.fixture

@@ -42,10 +42,10 @@ from sam2_ros_interfaces.msg import SegmentationResult
 
 SIZES = ((640, 480), (1280, 720), (1920, 1080))
 CAMERA_PERIOD_S = 1 / 30  # frames come as a 30 Hz camera sends them
-T = TypeVar("T")
 OBJECTS = (1, 3, 8)
 OUTPUTS = (("result", SegmentationResult), ("mask", Image), ("overlay", Image), ("points", PointCloud2),
            ("markers", MarkerArray))
+T = TypeVar("T")
 LISTENER = """
 import rclpy
 from rclpy.executors import ExternalShutdownException
@@ -203,9 +203,9 @@ def at_camera_rate(step: Callable[[], T], frames: int, period_s: float = CAMERA_
 def bench_glue(frames: int) -> dict:
     """glue_ms_p50_<n>obj_<W>x<H>: the node's time per frame after SAM 2 (and polygons per object).
 
-    Frames come at 30 Hz, as from a camera: back to back, each frame's glue shared the two cores
-    with the listener still taking in the last frame's images. The process is tuned as main()
-    tunes the node's (GIL switch interval, start-up objects frozen out of the collector):
+    Frames come at 30 Hz, as from a camera (sent back to back, each frame's glue would share the
+    two cores with the listener still taking in the last frame's images). The process is tuned as
+    main() tunes the node's (GIL switch interval, start-up objects frozen out of the collector):
     measured without it, collections and 5 ms GIL turns are a third of it.
     """
     results: dict = {}

@@ -10,6 +10,8 @@ if command -v nvidia-smi >/dev/null && nvidia-smi -L >/dev/null 2>&1; then
 else
   echo "gpu_check: no NVIDIA GPU here: a dry run (the CUDA tests and timings are skipped)"
 fi
+# a machine with no package index gets its venv from carried wheels (scripts/gpu_wheels.sh, README)
+if [ -d .whl ] && [ ! -f .venv/.installed ]; then bash scripts/venv_from_wheels.sh .whl; fi
 [ "${GPU_CHECK_BUILT:-0}" = 1 ] || make build  # the tests set it: they run inside a build
 set +u  # colcon's setup.bash reads unset variables
 source scripts/env.sh

@@ -1,5 +1,8 @@
 """sam2_bench writes the JSON keys that scripts read (a benchmark, so no timing is asserted)."""
+import pytest
+
 from conftest import bench_suite
+from sam2_ros.tools.bench import bench_gpu, gpu_runs
 
 CORE_KEYS = {"device", "model", "image_size", "encode_ms", "decode_ms_1obj", "decode_ms_8obj_batched",
              "decode_ms_8obj_sequential", "cached_prompt_ratio", "contours_ms_1080p", "first_prompt_ms",
@@ -24,3 +27,18 @@ def test_core_suite_writes_every_documented_key(tmp_path, checkpoint):
 def test_tracker_suite_runs_ours_and_metas_predictor_side_by_side(tmp_path, checkpoint):
     results = bench_suite(tmp_path, "tracker", checkpoint, "--frames", "3", "--object-frames", "3", keys=TRACKER_KEYS)
     assert results["frames"] == 3 and results["tracker_ms_per_frame"] > 0 and results["meta_ms_per_frame"] > 0
+
+
+def test_the_gpu_suite_times_what_the_goals_compare_first_then_every_other_run_once():
+    """Tiny float32 eager and bfloat16 compiled come before Meta's predictor and the node; no run twice."""
+    first, rest = gpu_runs(["edgetam", "tiny"])
+    assert first == [("tiny", "float32", False), ("tiny", "bfloat16", True)]
+    assert rest == [("edgetam", "float32", False), ("edgetam", "float32", True), ("edgetam", "bfloat16", False),
+                    ("edgetam", "bfloat16", True), ("tiny", "float32", True), ("tiny", "bfloat16", False)]
+    assert gpu_runs(["large"]) == ([], [("large", "float32", False), ("large", "float32", True),
+                                        ("large", "bfloat16", False), ("large", "bfloat16", True)])
+
+
+def test_the_gpu_suite_refuses_a_model_it_does_not_know_naming_those_it_does():
+    with pytest.raises(ValueError, match="no model \\['tiny2'\\]; choose among tiny, large, edgetam"):
+        bench_gpu(2, ["tiny", "tiny2"])

@@ -116,56 +116,91 @@ def bench_messages(objects, repeats: int) -> dict:
             "result_polygons_per_object": polygons_per_object(message)}
 
 
-def bench_gpu(frames: int) -> dict:
-    """On CUDA: every family encodes and tracks 1 and 8 objects in float32 and bfloat16, eager and compiled.
+GPU_MODELS = {"tiny": "sam2.1_hiera_tiny", "large": "sam2.1_hiera_large", "edgetam": "edgetam",
+              "efficienttam_s": "efficienttam_s", "efficienttam_s_2": "efficienttam_s_2"}
+# What the goals compare comes first (tiny float32 eager, tiny bfloat16 compiled beside Meta's VOS
+# predictor, the node): a lent machine's few minutes may end the run before the rest.
+FIRST_GPU_RUNS = (("tiny", "float32", False), ("tiny", "bfloat16", True))
+
+
+def gpu_runs(models: list[str]) -> tuple[list[tuple[str, str, bool]], list[tuple[str, str, bool]]]:
+    """(model, precision, compiled) runs: those timed before Meta's predictor and the node, and the rest."""
+    first = [run for run in FIRST_GPU_RUNS if run[0] in models]
+    rest = [(model, precision, compiled) for model in models for precision in ("float32", "bfloat16")
+            for compiled in (False, True) if (model, precision, compiled) not in FIRST_GPU_RUNS]
+    return first, rest
+
+
+def bench_gpu(frames: int, models: list[str], save: Callable[[dict], None] = lambda _: None) -> dict:
+    """On CUDA: each model encodes and tracks 1 and 8 objects in float32 and bfloat16, eager and compiled.
 
     Beside them Meta's VOS-optimised predictor (every component compiled, bfloat16, as Meta times
     it) is driven live on the same frames and prompts, and the node runs end to end at 1024 with a
-    30 Hz camera. Random weights take the time real ones do.
+    30 Hz camera. Random weights take the time real ones do. `save` gets the figures so far after
+    each run: a run stopped at a time limit keeps what it measured.
     """
+    unknown = sorted(set(models) - set(GPU_MODELS))
+    if unknown:
+        raise ValueError(f"--gpu-models: no model {unknown}; choose among {', '.join(GPU_MODELS)}")
     if not torch.cuda.is_available():
         return {"gpu": "skipped: CUDA not available"}
     with tempfile.TemporaryDirectory() as scratch:
-        return _bench_gpu(frames, Path(scratch))
+        return _bench_gpu(frames, models, Path(scratch), save)
 
 
-def _bench_gpu(frames: int, checkpoint_dir: Path) -> dict:
+def _bench_gpu(frames: int, models: list[str], checkpoint_dir: Path, save: Callable[[dict], None]) -> dict:
     images, _ = pan_clip(frames)
-    height, width = images[0].shape[:2]
     results: dict = {"gpu": torch.cuda.get_device_name(), "gpu_torch": torch.__version__,
-                     "gpu_cuda": torch.version.cuda, "gpu_skipped": []}
+                     "gpu_cuda": torch.version.cuda, "gpu_models": " ".join(models), "gpu_skipped": []}
     if not HOLE_FILLING:
         results["gpu_skipped"].append(HOLE_FILLING_NOTE)
-    sync = torch.cuda.synchronize
-    for size, name in (("tiny", "sam2.1_hiera_tiny"), ("large", "sam2.1_hiera_large"), ("edgetam", "edgetam"),
-                       ("efficienttam_s", "efficienttam_s"), ("efficienttam_s_2", "efficienttam_s_2")):
-        checkpoint = str(write_random_checkpoint(checkpoint_dir / f"{name}.pt", name))
-        for precision in ("float32", "bfloat16"):
-            for compiled in (False, True):
-                tag = f"{size}_{precision}{'_compiled' if compiled else ''}"
-                try:
-                    model = load_model(ModelSpec(name=name, checkpoint=checkpoint, device="cuda",
-                                                 precision=precision, compile=compiled))
-                    results[f"gpu_encode_ms_{tag}"] = median_ms(lambda m=model: encode(m, images[0]), 5, sync)
-                    for count in (1, 8):
-                        tracker = StreamingTracker(model, max_objects=count)  # a compiled model compiles here
-                        results[f"gpu_track_ms_{count}obj_{tag}"] = per_frame_ms(
-                            frames, lambda t: tracker.track(images[t]),
-                            lambda: [tracker.add_prompt(p) for p in spread_clicks(count, width, height)],
-                            sync, f"{tag} {count} obj", warm_up=4)
-                except Exception as error:  # e.g. no triton for torch.compile: say so, time the rest
-                    results["gpu_skipped"].append(f"{tag}: {type(error).__name__}: {error}")
-                tracker = model = None  # both hold the model's CUDA memory
-                gc.collect()
-                torch.cuda.empty_cache()
-    results.update(_meta_vos(str(checkpoint_dir / "sam2.1_hiera_tiny.pt"), images, sync, results["gpu_skipped"]))
+
+    def checkpoint(model: str) -> str:
+        path = checkpoint_dir / f"{GPU_MODELS[model]}.pt"
+        return str(path if path.exists() else write_random_checkpoint(path, GPU_MODELS[model]))
+    first, rest = gpu_runs(models)
+    for run in first:
+        results.update(_gpu_track(*run, checkpoint(run[0]), images, results["gpu_skipped"]))
+        save(results)
+    tiny = Path(checkpoint("tiny"))
+    results.update(_meta_vos(str(tiny), images, torch.cuda.synchronize, results["gpu_skipped"]))
     for count in (1, 8):
         ours, metas = (results.get(f"gpu_{who}_ms_{count}obj_tiny_bfloat16{tail}")
                        for who, tail in (("track", "_compiled"), ("meta_vos", "")))
         if ours and metas:
             results[f"gpu_ours_over_meta_vos_{count}obj_tiny_bfloat16"] = ours / metas
-    results.update(_tensorrt(checkpoint_dir / "sam2.1_hiera_tiny.pt", images, sync, results["gpu_skipped"]))
-    results.update(_node_end_to_end(checkpoint_dir / "sam2.1_hiera_tiny.pt"))
+    save(results)
+    results.update(_node_end_to_end(tiny))
+    save(results)
+    results.update(_tensorrt(tiny, images, torch.cuda.synchronize, results["gpu_skipped"]))
+    save(results)
+    for run in rest:
+        results.update(_gpu_track(*run, checkpoint(run[0]), images, results["gpu_skipped"]))
+        save(results)
+    return results
+
+
+def _gpu_track(model_key: str, precision: str, compiled: bool, checkpoint: str, images: list,
+               skipped: list) -> dict:
+    """One model's encoding and tracking of 1 and 8 clicked objects on the GPU, ms per frame."""
+    height, width = images[0].shape[:2]
+    sync, results = torch.cuda.synchronize, {}
+    tag = f"{model_key}_{precision}{'_compiled' if compiled else ''}"
+    try:
+        model = load_model(ModelSpec(name=GPU_MODELS[model_key], checkpoint=checkpoint, device="cuda",
+                                     precision=precision, compile=compiled))
+        results[f"gpu_encode_ms_{tag}"] = median_ms(lambda m=model: encode(m, images[0]), 5, sync)
+        for count in (1, 8):
+            tracker = StreamingTracker(model, max_objects=count)  # a compiled model compiles here
+            results[f"gpu_track_ms_{count}obj_{tag}"] = per_frame_ms(
+                len(images), lambda t: tracker.track(images[t]),
+                lambda: [tracker.add_prompt(p) for p in spread_clicks(count, width, height)],
+                sync, f"{tag} {count} obj", warm_up=4)
+    except Exception as error:  # e.g. no triton for torch.compile: say so, time the rest
+        skipped.append(f"{tag}: {type(error).__name__}: {error}")
+    tracker = model = None  # both hold the model's CUDA memory
+    gc.collect()
+    torch.cuda.empty_cache()
     return results
 
 
@@ -481,6 +516,13 @@ def _text(run: BenchRun) -> dict:
     return bench_text(run.model, args.text_detector, args.text_size, args.text_frames, run.sync)
 
 
+def _gpu(run: BenchRun) -> dict:
+    def save(figures: dict) -> None:  # the figures so far, in case the run is stopped
+        if run.args.json:
+            run.args.json.write_text(json.dumps({"gpu_partial": True, **figures}, indent=2) + "\n")
+    return bench_gpu(run.args.gpu_frames, run.args.gpu_models.split(","), save)
+
+
 def _glue(run: BenchRun) -> dict:
     from sam2_ros.tools.glue import bench_glue
     return bench_glue(run.args.glue_frames)
@@ -498,7 +540,7 @@ SUITES: dict[str, Suite] = {
     "tracker": Suite(lambda run: {**bench_tracker(run.model, run.checkpoint, run.args.frames, run.sync),
                                   **bench_objects(run.model, run.checkpoint, run.args.object_frames, run.sync)}),
     "node": Suite(lambda run: bench_node(run.checkpoint, run.args, run.args.node_frames)),
-    "gpu": Suite(lambda run: bench_gpu(run.args.gpu_frames)),
+    "gpu": Suite(_gpu),
     "glue": Suite(_glue),  # the node after SAM 2, on real objects' outlines
     "prompts": Suite(bench_prompts, in_all=False),
     "stream": Suite(_stream, in_all=False),
@@ -531,6 +573,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--prompt-seconds", type=float, default=4.0,
                         help="prompts suite: seconds of each run (two with prompts, two without)")
     parser.add_argument("--gpu-frames", type=int, default=54, help="gpu suite: frames per configuration")
+    parser.add_argument("--gpu-models", default=",".join(GPU_MODELS),
+                        help="gpu suite: the models timed, comma-separated (tiny first whatever the order)")
     parser.add_argument("--glue-frames", type=int, default=30,
                         help="glue suite: frames per size and object count, sent at 30 Hz")
     parser.add_argument("--stream-seconds", type=float, default=20.0, help="stream suite: seconds per run")

@@ -173,6 +173,11 @@ def _bench_gpu(frames: int, models: list[str], checkpoint_dir: Path, save: Calla
     results.update(_node_end_to_end(tiny))
     save(results)
     results.update(_tensorrt(tiny, images, torch.cuda.synchronize, results["gpu_skipped"]))
+    for count in (1, 8):  # the comparison: TensorRT against PyTorch at its fastest
+        engine, fastest = (results.get(f"gpu_track_ms_{count}obj_tiny_{tail}")
+                           for tail in ("float32_tensorrt", "bfloat16_compiled"))
+        if engine and fastest:
+            results[f"gpu_tensorrt_over_torch_bfloat16_compiled_{count}obj"] = engine / fastest
     save(results)
     for run in rest:
         results.update(_gpu_track(*run, checkpoint(run[0]), images, results["gpu_skipped"]))

@@ -7,6 +7,7 @@ import importlib.util
 import json
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -46,3 +47,26 @@ def test_a_carried_wheel_is_installed_unless_this_python_has_that_very_version(t
     chosen = {wheel.name for wheel in carried_wheels().missing(tmp_path)}
     assert chosen == {"pytest-0.0.1-py3-none-any.whl", "ros_rclpy-0.1-py3-none-any.whl",
                       "not_installed_anywhere-1.0-py3-none-any.whl"}
+
+
+def test_a_venv_from_carried_wheels_uses_this_pythons_torch_and_installs_only_what_it_lacks(tmp_path):
+    """scripts/venv_from_wheels.sh as gpu_check.sh runs it on a machine with no package index."""
+    package = tmp_path / "source"
+    (package / "carried_demo").mkdir(parents=True)
+    (package / "carried_demo" / "__init__.py").write_text("")
+    (package / "pyproject.toml").write_text('[project]\nname = "carried-demo"\nversion = "1.0"\n')
+    wheels = tmp_path / "wheels"
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "--no-index",
+                    "-w", str(wheels), str(package)], check=True, capture_output=True)
+    # this Python has that very pytest: not a wheel at all, so installing it would fail the script
+    (wheels / f"pytest-{pytest.__version__}-py3-none-any.whl").write_text("not a zip")
+    venv = tmp_path / "venv"
+    done = subprocess.run(["bash", "scripts/venv_from_wheels.sh", str(wheels)], cwd=ROOT, capture_output=True,
+                          text=True, env={**os.environ, "PYTHON": sys.executable, "VENV": str(venv)}, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "with 1 carried wheels" in done.stdout and (venv / ".installed").is_file()
+    found = subprocess.run([str(venv / "bin" / "python"), "-c", "import carried_demo, pytest, torch\n"
+                            "print(carried_demo.__file__, pytest.__file__, torch.__file__, sep='\\n')"],
+                           capture_output=True, text=True, check=True).stdout.split()
+    assert Path(found[0]).is_relative_to(venv)  # installed from its wheel
+    assert Path(found[1]) == Path(pytest.__file__) and Path(found[2]) == Path(torch.__file__)  # this Python's own

@@ -386,6 +386,8 @@ MUTATIONS = [
      "test/test_compiled_step.py -k ten_shapes", "past 8 shapes (16 objects, two memory sizes) steps run eagerly"),
     ("sam2_ros/ros/results.py", "    overlay(rgb, drawn, canvas=canvas)\n", "    overlay(rgb, drawn)\n",
      "test/test_results.py -k overlay", "the overlay drawn on a copy, the message sending the bare camera image"),
+    ("../scripts/carried_wheels.py", "have.get(normal(name)) != version", "have.get(normal(name)) is None",
+     "test/test_gpu_check.py -k carried", "a carried wheel left out when the machine has another version of it"),
     ("sam2_ros/tools/glue.py", "due = max(due, time.monotonic()) + period_s", "due = max(due + period_s, time.monotonic())",
      "test/test_glue.py -k period", "frames after one that overran sent in a burst, not a period apart"),
 ]

@@ -28,6 +28,18 @@ def test_the_gpu_check_dry_runs_here_naming_what_it_skipped(tmp_path):
     assert json.loads((tmp_path / "gpu.json").read_text())["gpu"] == "skipped: CUDA not available"
 
 
+@pytest.mark.skipif(torch.cuda.is_available(), reason="on a GPU the script runs for real (minutes)")
+def test_the_gpu_check_runs_the_benchmark_alone_when_told_to_leave_the_tests_out(tmp_path):
+    """GPU_TESTS=0: a machine lent for minutes spends one call on the figures, another on the tests."""
+    env = {**os.environ, "GPU_CHECK_BUILT": "1", "GPU_JSON": str(tmp_path / "gpu.json"), "GPU_FRAMES": "2",
+           "GPU_TESTS": "0", "GPU_MODELS": "tiny"}
+    done = subprocess.run(["bash", "scripts/gpu_check.sh"], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=600)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    assert "test_gpu.py" not in done.stdout and "SKIPPED" not in done.stdout
+    assert json.loads((tmp_path / "gpu.json").read_text())["gpu"] == "skipped: CUDA not available"
+
+
 def carried_wheels():
     """scripts/carried_wheels.py, imported from its file (scripts/ is not a package)."""
     spec = importlib.util.spec_from_file_location("carried_wheels", ROOT / "scripts" / "carried_wheels.py")

@@ -152,14 +152,18 @@ class Running:
         self.executor = MultiThreadedExecutor(num_threads=4)
         self.executor.add_node(self.node)
         self.executor.add_node(self.peer.node)
-        self.thread = threading.Thread(target=spin, args=(self.executor,), daemon=True)
+        self._stopping = threading.Event()
+        self.thread = threading.Thread(target=spin, args=(self.executor, self._stopping.is_set), daemon=True)
         self.thread.start()
         if not params.get("compressed"):
             wait_until(lambda: self.peer.camera.get_subscription_count() > 0, 30, "the image subscription")
 
     def close(self) -> None:
+        # the spinning thread ends before the executor shuts down (rclpy's shutdown() destroys the wait
+        # set's guard conditions under a thread still spinning), and before the context goes
+        self._stopping.set()
+        self.thread.join(timeout=10)
         self.executor.shutdown()
-        self.thread.join(timeout=10)  # the spinning thread is out of the wait set before the context goes
         self.node.destroy_node()
         self.peer.node.destroy_node()
         rclpy.shutdown()

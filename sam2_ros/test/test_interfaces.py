@@ -9,6 +9,7 @@ from rclpy.executors import SingleThreadedExecutor
 from sensor_msgs.msg import Image, RegionOfInterest
 from std_msgs.msg import Header
 
+from sam2_ros.ros.main import spin
 from sam2_ros_interfaces.msg import Prompt, SegmentationResult, SegmentedObject
 from sam2_ros_interfaces.srv import AddObjects, RemoveObject, Segment
 
@@ -19,9 +20,12 @@ def node():
     node = rclpy.create_node("interfaces_test")
     executor = SingleThreadedExecutor()
     executor.add_node(node)
-    spinner = threading.Thread(target=executor.spin, daemon=True)
+    stopping = threading.Event()
+    spinner = threading.Thread(target=spin, args=(executor, stopping.is_set), daemon=True)
     spinner.start()
     yield node
+    stopping.set()  # out of the wait set before the executor shuts down (rclpy's shutdown() races a spinner)
+    spinner.join(timeout=10)
     executor.shutdown()
     node.destroy_node()
     rclpy.shutdown()

@@ -10,12 +10,14 @@ from pathlib import Path
 import numpy as np
 import rclpy
 from ament_index_python.packages import get_package_prefix, get_package_share_directory
+from rclpy.executors import SingleThreadedExecutor
 
 from conftest import photo
 from rosharness import Peer, full_mask, header, wait_until
 from sam2_ros.core.prompts import Prompt as CorePrompt
 from sam2_ros.core.tracker import StreamingTracker
 from sam2_ros.ros.conversions import image_to_array
+from sam2_ros.ros.main import spin
 from sam2_ros_interfaces.msg import Prompt
 
 
@@ -233,3 +235,35 @@ def test_help_lists_every_section_and_parameter_without_starting_ros(capsys):
     assert printed.startswith("usage: ros2 run sam2_ros sam2_segmenter_node --ros-args -p checkpoint:=FILE.pt")
     for line in ("  model:", "    checkpoint ", "    image_size ", "    device ", "  depth:", "    depth_max_age_ms "):
         assert f"\n{line}" in printed, line
+
+
+def test_spin_serves_callbacks_until_told_to_stop_and_its_executor_then_shuts_down_cleanly():
+    """The thread ends on its own before shutdown(), so rclpy never pulls the wait set from under it."""
+    context = rclpy.Context()
+    rclpy.init(context=context)
+    node = rclpy.create_node("spin_helper_test", context=context)
+    executor = SingleThreadedExecutor(context=context)
+    executor.add_node(node)
+    ticks, stop, failures = [], threading.Event(), []
+    node.create_timer(0.01, lambda: ticks.append(time.monotonic()))
+    spinner = threading.Thread(target=lambda: failures.extend(catch(spin, executor, stop.is_set)))
+    spinner.start()
+    wait_until(lambda: len(ticks) >= 5, 10, "five timer callbacks")
+    stop.set()
+    spinner.join(timeout=2)  # it asks `until` at least every 0.1 s
+    assert not spinner.is_alive() and failures == []
+    served = len(ticks)
+    assert executor.shutdown(timeout_sec=1)
+    time.sleep(0.05)
+    assert len(ticks) == served  # nothing spins it any more
+    node.destroy_node()
+    rclpy.shutdown(context=context)
+
+
+def catch(function, *args) -> list[BaseException]:
+    """Run `function`; the exception it raised, if any (a thread's would otherwise be lost)."""
+    try:
+        function(*args)
+    except BaseException as error:  # noqa: BLE001 - the test reports whatever it was
+        return [error]
+    return []

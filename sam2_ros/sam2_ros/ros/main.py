@@ -20,22 +20,19 @@ from sam2_ros.ros.node import Sam2SegmenterNode
 from sam2_ros.ros.process import ProcessTuning
 
 
-def spin(executor: Executor, until: Callable[[], bool] | None = None) -> None:
-    """Spin until the executor or the context shuts down (or `until()`), outliving an rclpy race.
+def spin(executor: Executor, until: Callable[[], bool]) -> None:
+    """Spin until the context shuts down or `until()`, outliving rclpy's races.
 
-    A transition that destroys endpoints while the executor builds its wait set makes rclpy
-    raise InvalidHandle out of spin() (ros2/rclpy#1206, #1142); the executor recovers on
-    the next call, so spinning resumes instead of leaving the node deaf. With `until`, the
-    executor wakes every 0.1 s to ask it (and lets Python run signal handlers).
+    The executor wakes every 0.1 s to ask `until` (and lets Python run signal handlers). A
+    transition that destroys endpoints while the executor builds its wait set makes rclpy raise
+    InvalidHandle (ros2/rclpy#1206, #1142); the executor recovers on the next call, so spinning
+    resumes instead of leaving the node deaf. Shut the executor down only once this has returned:
+    its shutdown() destroys the wait set's guard conditions under a thread still spinning, which
+    then fails with "wait set is empty" (seen in CI).
     """
-    while True:
+    while executor.context.ok() and not until():
         try:
-            if until is None:
-                executor.spin()
-                return
-            while executor.context.ok() and not until():
-                executor.spin_once(timeout_sec=0.1)
-            return
+            executor.spin_once(timeout_sec=0.1)
         except InvalidHandle:
             continue
         except ExternalShutdownException:

@@ -49,13 +49,21 @@ class NodeProbe:
         self.peer.create_subscription(SegmentationResult, "/sam2_segmenter_node/result", self._result_cb, reliable)
         # Each with an executor of its own, as in separate processes: the node's like main()'s.
         self.executors = [MultiThreadedExecutor(num_threads=4), SingleThreadedExecutor()]
-        for executor, node in zip(self.executors, (self.node, self.peer)):
+        self._stopping = threading.Event()
+        self._spinning = [threading.Thread(target=spin, args=(executor, self._stopping.is_set), daemon=True)
+                          for executor in self.executors]
+        for executor, node, thread in zip(self.executors, (self.node, self.peer), self._spinning):
             executor.add_node(node)
-            threading.Thread(target=spin, args=(executor,), daemon=True).start()
+            thread.start()
         self._wait(lambda: self.camera.get_subscription_count() and self.prompts.get_subscription_count(), 30)
         return self
 
     def __exit__(self, *exc) -> None:
+        # the spinning threads end before their executors shut down: rclpy's shutdown() destroys the
+        # wait set's guard conditions under a thread still spinning ("wait set is empty", seen in CI)
+        self._stopping.set()
+        for thread in self._spinning:
+            thread.join(timeout=10)
         for executor in self.executors:
             executor.shutdown()
         self.node.destroy_node()

@@ -32,6 +32,10 @@ os.environ["ROS_DOMAIN_ID"] = str(ros_domain())
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "gpu: CUDA-only behaviour, run by scripts/gpu_check.sh")
+    # A thread that dies of an exception fails the test it ran in: a node's thread falling over is
+    # a defect even when the test's own assertions pass (an executor shut down under a spinning thread
+    # was found so)
+    config.addinivalue_line("filterwarnings", "error::pytest.PytestUnhandledThreadExceptionWarning")
 
 
 PHOTOS = ("astronaut", "coffee", "chelsea", "rocket")

@@ -1,13 +1,12 @@
-"""Mask geometry: contours with holes, simplification, area filter, box, centroid, COCO RLE."""
+"""Mask geometry: contours with holes, simplification, area filter, box, centroid."""
 import cv2
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
-from pycocotools import mask as coco
 
-from sam2_ros.core.contours import describe, find_contours, rle_decode, rle_encode
+from sam2_ros.core.contours import describe, find_contours
 from sam2_ros.core.render import DrawnObject, color_of, overlay
 
 
@@ -106,15 +105,6 @@ def test_geometry_is_opencvs_on_the_whole_frame_wherever_the_mask_lies(mask):
     assert geometry.box == (tuple(cv2.boundingRect(whole)) if mask.any() else (0, 0, 0, 0))
     if mask.any():
         assert geometry.centroid == pytest.approx((moments["m10"] / moments["m00"], moments["m01"] / moments["m00"]))
-
-
-@settings(max_examples=60, deadline=None)
-@given(arrays(bool, st.tuples(st.integers(1, 30), st.integers(1, 30))))
-def test_rle_matches_pycocotools_and_round_trips(mask):
-    ours = rle_encode(mask)
-    theirs = coco.encode(np.asfortranarray(mask.astype(np.uint8)))
-    assert coco.frPyObjects(ours, *ours["size"])["counts"] == theirs["counts"]
-    np.testing.assert_array_equal(rle_decode(ours), mask)
 
 
 def test_overlay_tints_masks_in_each_objects_colour_and_leaves_the_rest():

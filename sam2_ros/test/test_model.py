@@ -12,11 +12,11 @@ from sam2_ros.core.model import (
     check_precision,
     cpu_bf16_flags,
     load_model,
-    model_of,
     resolve_precision,
     this_cpu_bf16_flags,
     write_random_checkpoint,
 )
+from sam2_ros.core.networks import registry
 from sam2_ros.core.networks.meta_sam2 import config_for
 from sam2_ros.core.networks.registry import family_of, model_names
 
@@ -114,8 +114,8 @@ def test_a_checkpoint_of_another_model_size_says_so_with_key_counts(tmp_path):
     ("sam2_hiera_small", "sam2_hiera_small"), ("sam2.1_hiera_base_plus", "sam2.1_hiera_base_plus"),
     ("edgetam", "edgetam"), ("efficienttam_ti_2", "efficienttam_ti"), ("efficienttam_s", "efficienttam_s")])
 def test_a_checkpoints_weights_name_its_model(name, named):
-    assert model_of(build_network(ModelSpec(name=name, image_size=256)).state_dict()) == named
-    assert model_of({"unrelated.weight": torch.zeros(1)}) is None
+    assert registry.recognise(build_network(ModelSpec(name=name, image_size=256)).state_dict())[1] == named
+    assert registry.recognise({"unrelated.weight": torch.zeros(1)}) is None
 
 
 def test_device_and_precision_errors_say_what_to_use(checkpoint):

@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from sam2_ros.core.model import CheckpointError, ModelSpec, load_model, model_of, write_random_checkpoint
+from sam2_ros.core.model import CheckpointError, ModelSpec, load_model, write_random_checkpoint
 from sam2_ros.core.networks import registry
 from sam2_ros.core.networks.registry import family_of, model_names
 
@@ -43,7 +43,7 @@ def test_a_family_registered_at_run_time_loads_recognises_and_refuses_checkpoint
     assert list(saved) == ["toy_trunk.weight", "toy_trunk.bias"] and saved["toy_trunk.weight"].shape == (4, 3, 4, 4)
     model = load_model(spec(narrow, name="toy_narrow"))
     assert torch.equal(model.sam.toy_trunk.weight, saved["toy_trunk.weight"]) and model.image_size == 256
-    assert model_of(saved) == "toy_narrow"
+    assert registry.recognise(saved)[1] == "toy_narrow"
     with pytest.raises(CheckpointError, match="does not fit model 'toy_wide': 0 missing keys, 0 unexpected keys, "
                                               "2 keys of another shape .* set `model: toy_narrow`"):
         load_model(spec(narrow, name="toy_wide"))

@@ -87,23 +87,3 @@ def describe(mask: np.ndarray, epsilon: float = 0.0, min_area: float = 0.0) -> M
     return MaskGeometry(box=(x, y, w, h), area=area,
                         centroid=(moments["m10"] / area + x, moments["m01"] / area + y), contours=contours)
 
-
-def rle_encode(mask: np.ndarray) -> dict:
-    """COCO's uncompressed RLE: run lengths in column-major order, starting with a 0-run."""
-    flat = np.asarray(mask, dtype=bool).ravel(order="F")
-    changes = np.flatnonzero(flat[1:] != flat[:-1]) + 1
-    bounds = np.concatenate([[0], changes, [flat.size]])
-    counts = np.diff(bounds).tolist()
-    if flat.size and flat[0]:
-        counts.insert(0, 0)
-    return {"size": [int(mask.shape[0]), int(mask.shape[1])], "counts": counts}
-
-
-def rle_decode(rle: dict) -> np.ndarray:
-    """Inverse of rle_encode."""
-    height, width = rle["size"]
-    counts = np.asarray(rle["counts"], dtype=np.int64)
-    if counts.sum() != height * width:
-        raise ValueError(f"RLE counts sum to {counts.sum()}, not {height}x{width}")
-    values = np.arange(len(counts)) % 2 == 1
-    return np.repeat(values, counts).reshape((height, width), order="F")

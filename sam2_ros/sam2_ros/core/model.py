@@ -196,12 +196,6 @@ def check_fits(state: dict[str, torch.Tensor], network: torch.nn.Module, spec: M
             f"{len(reshaped)} keys of another shape (first: '{example}'). {hint}")
 
 
-def model_of(state: dict[str, torch.Tensor]) -> str | None:
-    """Name the model a checkpoint's weights belong to, as its family recognises it (None: unknown)."""
-    known = registry.recognise(state)
-    return None if known is None else known[1]
-
-
 def check_precision(precision: str, device: torch.device, cpu_flags: list[str] | None = None) -> None:
     """Refuse a precision the device cannot run fast: bfloat16 on a CPU needs its instructions."""
     if precision == "float32" or device.type == "cuda":

@@ -23,9 +23,12 @@ if [ "${GPU_TESTS:-1}" = 1 ]; then
   (cd sam2_ros && python -m pytest test/test_gpu.py -q -rs -p no:cacheprovider -m gpu) || status=$?
 fi
 # GPU_MODELS=tiny: only what the goals compare (a lent machine's minutes); the JSON holds each
-# figure as soon as it is measured, so a run stopped at a time limit keeps what it had
+# figure as soon as it is measured, so a run stopped at a time limit keeps what it had, and
+# GPU_RESUME=1 takes it up there (the steps its JSON lacks)
 if [ "${GPU_BENCH:-1}" = 1 ]; then
+  resume=()
+  [ "${GPU_RESUME:-0}" = 1 ] && resume=(--resume)
   sam2_bench --suite gpu --gpu-frames "${GPU_FRAMES:-24}" ${GPU_MODELS:+--gpu-models "$GPU_MODELS"} \
-    --json "${GPU_JSON:-gpu_bench.json}" || status=$?
+    --json "${GPU_JSON:-gpu_bench.json}" "${resume[@]}" || status=$?
 fi
 exit $status

@@ -2,7 +2,7 @@
 import pytest
 
 from conftest import bench_suite
-from sam2_ros.tools.bench import bench_gpu, gpu_runs
+from sam2_ros.tools.bench import bench_gpu, gpu_plan, gpu_ratios, run_steps
 
 CORE_KEYS = {"device", "model", "image_size", "encode_ms", "decode_ms_1obj", "decode_ms_8obj_batched",
              "decode_ms_8obj_sequential", "cached_prompt_ratio", "contours_ms_1080p", "first_prompt_ms",
@@ -30,13 +30,40 @@ def test_tracker_suite_runs_ours_and_metas_predictor_side_by_side(tmp_path, chec
 
 
 def test_the_gpu_suite_times_what_the_goals_compare_first_then_every_other_run_once():
-    """Tiny float32 eager and bfloat16 compiled come before Meta's predictor and the node; no run twice."""
-    first, rest = gpu_runs(["edgetam", "tiny"])
-    assert first == [("tiny", "float32", False), ("tiny", "bfloat16", True)]
-    assert rest == [("edgetam", "float32", False), ("edgetam", "float32", True), ("edgetam", "bfloat16", False),
-                    ("edgetam", "bfloat16", True), ("tiny", "float32", True), ("tiny", "bfloat16", False)]
-    assert gpu_runs(["large"]) == ([], [("large", "float32", False), ("large", "float32", True),
-                                        ("large", "bfloat16", False), ("large", "bfloat16", True)])
+    """Tiny float32 eager and bfloat16 compiled, the node, Meta's predictor, TensorRT; then the rest, none twice."""
+    assert gpu_plan(["edgetam", "tiny"]) == [
+        "tiny_float32", "tiny_bfloat16_compiled", "node", "meta_vos", "tensorrt",
+        "edgetam_float32", "edgetam_float32_compiled", "edgetam_bfloat16", "edgetam_bfloat16_compiled",
+        "tiny_float32_compiled", "tiny_bfloat16"]
+    assert gpu_plan(["large"]) == ["node", "meta_vos", "tensorrt", "large_float32", "large_float32_compiled",
+                                   "large_bfloat16", "large_bfloat16_compiled"]
+
+
+def test_a_resumed_gpu_run_takes_up_at_the_first_step_not_done_and_saves_after_each():
+    """A lent machine's call stopped at its limit: the next call runs only what the figures lack."""
+    ran, saved = [], []
+
+    def step(name):
+        ran.append(name)
+        if name == "node":
+            raise RuntimeError("CUDA graphs cannot be recorded here")
+        return {f"gpu_{name}_ms": 2.5}
+    earlier = {"gpu_done": ["tiny_float32"], "gpu_step_s": {"tiny_float32": 30.0}, "gpu_tiny_float32_ms": 9.0}
+    results = run_steps(["tiny_float32", "node", "meta_vos"], step, earlier,
+                        lambda figures: saved.append(sorted(figures["gpu_done"])))
+    assert ran == ["node", "meta_vos"]
+    assert saved == [["node", "tiny_float32"], ["meta_vos", "node", "tiny_float32"]]
+    assert results["gpu_tiny_float32_ms"] == 9.0 and results["gpu_meta_vos_ms"] == 2.5
+    assert results["gpu_skipped"] == ["node: RuntimeError: CUDA graphs cannot be recorded here"]
+    assert set(results["gpu_step_s"]) == {"tiny_float32", "node", "meta_vos"}
+    assert results["gpu_step_s"]["tiny_float32"] == 30.0  # the earlier call's, kept
+
+
+def test_the_gpu_ratios_are_ours_over_metas_and_tensorrt_over_pytorch_where_both_were_measured():
+    figures = {"gpu_track_ms_1obj_tiny_bfloat16_compiled": 12.0, "gpu_meta_vos_ms_1obj_tiny_bfloat16": 10.0,
+               "gpu_track_ms_8obj_tiny_bfloat16_compiled": 40.0, "gpu_track_ms_8obj_tiny_float32_tensorrt": 30.0}
+    assert gpu_ratios(figures) == pytest.approx({"gpu_ours_over_meta_vos_1obj_tiny_bfloat16": 1.2,
+                                                 "gpu_tensorrt_over_torch_bfloat16_compiled_8obj": 0.75})
 
 
 def test_the_gpu_suite_refuses_a_model_it_does_not_know_naming_those_it_does():

@@ -30,9 +30,13 @@ def test_the_gpu_check_dry_runs_here_naming_what_it_skipped(tmp_path):
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="on a GPU the script runs for real (minutes)")
 def test_the_gpu_check_runs_the_benchmark_alone_when_told_to_leave_the_tests_out(tmp_path):
-    """GPU_TESTS=0: a machine lent for minutes spends one call on the figures, another on the tests."""
+    """GPU_TESTS=0: a machine lent for minutes spends one call on the figures, another on the tests.
+
+    GPU_RESUME=1 over an earlier dry run's file: no steps were done there, so all would run.
+    """
+    (tmp_path / "gpu.json").write_text(json.dumps({"gpu": "skipped: CUDA not available"}))
     env = {**os.environ, "GPU_CHECK_BUILT": "1", "GPU_JSON": str(tmp_path / "gpu.json"), "GPU_FRAMES": "2",
-           "GPU_TESTS": "0", "GPU_MODELS": "tiny"}
+           "GPU_TESTS": "0", "GPU_MODELS": "tiny", "GPU_RESUME": "1"}
     done = subprocess.run(["bash", "scripts/gpu_check.sh"], cwd=ROOT, env=env, capture_output=True, text=True,
                           timeout=600)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]

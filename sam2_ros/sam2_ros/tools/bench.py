@@ -118,71 +118,117 @@ def bench_messages(objects, repeats: int) -> dict:
 
 GPU_MODELS = {"tiny": "sam2.1_hiera_tiny", "large": "sam2.1_hiera_large", "edgetam": "edgetam",
               "efficienttam_s": "efficienttam_s", "efficienttam_s_2": "efficienttam_s_2"}
-# What the goals compare comes first (tiny float32 eager, tiny bfloat16 compiled beside Meta's VOS
-# predictor, the node): a lent machine's few minutes may end the run before the rest.
+# What the goals compare comes first (tiny float32 eager, tiny bfloat16 compiled, the node at 1024,
+# Meta's VOS predictor beside ours, TensorRT): a lent machine's few minutes may end the run before
+# the rest. The node comes before Meta's predictor: it reuses the kernels just compiled for ours,
+# while Meta's autotunes every kernel afresh (minutes, nobody knows how many on a lent GPU).
 FIRST_GPU_RUNS = (("tiny", "float32", False), ("tiny", "bfloat16", True))
+GOAL_STEPS = ("node", "meta_vos", "tensorrt")
 
 
-def gpu_runs(models: list[str]) -> tuple[list[tuple[str, str, bool]], list[tuple[str, str, bool]]]:
-    """(model, precision, compiled) runs: those timed before Meta's predictor and the node, and the rest."""
-    first = [run for run in FIRST_GPU_RUNS if run[0] in models]
-    rest = [(model, precision, compiled) for model in models for precision in ("float32", "bfloat16")
+def run_tag(model: str, precision: str, compiled: bool) -> str:
+    """Name a run as its keys end: tiny_bfloat16_compiled."""
+    return f"{model}_{precision}{'_compiled' if compiled else ''}"
+
+
+def gpu_plan(models: list[str]) -> list[str]:
+    """List the gpu suite's steps in the order they run: the goals' comparisons, then every other run once."""
+    unknown = sorted(set(models) - set(GPU_MODELS))
+    if unknown:
+        raise ValueError(f"--gpu-models: no model {unknown}; choose among {', '.join(GPU_MODELS)}")
+    first = [run_tag(*run) for run in FIRST_GPU_RUNS if run[0] in models]
+    rest = [run_tag(model, precision, compiled) for model in models for precision in ("float32", "bfloat16")
             for compiled in (False, True) if (model, precision, compiled) not in FIRST_GPU_RUNS]
-    return first, rest
+    return [*first, *GOAL_STEPS, *rest]
 
 
-def bench_gpu(frames: int, models: list[str], save: Callable[[dict], None] = lambda _: None) -> dict:
+def run_steps(plan: list[str], steps: Callable[[str], dict], results: dict,
+              save: Callable[[dict], None]) -> dict:
+    """Run each step of `plan` not yet in `results["gpu_done"]`, keeping its figures and seconds as it ends.
+
+    `save` gets the figures after each step, so a run stopped at a time limit keeps them, and a
+    later run given them (`--resume`) takes up where it stopped. A step that fails is named in
+    `gpu_skipped` with its error, and the next one runs.
+    """
+    done, seconds = results.setdefault("gpu_done", []), results.setdefault("gpu_step_s", {})
+    skipped = results.setdefault("gpu_skipped", [])
+    for name in plan:
+        if name in done:
+            continue
+        start = time.monotonic()
+        try:
+            results.update(steps(name))
+        except Exception as error:
+            skipped.append(f"{name}: {type(error).__name__}: {error}")
+        seconds[name] = round(time.monotonic() - start, 1)
+        done.append(name)
+        save(results)
+    return results
+
+
+def gpu_ratios(results: dict) -> dict:
+    """Work out the goals' ratios from the figures there are: ours over Meta's VOS predictor, TensorRT over PyTorch."""
+    ratios = {}
+    for count in (1, 8):
+        pairs = {f"gpu_ours_over_meta_vos_{count}obj_tiny_bfloat16":
+                 (f"gpu_track_ms_{count}obj_tiny_bfloat16_compiled", f"gpu_meta_vos_ms_{count}obj_tiny_bfloat16"),
+                 # the issue's comparison: TensorRT against PyTorch at its fastest
+                 f"gpu_tensorrt_over_torch_bfloat16_compiled_{count}obj":
+                 (f"gpu_track_ms_{count}obj_tiny_float32_tensorrt", f"gpu_track_ms_{count}obj_tiny_bfloat16_compiled")}
+        for ratio, (over, under) in pairs.items():
+            if results.get(over) and results.get(under):
+                ratios[ratio] = results[over] / results[under]
+    return ratios
+
+
+def bench_gpu(frames: int, models: list[str], save: Callable[[dict], None] = lambda _: None,
+              previous: dict | None = None) -> dict:
     """On CUDA: each model encodes and tracks 1 and 8 objects in float32 and bfloat16, eager and compiled.
 
     Beside them Meta's VOS-optimised predictor (every component compiled, bfloat16, as Meta times
     it) is driven live on the same frames and prompts, and the node runs end to end at 1024 with a
     30 Hz camera. Random weights take the time real ones do. `save` gets the figures so far after
-    each run: a run stopped at a time limit keeps what it measured.
+    each step; `previous` (an earlier run's figures) leaves out the steps it has done.
     """
-    unknown = sorted(set(models) - set(GPU_MODELS))
-    if unknown:
-        raise ValueError(f"--gpu-models: no model {unknown}; choose among {', '.join(GPU_MODELS)}")
+    plan = gpu_plan(models)
     if not torch.cuda.is_available():
         return {"gpu": "skipped: CUDA not available"}
+    if previous is not None and previous.get("gpu_frames") != frames:
+        raise ValueError(f"--resume: the figures there were taken with {previous.get('gpu_frames')} frames a run, "
+                         f"not {frames}: resume with the same --gpu-frames, or start afresh without --resume")
     with tempfile.TemporaryDirectory() as scratch:
-        return _bench_gpu(frames, models, Path(scratch), save)
+        return _bench_gpu(frames, plan, Path(scratch), save, previous or {})
 
 
-def _bench_gpu(frames: int, models: list[str], checkpoint_dir: Path, save: Callable[[dict], None]) -> dict:
+def _bench_gpu(frames: int, plan: list[str], checkpoint_dir: Path, save: Callable[[dict], None],
+               previous: dict) -> dict:
     images, _ = pan_clip(frames)
-    results: dict = {"gpu": torch.cuda.get_device_name(), "gpu_torch": torch.__version__,
-                     "gpu_cuda": torch.version.cuda, "gpu_models": " ".join(models), "gpu_skipped": []}
-    if not HOLE_FILLING:
+    results: dict = {"gpu_skipped": [], **previous, "gpu": torch.cuda.get_device_name(), "gpu_torch": torch.__version__,
+                     "gpu_cuda": torch.version.cuda, "gpu_frames": frames, "gpu_plan": plan}
+    if not HOLE_FILLING and HOLE_FILLING_NOTE not in results["gpu_skipped"]:
         results["gpu_skipped"].append(HOLE_FILLING_NOTE)
+    skipped = results["gpu_skipped"]
 
     def checkpoint(model: str) -> str:
         path = checkpoint_dir / f"{GPU_MODELS[model]}.pt"
         return str(path if path.exists() else write_random_checkpoint(path, GPU_MODELS[model]))
-    first, rest = gpu_runs(models)
-    for run in first:
-        results.update(_gpu_track(*run, checkpoint(run[0]), images, results["gpu_skipped"]))
-        save(results)
-    tiny = Path(checkpoint("tiny"))
-    results.update(_meta_vos(str(tiny), images, torch.cuda.synchronize, results["gpu_skipped"]))
-    for count in (1, 8):
-        ours, metas = (results.get(f"gpu_{who}_ms_{count}obj_tiny_bfloat16{tail}")
-                       for who, tail in (("track", "_compiled"), ("meta_vos", "")))
-        if ours and metas:
-            results[f"gpu_ours_over_meta_vos_{count}obj_tiny_bfloat16"] = ours / metas
-    save(results)
-    results.update(_node_end_to_end(tiny))
-    save(results)
-    results.update(_tensorrt(tiny, images, torch.cuda.synchronize, results["gpu_skipped"]))
-    for count in (1, 8):  # the issue's comparison: TensorRT against PyTorch at its fastest
-        engine, fastest = (results.get(f"gpu_track_ms_{count}obj_tiny_{tail}")
-                           for tail in ("float32_tensorrt", "bfloat16_compiled"))
-        if engine and fastest:
-            results[f"gpu_tensorrt_over_torch_bfloat16_compiled_{count}obj"] = engine / fastest
-    save(results)
-    for run in rest:
-        results.update(_gpu_track(*run, checkpoint(run[0]), images, results["gpu_skipped"]))
-        save(results)
-    return results
+
+    runs = {run_tag(m, p, c): (m, p, c) for m in GPU_MODELS for p in ("float32", "bfloat16") for c in (False, True)}
+
+    def step(name: str) -> dict:
+        if name == "node":
+            return _node_end_to_end(Path(checkpoint("tiny")))
+        if name == "meta_vos":
+            return _meta_vos(checkpoint("tiny"), images, torch.cuda.synchronize, skipped)
+        if name == "tensorrt":
+            return _tensorrt(Path(checkpoint("tiny")), images, torch.cuda.synchronize, skipped)
+        model_key, precision, compiled = runs[name]
+        return _gpu_track(model_key, precision, compiled, checkpoint(model_key), images, skipped)
+
+    def keep(figures: dict) -> None:
+        figures.update(gpu_ratios(figures))
+        save(figures)
+    return run_steps(plan, step, results, keep)
 
 
 def _gpu_track(model_key: str, precision: str, compiled: bool, checkpoint: str, images: list,
@@ -190,7 +236,7 @@ def _gpu_track(model_key: str, precision: str, compiled: bool, checkpoint: str, 
     """One model's encoding and tracking of 1 and 8 clicked objects on the GPU, ms per frame."""
     height, width = images[0].shape[:2]
     sync, results = torch.cuda.synchronize, {}
-    tag = f"{model_key}_{precision}{'_compiled' if compiled else ''}"
+    tag = run_tag(model_key, precision, compiled)
     try:
         model = load_model(ModelSpec(name=GPU_MODELS[model_key], checkpoint=checkpoint, device="cuda",
                                      precision=precision, compile=compiled))
@@ -201,7 +247,7 @@ def _gpu_track(model_key: str, precision: str, compiled: bool, checkpoint: str, 
                 len(images), lambda t: tracker.track(images[t]),
                 lambda: [tracker.add_prompt(p) for p in spread_clicks(count, width, height)],
                 sync, f"{tag} {count} obj", warm_up=4)
-    except Exception as error:  # e.g. no triton for torch.compile: say so, time the rest
+    except Exception as error:  # e.g. no triton for torch.compile: the 1-object figures stay
         skipped.append(f"{tag}: {type(error).__name__}: {error}")
     tracker = model = None  # both hold the model's CUDA memory
     gc.collect()
@@ -262,7 +308,9 @@ def _meta_vos(checkpoint: str, images: list, sync: Callable[[], None], skipped: 
 def _node_end_to_end(checkpoint: Path) -> dict:
     """Run the node at 1024 (precision auto, compiled) with a 30 Hz camera: its results per second, its model's."""
     from sam2_ros.tools.node_probe import NodeProbe
-    overrides = {"checkpoint": str(checkpoint), "device": "cuda", "image_size": 1024, "compile": True}
+    # 3 objects are stepped as a group of 4 with any max_objects; 4 leaves out compiling groups of 8 and 16
+    overrides = {"checkpoint": str(checkpoint), "device": "cuda", "image_size": 1024, "compile": True,
+                 "max_objects": 4}
     image = camera_frame()
     with NodeProbe(overrides) as probe:
         probe.settle(image, [np.array(p.box) for p in eight_boxes(640, 480)[:3]])
@@ -525,7 +573,11 @@ def _gpu(run: BenchRun) -> dict:
     def save(figures: dict) -> None:  # the figures so far, in case the run is stopped
         if run.args.json:
             run.args.json.write_text(json.dumps({"gpu_partial": True, **figures}, indent=2) + "\n")
-    return bench_gpu(run.args.gpu_frames, run.args.gpu_models.split(","), save)
+    previous = None  # --resume: an earlier gpu run's figures (a dry run's file has no steps done)
+    if run.args.resume and run.args.json and run.args.json.exists():
+        previous = json.loads(run.args.json.read_text())
+        previous = {k: v for k, v in previous.items() if k != "gpu_partial"} if "gpu_done" in previous else None
+    return bench_gpu(run.args.gpu_frames, run.args.gpu_models.split(","), save, previous)
 
 
 def _glue(run: BenchRun) -> dict:
@@ -580,6 +632,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--gpu-frames", type=int, default=54, help="gpu suite: frames per configuration")
     parser.add_argument("--gpu-models", default=",".join(GPU_MODELS),
                         help="gpu suite: the models timed, comma-separated (tiny first whatever the order)")
+    parser.add_argument("--resume", action="store_true",
+                        help="gpu suite: keep the figures already in --json and run only the steps they lack "
+                             "(a run stopped at a lent machine's time limit, taken up by the next call)")
     parser.add_argument("--glue-frames", type=int, default=30,
                         help="glue suite: frames per size and object count, sent at 30 Hz")
     parser.add_argument("--stream-seconds", type=float, default=20.0, help="stream suite: seconds per run")

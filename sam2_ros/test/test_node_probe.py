@@ -7,7 +7,7 @@ NODE_KEYS = {"node_latency_ms_p50", "node_latency_ms_p95", "model_ms_p50", "node
              "stream_result_age_ms_max", "stream_model_period_ms", "stream_result_interval_ms_p50",
              "stream_age_trend_ms_per_result", "stream_frames_skipped", "node_overhead_ms_p50_3d", "node_3d_ms_p50",
              "node_objects_with_3d_per_frame", "node_latency_ms_p50_8obj", "model_ms_p50_8obj",
-             "node_overhead_ms_p50_8obj"}
+             "node_overhead_ms_p50_8obj", "node_fps_over_model_fps"}
 
 
 def test_node_suite_times_the_node_over_real_topics(tmp_path, checkpoint):

@@ -392,6 +392,8 @@ def bench_node(checkpoint: str, args: argparse.Namespace, frames: int) -> dict:
         "max_result_age_over_model_period": max(ages) / period_ms,
         "stream_result_age_ms_p50": statistics.median(ages),
         "stream_result_interval_ms_p50": statistics.median(intervals),
+        # results per second over the model's frames per second: what the gpu suite's goal compares
+        "node_fps_over_model_fps": period_ms / statistics.median(intervals),
         "stream_age_trend_ms_per_result": slope(ages),
         "stream_frames_skipped": skipped,
     }

@@ -183,6 +183,13 @@ def test_an_unset_camera_model_is_refused():
     assert Intrinsics.from_matrix(np.array(p), 640, 480) == Intrinsics(500.0, 510.0, 320.0, 240.0, 640, 480)
 
 
+def test_a_camera_model_refused_for_its_principal_point_says_so():
+    """The focal lengths fine, cx not a number: the refusal shows the value at fault."""
+    k = [60.0, 0, float("nan"), 0, 60.0, 23.5, 0, 0, 1]
+    with pytest.raises(DepthError, match=r"fx 60.0, fy 60.0, cx nan, cy 23.5, 64x48"):
+        Intrinsics.from_matrix(np.array(k), 64, 48)
+
+
 def test_a_one_pixel_diagonal_keeps_its_pixels_through_erosion_and_the_subsampled_median():
     mask = np.zeros((480, 640), bool)
     rows = np.arange(479)

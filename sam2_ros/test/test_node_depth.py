@@ -1,4 +1,5 @@
 """3D over real topics: depth paired by stamp, 3D fields and cloud equal to the core's on the published masks."""
+import random
 import time
 
 import numpy as np
@@ -324,3 +325,63 @@ def test_depth_window_s_set_at_run_time_keeps_that_many_seconds_of_depth_by_stam
         assert obj.has_3d == kept
     set_double(depth.running, "depth_window_s", 2.5)
     assert stream(300) == {300 * 10**9 + k * 10**8 for k in range(5, 31)}  # 300.5 .. 303.0 s
+
+
+ODD = (0.0, -1.0, float("nan"), float("inf"), -float("inf"), 1e-30, 1e30)
+
+
+def broken_depth_message(r: random.Random, rng: np.random.Generator, stamp, depth: Depth):
+    """One seeded depth image or camera info a faulty driver could send: (publisher, message).
+
+    Most are of the frame's size, so the node pairs them and works with their contents.
+    """
+    if r.random() < 0.6:
+        encoding = r.choice(["16UC1", "32FC1", "32FC1", "16UC1", "mono16", "16SC1", "rgb8"])
+        width, height = r.choice([(320, 240), (320, 240), (320, 240), (160, 120), (7, 3), (0, 0)])
+        channel_bytes = {"16UC1": 2, "mono16": 2, "16SC1": 2, "32FC1": 4, "rgb8": 3}[encoding]
+        step = width * channel_bytes + r.choice([0, 0, 0, 2])
+        size = max(height * step - r.choice([0, 0, 0, 5]), 0)
+        if encoding == "32FC1":  # metres, with every kind of hole and nonsense
+            values = rng.choice(np.array([np.nan, np.inf, -np.inf, -1.0, 0.0, 0.3, 1.0, 2.0], np.float32),
+                                size // 4 + 1)
+            data = values.tobytes()[:size]
+        else:
+            data = rng.integers(0, 256, size, dtype=np.uint8).tobytes()
+        return depth.depth, Image(header=stamp, width=width, height=height, encoding=encoding, step=step,
+                                  data=data, is_bigendian=r.choice([0, 0, 0, 1]))
+    k = [300.0, 0.0, 159.5, 0.0, 300.0, 119.5, 0.0, 0.0, 1.0]
+    k[r.choice([0, 2, 4, 5])] = r.choice(ODD)  # fx, cx, fy or cy
+    width, height = r.choice([(320, 240), (320, 240), (160, 120), (0, 0)])
+    distortion = [r.uniform(-1, 1) for _ in range(r.choice([0, 5]))]
+    info = CameraInfo(header=stamp, width=width, height=height, k=k, d=distortion)
+    return r.choice([depth.info, depth.depth_info]), info
+
+
+def test_broken_depth_images_and_camera_infos_never_stop_a_frame_nor_make_3d_non_finite(depth):
+    """Seeded garbage on depth, camera_info and depth/camera_info between good pairs.
+
+    Every frame still gets its result and nothing counts as a model failure; where an object has
+    3D, its centroid is finite and inside its extent; and the good pairs give 3D.
+    """
+    r, rng = random.Random(7), np.random.default_rng(7)
+    depth.frame(0, header(200))
+    assert add(depth.running, box_prompt(object_box(depth.truths[0]), header(200))).success
+    with_3d = 0
+    for t in range(1, 31):
+        stamp = header(200 + t)
+        for _ in range(r.randint(1, 3)):
+            publisher, message = broken_depth_message(r, rng, stamp, depth)
+            publisher.publish(message)
+        if t % 3 == 0:  # a good pair after the garbage: the depth camera's info set right again
+            depth.depth_info.publish(camera_info(COLOUR, stamp))
+            result = depth.frame(t % 3, stamp)
+        else:
+            depth.running.peer.publish_rgb(depth.images[t % 3], stamp)
+            result = depth.running.peer.result_for(stamp)
+        for obj in result.objects:
+            if obj.has_3d:
+                with_3d += 1
+                low, mid, high = ([p.x, p.y, p.z] for p in (obj.min_3d, obj.centroid_3d, obj.max_3d))
+                assert np.isfinite([low, mid, high]).all() and np.all(np.less_equal(low, mid))
+                assert np.all(np.less_equal(mid, high))
+    assert with_3d > 0 and depth.running.node.counts().failed == 0 and depth.running.node.worker_alive()

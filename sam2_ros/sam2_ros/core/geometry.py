@@ -37,7 +37,8 @@ class Intrinsics:
         m = np.asarray(matrix, np.float64).reshape(3, -1)
         fx, fy, cx, cy = m[0, 0], m[1, 1], m[0, 2], m[1, 2]
         if not (fx > 0 and fy > 0 and width > 0 and height > 0) or not np.isfinite([fx, fy, cx, cy]).all():
-            raise DepthError(f"camera model unusable: fx {fx}, fy {fy}, {width}x{height} (is camera_info set?)")
+            raise DepthError(f"camera model unusable: fx {fx}, fy {fy}, cx {cx}, cy {cy}, {width}x{height} "
+                             "(focal lengths and size must be positive, all finite: is camera_info set?)")
         return cls(float(fx), float(fy), float(cx), float(cy), int(width), int(height))
 
 

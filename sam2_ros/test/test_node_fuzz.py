@@ -1,7 +1,8 @@
 """Property-based abuse of the live node, in-process over the real middleware.
 
 Random sequences of images (any encoding, size, row padding, repeated stamps, size changes),
-prompts, detection arrays, service calls, parameter changes and lifecycle transitions. After
+prompts (points, boxes, masks of any size, encoding and length), detection arrays, service calls
+(segment everything among them), parameter changes and lifecycle transitions. After
 every step: the node is alive and in the state it reported; every result and label image
 received describes a frame that was sent, with that frame's header and size; no model failure
 came from garbage. After every sequence: every service call got its answer.
@@ -22,7 +23,7 @@ from std_srvs.srv import Trigger
 
 from rosharness import NODE, Running, header, wait_until
 from sam2_ros_interfaces.msg import Prompt as PromptMsg
-from sam2_ros_interfaces.srv import AddObjects, RemoveObject, Segment
+from sam2_ros_interfaces.srv import AddObjects, RemoveObject, Segment, SegmentEverything
 
 EXAMPLES, STEPS = 20, 100  # 2,000 steps
 ENCODINGS = ("rgb8", "bgr8", "mono8", "mono16", "16UC1", "rgb16", "bgra8", "uyvy", "yuyv", "nv12", "nv21",
@@ -45,7 +46,7 @@ class World:
 
 @pytest.fixture(scope="module")
 def live(checkpoint):
-    harness = Running(checkpoint, request_timeout_s=2.0, max_queued_requests=8)
+    harness = Running(checkpoint, request_timeout_s=2.0, max_queued_requests=8, everything_points_per_side=2)
     yield harness, World()
     harness.close()
 
@@ -67,8 +68,10 @@ def prompt_fields(r: random.Random) -> dict:
                     [1.0, 2.0, 3.0]])
     if not points and not box and r.random() < 0.5:
         points, labels = [Point32(x=10.0, y=10.0)], [1]
+    mask = r.choice([None] * 8 + [(40, 50, "mono8", 0), (40, 50, "mono8", 7), (60, 80, "mono8", 0),
+                                  (40, 50, "rgb8", 0), (1, 1, "mono8", 0), (40, 50, "16UC1", 0)])
     return {"points": points, "point_labels": labels, "box": box, "object_id": r.choice([-1, -1, 1, 2, 3, 300, 0]),
-            "stamp": r.choice([0, 0, 1, 2, 3, 99])}
+            "stamp": r.choice([0, 0, 1, 2, 3, 99]), "mask": mask}
 
 
 def action_of(kind: str, seed: int) -> tuple:
@@ -84,8 +87,10 @@ def action_of(kind: str, seed: int) -> tuple:
     if kind == "prompt":
         return ("prompt", prompt_fields(r))
     if kind == "service":
-        return ("service", r.choice(["add", "segment", "segment_image", "remove", "reset"]),
-                [prompt_fields(r) for _ in range(r.randint(0, 3))], r.randint(-1, 4))
+        return ("service", r.choice(["add", "segment", "segment_image", "remove", "reset", "everything"]),
+                [prompt_fields(r) for _ in range(r.randint(0, 3))], r.randint(-1, 4),
+                (r.choice([-1, 0, 1, 2, 65]), r.choice([-1.0, 0.0, 0.5, 2.0, float("nan")]), r.random() < 0.3,
+                 r.choice([0, 0, 1, 2, 99])))
     if kind == "parameter":
         return ("parameter", r.choice(PARAMETERS))
     if kind == "detections":
@@ -107,8 +112,14 @@ def raw_image(encoding, width, height, pad, stamp_header, broken, rng) -> Image:
 
 
 def prompt_msg(fields, world) -> PromptMsg:
-    return PromptMsg(header=header(fields["stamp"]), object_id=fields["object_id"], points=fields["points"],
-                     point_labels=fields["point_labels"], box=fields["box"])
+    msg = PromptMsg(header=header(fields["stamp"]), object_id=fields["object_id"], points=fields["points"],
+                    point_labels=fields["point_labels"], box=fields["box"])
+    if fields["mask"] is not None:  # of some frame's size or none, any encoding, maybe short of bytes
+        height, width, encoding, short = fields["mask"]
+        step = width * CHANNEL_BYTES.get(encoding, 3)
+        msg.mask = Image(height=height, width=width, encoding=encoding, step=step,
+                         data=(bytes([0, 255]) * height * step)[:height * step - short])
+    return msg
 
 
 def detection_array(boxes, stamp):
@@ -119,6 +130,16 @@ def detection_array(boxes, stamp):
         results=[SimpleNamespace(hypothesis=SimpleNamespace(class_id="thing", score=score))])
         for x, y, w, h, score in boxes]
     return SimpleNamespace(header=header(stamp), detections=detections)
+
+
+def sent_image(world, rng, height: int, width: int, stamp: int) -> Image:
+    """A random rgb8 image a request carries, remembered as a frame the node may answer for."""
+    world.frames += 1
+    frame_id = f"fuzz {world.frames}"
+    world.sent[frame_id] = (stamp, height, width)
+    rgb = rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
+    return Image(header=header(stamp, frame_id=frame_id), height=height, width=width, encoding="rgb8",
+                 step=width * 3, data=rgb.tobytes())
 
 
 def run(live, action, rng) -> None:
@@ -135,16 +156,18 @@ def run(live, action, rng) -> None:
         if node.inputs is not None:  # the prompt topic is subscribed while active only
             node.inputs.prompt_cb(prompt_msg(action[1], world))
     elif kind == "service":
-        _, service, prompts, object_id = action
+        _, service, prompts, object_id, (points_per_side, threshold, with_image, stamp) = action
         messages = [prompt_msg(fields, world) for fields in prompts]
-        if service in ("add", "segment", "segment_image"):
+        if service == "everything":
+            srv, name = SegmentEverything, "segment_everything"
+            request = SegmentEverything.Request(points_per_side=points_per_side, pred_iou_thresh=threshold,
+                                                stability_score_thresh=threshold, header=header(stamp))
+            if with_image:
+                request.image = sent_image(world, rng, 30, 40, 7)
+        elif service in ("add", "segment", "segment_image"):
             request = (AddObjects if service == "add" else Segment).Request(prompts=messages)
             if service == "segment_image":
-                rgb = rng.integers(0, 256, (40, 50, 3), dtype=np.uint8)
-                world.frames += 1
-                request.image = Image(header=header(5, frame_id=f"fuzz {world.frames}"), height=40, width=50,
-                                      encoding="rgb8", step=150, data=rgb.tobytes())
-                world.sent[request.image.header.frame_id] = (5, 40, 50)
+                request.image = sent_image(world, rng, 40, 50, 5)
             srv, name = (AddObjects, "add_objects") if service == "add" else (Segment, "segment")
         elif service == "remove":
             srv, name, request = RemoveObject, "remove_object", RemoveObject.Request(object_id=object_id)

@@ -74,7 +74,8 @@ def test_segment_everything_running_past_request_timeout_is_abandoned_and_answer
 def test_segment_everything_refuses_what_one_pass_may_not_ask(checkpoint):
     running = Running(checkpoint)
     try:
-        for fields, reason in (({"points_per_side": 65}, "points_per_side must be 1..64, got 65"),
+        for fields, reason in (({"points_per_side": 65}, "points_per_side must be 1..64 (0: the node's "
+                                                         "everything_points_per_side), got 65"),
                                ({"pred_iou_thresh": 1.5, "stability_score_thresh": -1.0},
                                 "pred_iou_thresh must be within 0..1, got 1.5")):
             answer = everything_async(running, **fields)

@@ -1,4 +1,5 @@
 """The services: every call answered once, with the truth, bad requests refused before they queue."""
+import re
 from dataclasses import replace
 
 import pytest
@@ -9,13 +10,22 @@ from sam2_ros.core.everything import EverythingSettings
 from sam2_ros.ros.requests import MAX_POINTS_PER_SIDE, bounded
 from sam2_ros_interfaces.srv import RemoveObject, SegmentEverything
 
+OVER_BOUND = "points_per_side must be 1..64 (0: the node's everything_points_per_side), got 65"
+
 
 def test_segment_everything_asks_at_most_64_points_a_side_and_valid_thresholds():
     bounded(EverythingSettings(points_per_side=MAX_POINTS_PER_SIDE))
-    with pytest.raises(ValueError, match="points_per_side must be 1..64, got 65"):
+    with pytest.raises(ValueError, match=re.escape(OVER_BOUND)):
         bounded(EverythingSettings(points_per_side=65))
     with pytest.raises(ValueError, match="pred_iou_thresh must be within 0..1, got 1.5"):
         bounded(replace(EverythingSettings(), pred_iou_thresh=1.5))
+
+
+def test_a_negative_points_per_side_is_refused_with_the_services_bound_not_the_cores():
+    """The request's -1 is not 0 (the node's default): the answer names 1..64, as SegmentEverything.srv does."""
+    with pytest.raises(ValueError, match=r"points_per_side must be 1..64 \(0: the node's everything_points_per_side\), "
+                                         "got -1"):
+        bounded(EverythingSettings(points_per_side=-1))
 
 
 def test_a_malformed_prompt_is_answered_with_the_reason_and_changes_nothing(running):
@@ -37,8 +47,15 @@ def test_removing_an_object_that_is_not_there_says_which_ones_are(running):
     wait_until(lambda: running.node.session.object_labels() == {}, 10, "the object gone")
 
 
+def test_segment_everything_with_a_threshold_that_is_not_a_number_is_refused_not_given_the_default(running):
+    """Below 0 asks for the node's threshold; NaN asks for nothing a pass can use, and says so."""
+    request = SegmentEverything.Request(pred_iou_thresh=float("nan"), stability_score_thresh=-1.0)
+    answer = running.peer.call(SegmentEverything, f"{NODE}/segment_everything", request)
+    assert not answer.success and answer.message == "pred_iou_thresh must be within 0..1, got nan"
+
+
 def test_segment_everything_over_its_bound_is_refused_before_the_worker_sees_it(running):
     request = SegmentEverything.Request(points_per_side=MAX_POINTS_PER_SIDE + 1)
     answer = running.peer.call(SegmentEverything, f"{NODE}/segment_everything", request)
-    assert not answer.success and answer.message == "points_per_side must be 1..64, got 65"
+    assert not answer.success and answer.message == OVER_BOUND
     assert running.node.counts().refused["bad request"] == 1

@@ -126,11 +126,11 @@ class Requests:
 
     def _segment_everything_srv(self, request, response):
         defaults = self._settings().everything.settings()
-        settings = replace(
+        settings = replace(  # a threshold below 0 asks for the node's; NaN is asked for, and refused below
             defaults, points_per_side=request.points_per_side or defaults.points_per_side,
-            pred_iou_thresh=request.pred_iou_thresh if request.pred_iou_thresh >= 0 else defaults.pred_iou_thresh,
-            stability_score_thresh=(request.stability_score_thresh if request.stability_score_thresh >= 0
-                                    else defaults.stability_score_thresh))
+            pred_iou_thresh=defaults.pred_iou_thresh if request.pred_iou_thresh < 0 else request.pred_iou_thresh,
+            stability_score_thresh=(defaults.stability_score_thresh if request.stability_score_thresh < 0
+                                    else request.stability_score_thresh))
         try:
             bounded(settings)
         except ValueError as error:
@@ -176,6 +176,7 @@ class Requests:
 
 def bounded(settings) -> None:
     """Refuse a segment-everything request outside what one pass may ask (see SegmentEverything.srv)."""
+    if not 1 <= settings.points_per_side <= MAX_POINTS_PER_SIDE:  # the service's own bound, before the core's
+        raise ValueError(f"points_per_side must be 1..{MAX_POINTS_PER_SIDE} (0: the node's "
+                         f"everything_points_per_side), got {settings.points_per_side}")
     settings.check()
-    if settings.points_per_side > MAX_POINTS_PER_SIDE:
-        raise ValueError(f"points_per_side must be 1..{MAX_POINTS_PER_SIDE}, got {settings.points_per_side}")

@@ -392,6 +392,13 @@ MUTATIONS = [
      "test/test_glue.py -k period", "frames after one that overran sent in a burst, not a period apart"),
     ("sam2_ros/ros/conversions.py", "    if len(data) < needed:\n", "    if len(data) < 0:\n",
      "test/test_node_depth.py -k broken", "a truncated depth image read past its end, its colour frame dropped"),
+    ("sam2_ros/ros/requests.py", "if not 1 <= settings.points_per_side <= MAX_POINTS_PER_SIDE:",
+     "if settings.points_per_side > MAX_POINTS_PER_SIDE:", "test/test_requests.py -k negative",
+     "a negative points_per_side answered with the core's bound, not the service's"),
+    ("sam2_ros/ros/requests.py",
+     "defaults.pred_iou_thresh if request.pred_iou_thresh < 0 else request.pred_iou_thresh",
+     "request.pred_iou_thresh if request.pred_iou_thresh >= 0 else defaults.pred_iou_thresh",
+     "test/test_requests.py -k not_a_number", "a NaN threshold silently read as the node's parameter"),
     ("sam2_ros/tools/bench.py", "        if name in done:\n            continue\n", "",
      "test/test_bench.py -k resumed", "a resumed gpu run timing again what the stopped one had measured"),
 ]

@@ -82,7 +82,7 @@ MUTATIONS = [
      "np.count_nonzero(proposal.mask & other) >= max_overlap * area", "test/test_everything.py -k new_unless",
      "a proposal exactly half on a tracked object counted as covered"),
     ("sam2_ros/core/everything.py", "iou_threshold=self._everything.settings.box_nms_thresh)",
-     "iou_threshold=1.0)", "test/test_everything.py -k chelsea", "no duplicate removal after the last batch"),
+     "iou_threshold=1.0)", "test/test_everything.py -k overlapping", "no duplicate removal after the last batch"),
     ("sam2_ros/core/tracker.py", '"maskmem_features": own(memory[i:i + 1])', '"maskmem_features": own(memory[0:1])',
      "test/test_tracker.py -k late_corrected", "every object of a batch remembers the first one's mask"),
     ("sam2_ros/core/tracker.py", "for first in range(0, len(group), size)]",

@@ -10,6 +10,8 @@ checkpoint=${SAM2_CHECKPOINT:-}
 banner=""
 image_size=${SAM2_IMAGE_SIZE:-1024}
 # Meta's SAM 2.1 tiny by name, fetched once into the Hugging Face cache, where the hub answers.
+# An unreachable hub is asked again for about 25 s (huggingface_hub's retries): say what is going on.
+[ -n "$checkpoint" ] || echo "demo: SAM 2.1 tiny by name from the Hugging Face hub or its cache ($out/fetch.log)"
 if [ -z "$checkpoint" ] && python -m sam2_ros.tools.fetch sam2.1_hiera_tiny >"$out/fetch.log" 2>&1; then
   checkpoint=auto
 fi

@@ -401,6 +401,22 @@ MUTATIONS = [
      "test/test_requests.py -k not_a_number", "a NaN threshold silently read as the node's parameter"),
     ("sam2_ros/tools/bench.py", "        if name in done:\n            continue\n", "",
      "test/test_bench.py -k resumed", "a resumed gpu run timing again what the stopped one had measured"),
+    ("sam2_ros/core/frames.py", "if stamp_ns and not self._frames:", "if False:",
+     "test/test_frames.py -k before_the_first", "a box stamped for the first frame refused instead of waiting"),
+    ("sam2_ros/core/session.py",
+     "        if phrases is not None and not prompts:\n            return self._text_alone(phrases, config)\n"
+     "        source = self.find(key, config)\n",
+     "        source = self.find(key, config)\n        if phrases is not None and not prompts:\n"
+     "            return self._text_alone(phrases, config)\n",
+     "test/test_session.py -k text_prompt_alone", "a text prompt alone refused for its stamp"),
+    ("sam2_ros/core/session.py",
+     '        if not len(self._ring):\n            raise FrameNotYet("no camera frame processed yet: a text',
+     '        self.set_text(phrases, config)\n        if not len(self._ring):\n'
+     '            raise FrameNotYet("no camera frame processed yet: a text',
+     "test/test_session.py -k text_prompt_alone", "a text prompt that waits for a frame put in force already"),
+    ("sam2_ros/core/session.py", "if track and newest.tracker_index is None:  # `mode` just became track",
+     "if False:  # `mode` just became track", "test/test_session.py -k switch_to_track",
+     "a text pass ending just after a switch to track mode fails as the detector's failure"),
 ]
 
 

@@ -43,10 +43,14 @@ def test_a_stamp_between_kept_frames_finds_the_first_kept_frame_after_it_never_a
     assert ring.find(160, max_age_ns=50).stamp_ns == 166
 
 
-def test_no_frame_yet_and_out_of_order_commits_are_refused():
+def test_before_the_first_frame_a_stamped_prompt_waits_for_it_and_out_of_order_commits_are_refused():
     ring = FrameRing(2)
     with pytest.raises(FrameNotKept, match="no camera frame processed yet"):
         ring.newest()
+    with pytest.raises(FrameNotKept, match="no camera frame processed yet"):
+        ring.find(0)  # "the newest frame": there is none
+    with pytest.raises(FrameNotYet, match=r"no frame stamped 0.000000005 s or later processed yet \(none so far\)"):
+        ring.find(5)  # a detector's box for a frame still on its way
     ring.commit(frame(5, 1))
     with pytest.raises(ValueError, match="frame 5 is not newer than frame 5"):
         ring.commit(frame(5, 2))

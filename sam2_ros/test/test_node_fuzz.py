@@ -228,13 +228,18 @@ def answered(live) -> None:
     world.calls.clear()
 
 
+def play(live, kinds_and_seeds, action=action_of, send=run) -> None:
+    """Send a sequence's steps, the node's promises checked after each, then wait for every call's answer."""
+    rng = np.random.default_rng(kinds_and_seeds[0][1])
+    for kind, seed in kinds_and_seeds:
+        send(live, action(kind, seed), rng)
+        check(live)
+    answered(live)
+    check(live)
+
+
 @settings(max_examples=EXAMPLES, deadline=None, derandomize=True, database=None, phases=[Phase.generate],
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(steps)
 def test_no_sequence_of_inputs_breaks_the_nodes_promises(live, kinds_and_seeds):
-    rng = np.random.default_rng(kinds_and_seeds[0][1])
-    for kind, seed in kinds_and_seeds:
-        run(live, action_of(kind, seed), rng)
-        check(live)
-    answered(live)
-    check(live)
+    play(live, kinds_and_seeds)

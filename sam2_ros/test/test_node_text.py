@@ -63,6 +63,26 @@ def test_a_text_prompt_adds_objects_labelled_with_their_phrases_whose_ids_last_a
         running.close()
 
 
+def test_a_text_prompt_sent_before_the_cameras_first_frame_waits_for_it(checkpoint, detector):
+    running = Running(checkpoint, text_detector=detector, text_box_threshold=0.3, text_slice_ms=200.0)
+    prompts = running.peer.node.create_publisher(PromptMsg, "prompt", 10)
+    try:
+        wait_until(prompts.get_subscription_count, 30, "the prompt subscription")
+        prompts.publish(PromptMsg(object_id=-1, text="cup . red ball"))
+        wait_until(lambda: running.node.queued_requests() == 1, 30, "the text prompt waiting for a frame")
+        image, stamp = photo("coffee"), [0]
+
+        def found():
+            stamp[0] += 1
+            running.peer.publish_rgb(image, header(stamp[0]))
+            return running.peer.result_for(header(stamp[0])).objects
+        objects = wait_until(found, 120, "objects from the text prompt")
+        assert {o.label for o in objects} <= {"cup", "red ball"}
+        assert running.node.counts().rejected == 0
+    finally:
+        running.close()
+
+
 def test_bad_text_is_refused_with_the_reason_and_nothing_tracked_is_lost(checkpoint, detector):
     running = Running(checkpoint, text_detector=detector)
     try:

@@ -5,12 +5,13 @@ import time
 import cv2
 import numpy as np
 import pytest
+from detectors import save_grounding_dino
 from test_everything import meta_generate
 
 from conftest import photo
 from sam2_ros.core import settings as S
 from sam2_ros.core.everything import EverythingSettings
-from sam2_ros.core.frames import FrameNotKept
+from sam2_ros.core.frames import FrameNotKept, FrameNotYet
 from sam2_ros.core.prompts import ASSIGN_NEW_ID, Detections, Prompt, PromptError
 from sam2_ros.core.segmenter import Segmenter
 from sam2_ros.core.session import TrackingSession
@@ -143,6 +144,50 @@ def test_image_mode_frames_never_reach_the_tracker_and_track_mode_prompts_wait_f
     session.process(2, "track mode", 2, photo("coffee"), track_mode)
     ids, frame, _ = session.apply([box(10, 10, 100, 100)], 0, track_mode)
     assert ids == [1] and frame.header == "track mode"
+
+
+def test_a_text_prompt_alone_waits_for_the_first_frame_then_answers_on_the_newest_whatever_its_stamp(small_model,
+                                                                                                     tmp_path):
+    settings = config(text_detector=str(save_grounding_dino(tmp_path / "gd")))
+    session = TrackingSession(small_model, settings, Recorder())
+    try:
+        with pytest.raises(FrameNotYet, match="no camera frame processed yet: a text prompt waits for the first"):
+            session.apply([Prompt(text="cup")], 0, settings)
+        assert session.text_phrases() == ()  # nothing put in force by a prompt that waits
+        session.process(1, "header 1", 10**9, photo("coffee"), settings)
+        session.process(2, "header 2", 2 * 10**9, photo("coffee"), settings)
+        with pytest.raises(FrameNotKept, match="older than every frame"):  # a box stamped before every kept frame
+            session.apply([box(10, 10, 100, 100)], 1, settings)
+        ids, frame, objects = session.apply([Prompt(text="cup . red ball")], 1, settings)  # the same stamp
+        assert ids == [ASSIGN_NEW_ID] and frame.header == "header 2" and objects == []
+        assert session.text_phrases() == ("cup", "red ball")
+    finally:
+        session.close()
+
+
+def test_a_text_pass_ending_right_after_a_switch_to_track_mode_adds_nothing_and_the_next_pass_tracks(small_model,
+                                                                                                      tmp_path):
+    image_mode = config(mode="image", text_detector=str(save_grounding_dino(tmp_path / "gd")),
+                        text_image_size=160, text_box_threshold=0.0, text_period_s=0.01)
+    track_mode = image_mode.changed(mode="track")
+    session = TrackingSession(small_model, image_mode, Recorder())
+
+    def text_pass(settings):
+        for _ in range(20_000):
+            if (outcome := session.text_step(settings, 0.05)) is not None:
+                return outcome
+            time.sleep(0.001)  # the detector loads on a thread of its own first
+        raise AssertionError("no pass ended")
+    try:
+        session.process(1, "image mode", 1, photo("coffee"), image_mode)
+        session.apply([Prompt(text="cup")], 0, image_mode)
+        change, found, _ = text_pass(track_mode)  # the newest frame is image mode's: the tracker has none
+        assert found and change is None and session.object_labels() == {}
+        session.process(2, "track mode", 2, photo("coffee"), track_mode)
+        change, found, _ = text_pass(track_mode)
+        assert change.frame.header == "track mode" and set(session.object_labels().values()) == {"cup"}
+    finally:
+        session.close()
 
 
 def test_a_one_off_request_numbers_its_new_objects_with_the_smallest_ids_it_does_not_name(small_model):

@@ -67,6 +67,22 @@ def test_a_prompt_waiting_behind_a_frame_that_waits_for_depth_does_not_hold_the_
         harness.close()
 
 
+def test_a_box_stamped_for_the_first_frame_and_sent_before_it_waits_for_it_and_lands_on_it(checkpoint):
+    """A detector may answer before SAM 2 has processed the node's first frame (at start-up, or after a reset)."""
+    running = Running(checkpoint)
+    detector = running.peer.node.create_publisher(PromptMsg, "prompt", 10)
+    try:
+        wait_until(detector.get_subscription_count, 30, "the prompt subscription")
+        detector.publish(box_prompt([20, 20, 120, 100], header(7), label="early"))
+        wait_until(lambda: running.node.queued_requests() == 1, 30, "the box waiting for its frame")
+        running.peer.publish_rgb(photo("coffee"), header(7))
+        first = wait_until(lambda: next((r for r in running.peer.results if r.objects), None), 30, "the box's result")
+        assert first.header == header(7) and [(o.object_id, o.label) for o in first.objects] == [(1, "early")]
+        assert running.node.counts().rejected == 0
+    finally:
+        running.close()
+
+
 def test_a_detector_faster_than_sam2_has_each_box_applied_to_the_frame_it_saw_never_an_older_one(checkpoint):
     """A 30 Hz camera, a detector answering 50 ms after every 3rd frame, SAM 2 at a few frames/s (image mode).
 

@@ -79,10 +79,13 @@ class FrameRing:
 
         The newest frame with exactly this stamp, or else the first kept frame after it, never an
         older one: with a 30 Hz camera and a 5 Hz model, a person clicks on (or a detector sees) a
-        frame the node skipped. A stamp after every kept frame raises FrameNotYet (the frame is
-        still on its way: the prompt waits for it). Stamps older than every kept frame, or more
-        than `max_age_ns` (0: no limit) before the newest one, are refused.
+        frame the node skipped. A stamp after every kept frame, or any stamp while no frame is
+        kept yet, raises FrameNotYet (the frame is still on its way: the prompt waits for it).
+        Stamps older than every kept frame, or more than `max_age_ns` (0: no limit) before the
+        newest one, are refused.
         """
+        if stamp_ns and not self._frames:  # a detector may answer before the node's first frame is out
+            raise FrameNotYet(f"no frame stamped {stamp_text(stamp_ns)} or later processed yet (none so far)")
         newest = self.newest()
         if stamp_ns == 0:
             return newest

@@ -22,7 +22,7 @@ from sam2_ros.core import settings as S
 from sam2_ros.core.discovery import Discovery, resized
 from sam2_ros.core.encoding import EncodedFrame, encode, for_prompts
 from sam2_ros.core.everything import UNKNOWN, Everything, EverythingSettings, novel
-from sam2_ros.core.frames import FrameMismatch, FrameNotKept, FrameRing, RecentFrame, stamp_text
+from sam2_ros.core.frames import FrameMismatch, FrameNotKept, FrameNotYet, FrameRing, RecentFrame, stamp_text
 from sam2_ros.core.model import LoadedModel
 from sam2_ros.core.prompts import ASSIGN_NEW_ID, Detections, Prompt, PromptError, rescale, validate
 from sam2_ros.core.segmenter import Segmenter
@@ -202,15 +202,10 @@ class TrackingSession:
         `prompts_hw`: the size of the image the prompts' pixels belong to, when it is not the
         frame's (a click projected with a camera info of another resolution).
         """
-        source = self.find(key, config)
         prompts, phrases = text_of(prompts)
-        if phrases is not None and not prompts:  # text alone: the detector finds its objects from the next frame
-            self.set_text(phrases, config)
-            if config.tracking.tracks:
-                newest = self._newest_tracked()
-                return Change([ASSIGN_NEW_ID], newest, self._tracker.current())
-            return Change([ASSIGN_NEW_ID], source, self._segment_in_force(source.image_hw, source.encoded,
-                                                                          self._in_force)[0])
+        if phrases is not None and not prompts:
+            return self._text_alone(phrases, config)
+        source = self.find(key, config)
         if prompts_hw is not None:
             prompts = [rescale(p, prompts_hw, source.image_hw) for p in prompts]
         if config.tracking.tracks:
@@ -221,6 +216,21 @@ class TrackingSession:
             self.set_text(phrases, config)
             change = change._replace(ids=[*change.ids, ASSIGN_NEW_ID])
         return change
+
+    def _text_alone(self, phrases: tuple[str, ...], config: S.NodeConfig) -> Change:
+        """Put a text prompt in force and answer on the newest frame; it names no frame's pixels, so no stamp counts.
+
+        The detector finds its objects from the newest frame on. Before the first frame the
+        prompt waits for it, as the parameter `text_prompt` does.
+        """
+        if not len(self._ring):
+            raise FrameNotYet("no camera frame processed yet: a text prompt waits for the first")
+        newest = self._newest_tracked() if config.tracking.tracks else self._ring.newest()
+        self.set_text(phrases, config)  # after the last check: refused, it changes nothing
+        if config.tracking.tracks:
+            return Change([ASSIGN_NEW_ID], newest, self._tracker.current())
+        return Change([ASSIGN_NEW_ID], newest, self._segment_in_force(newest.image_hw, newest.encoded,
+                                                                      self._in_force)[0])
 
     def _newest_tracked(self) -> RecentFrame:
         """Return the newest frame, which must be the tracker's current one."""
@@ -482,8 +492,10 @@ class TrackingSession:
         A box on a tracked object (on its mask's box, or on the box the detector last gave it) is
         that object seen again: it keeps its id, and its detector box is updated.
         """
-        track = config.tracking.tracks
-        target = self._newest_tracked() if track else self._ring.newest()
+        track, newest = config.tracking.tracks, self._ring.newest()
+        if track and newest.tracker_index is None:  # `mode` just became track: no frame tracked yet to add to
+            return None  # the next pass, text_period_s on, finds them again on a tracked frame
+        target = self._newest_tracked() if track else newest
         boxes = []
         for f in found:
             try:

@@ -165,8 +165,8 @@ def test_a_text_prompt_alone_waits_for_the_first_frame_then_answers_on_the_newes
         session.close()
 
 
-def test_a_text_pass_ending_right_after_a_switch_to_track_mode_adds_nothing_and_the_next_pass_tracks(small_model,
-                                                                                                      tmp_path):
+def test_right_after_a_switch_to_track_mode_a_text_pass_adds_nothing_and_a_text_prompt_waits_for_a_tracked_frame(
+        small_model, tmp_path):
     image_mode = config(mode="image", text_detector=str(save_grounding_dino(tmp_path / "gd")),
                         text_image_size=160, text_box_threshold=0.0, text_period_s=0.01)
     track_mode = image_mode.changed(mode="track")
@@ -183,6 +183,8 @@ def test_a_text_pass_ending_right_after_a_switch_to_track_mode_adds_nothing_and_
         session.apply([Prompt(text="cup")], 0, image_mode)
         change, found, _ = text_pass(track_mode)  # the newest frame is image mode's: the tracker has none
         assert found and change is None and session.object_labels() == {}
+        with pytest.raises(FrameNotYet, match="processed in image mode: a text prompt waits for track mode's first"):
+            session.apply([Prompt(text="cup")], 0, track_mode)
         session.process(2, "track mode", 2, photo("coffee"), track_mode)
         change, found, _ = text_pass(track_mode)
         assert change.frame.header == "track mode" and set(session.object_labels().values()) == {"cup"}

@@ -220,11 +220,15 @@ class TrackingSession:
     def _text_alone(self, phrases: tuple[str, ...], config: S.NodeConfig) -> Change:
         """Put a text prompt in force and answer on the newest frame; it names no frame's pixels, so no stamp counts.
 
-        The detector finds its objects from the newest frame on. Before the first frame the
-        prompt waits for it, as the parameter `text_prompt` does.
+        The detector finds its objects from the newest frame on. Before the first frame (in
+        track mode: the first tracked one, `mode` just switched) the prompt waits for it, as
+        the parameter `text_prompt` does.
         """
         if not len(self._ring):
             raise FrameNotYet("no camera frame processed yet: a text prompt waits for the first")
+        if config.tracking.tracks and self._ring.newest().tracker_index is None:
+            raise FrameNotYet("the newest frame was processed in image mode: a text prompt waits for track mode's "
+                              "first")
         newest = self._newest_tracked() if config.tracking.tracks else self._ring.newest()
         self.set_text(phrases, config)  # after the last check: refused, it changes nothing
         if config.tracking.tracks:

@@ -417,9 +417,10 @@ MUTATIONS = [
     ("sam2_ros/core/session.py", "if track and newest.tracker_index is None:  # `mode` just became track",
      "if False:  # `mode` just became track", "test/test_session.py -k switch_to_track",
      "a text pass ending just after a switch to track mode fails as the detector's failure"),
-    ("sam2_ros/core/session.py", "if config.tracking.tracks and self._ring.newest().tracker_index is None:",
-     "if False:", "test/test_session.py -k switch_to_track",
-     "a text prompt refused when it comes just after a switch to track mode, instead of waiting"),
+    ("sam2_ros/core/session.py", 'raise FrameNotYet("the newest frame was processed in image mode',
+     'raise FrameNotKept("the newest frame was processed in image mode',
+     "test/test_session.py -k 'switch_to_track or never_reach'",
+     "a prompt refused when it comes just after a switch to track mode, instead of waiting"),
 ]
 
 

@@ -139,7 +139,7 @@ def test_image_mode_frames_never_reach_the_tracker_and_track_mode_prompts_wait_f
     image_mode, track_mode = config(mode="image"), config()
     session = TrackingSession(small_model, image_mode, Recorder())
     session.process(1, "image mode", 1, photo("coffee"), image_mode)
-    with pytest.raises(FrameNotKept, match="processed in image mode: track mode takes prompts from its next frame"):
+    with pytest.raises(FrameNotYet, match="processed in image mode: track mode takes prompts from its next frame"):
         session.apply([box(10, 10, 100, 100)], 0, track_mode)
     session.process(2, "track mode", 2, photo("coffee"), track_mode)
     ids, frame, _ = session.apply([box(10, 10, 100, 100)], 0, track_mode)
@@ -183,7 +183,7 @@ def test_right_after_a_switch_to_track_mode_a_text_pass_adds_nothing_and_a_text_
         session.apply([Prompt(text="cup")], 0, image_mode)
         change, found, _ = text_pass(track_mode)  # the newest frame is image mode's: the tracker has none
         assert found and change is None and session.object_labels() == {}
-        with pytest.raises(FrameNotYet, match="processed in image mode: a text prompt waits for track mode's first"):
+        with pytest.raises(FrameNotYet, match="processed in image mode: track mode takes prompts from its next frame"):
             session.apply([Prompt(text="cup")], 0, track_mode)
         session.process(2, "track mode", 2, photo("coffee"), track_mode)
         change, found, _ = text_pass(track_mode)

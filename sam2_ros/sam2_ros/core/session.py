@@ -22,7 +22,7 @@ from sam2_ros.core import settings as S
 from sam2_ros.core.discovery import Discovery, resized
 from sam2_ros.core.encoding import EncodedFrame, encode, for_prompts
 from sam2_ros.core.everything import UNKNOWN, Everything, EverythingSettings, novel
-from sam2_ros.core.frames import FrameMismatch, FrameNotKept, FrameNotYet, FrameRing, RecentFrame, stamp_text
+from sam2_ros.core.frames import FrameMismatch, FrameNotYet, FrameRing, RecentFrame, stamp_text
 from sam2_ros.core.model import LoadedModel
 from sam2_ros.core.prompts import ASSIGN_NEW_ID, Detections, Prompt, PromptError, rescale, validate
 from sam2_ros.core.segmenter import Segmenter
@@ -226,9 +226,6 @@ class TrackingSession:
         """
         if not len(self._ring):
             raise FrameNotYet("no camera frame processed yet: a text prompt waits for the first")
-        if config.tracking.tracks and self._ring.newest().tracker_index is None:
-            raise FrameNotYet("the newest frame was processed in image mode: a text prompt waits for track mode's "
-                              "first")
         newest = self._newest_tracked() if config.tracking.tracks else self._ring.newest()
         self.set_text(phrases, config)  # after the last check: refused, it changes nothing
         if config.tracking.tracks:
@@ -237,11 +234,11 @@ class TrackingSession:
                                                                       self._in_force)[0])
 
     def _newest_tracked(self) -> RecentFrame:
-        """Return the newest frame, which must be the tracker's current one."""
+        """Return the newest frame, the tracker's current one; `mode` just switched to track, a prompt waits for one."""
         newest = self._ring.newest()
         if newest.tracker_index is None:
-            raise FrameNotKept("the newest frame was processed in image mode: track mode takes prompts from "
-                               "its next frame on")
+            raise FrameNotYet("the newest frame was processed in image mode: track mode takes prompts from "
+                              "its next frame on")
         if newest.tracker_index != self._tracker.frame_index:
             raise FrameMismatch(f"the tracker is on frame {self._tracker.frame_index} but the newest kept "
                                 f"frame is {newest.tracker_index}: prompt not applied")

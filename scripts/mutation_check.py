@@ -166,7 +166,8 @@ MUTATIONS = [
      "test/test_node_params.py -k discover_period", "discover_period_s read as milliseconds"),
     ("sam2_ros/ros/depth.py", "return round(self._window_s * 1e9)", "return round(self._window_s * 1e6)",
      "test/test_node_depth.py -k depth_window", "depth_window_s read as milliseconds"),
-    ("sam2_ros/core/session.py", "            with self._tracker.transaction():\n", "            if True:\n",
+    ("sam2_ros/core/session.py", "with self._adding_objects(checked, config), self._tracker.transaction():",
+     "with self._adding_objects(checked, config):",
      "test/test_node_guarantees.py -k last_prompt", "~/add_objects failing late keeps what went through"),
     ("sam2_ros/core/networks/perceiver.py", "torch.cat([torch.zeros_like(latents), local_pos], dim=1)",
      "torch.cat([local_pos, torch.zeros_like(latents)], dim=1)", "test/test_edgetam.py -k clip",
@@ -421,6 +422,16 @@ MUTATIONS = [
      'raise FrameNotKept("the newest frame was processed in image mode',
      "test/test_session.py -k 'switch_to_track or never_reach'",
      "a prompt refused when it comes just after a switch to track mode, instead of waiting"),
+    ("sam2_ros/core/session.py", "            if bounds(config) != self._bounds:\n", "            if False:\n",
+     "test/test_session.py -k before_the_label_encoding",
+     "a prompt checked under settings since replaced adds an id the new label encoding cannot carry"),
+    ("sam2_ros/core/session.py", "ids = self._labels.keys() | adding.ids", "ids = self._labels.keys()",
+     "test/test_session.py -k while_sam2_adds", "mono8 admitted while SAM 2 adds an object whose id is over 255"),
+    ("sam2_ros/core/session.py", "if len(ids) + adding.new > max_objects:", "if len(ids) > max_objects:",
+     "test/test_session.py -k while_sam2_adds",
+     "a lower max_objects admitted while SAM 2 adds new objects past it"),
+    ("sam2_ros/core/session.py", "if mode != self._bounds[0] and self._adding is not None:", "if False:",
+     "test/test_session.py -k while_sam2_adds", "mode changed while SAM 2 adds objects under the old one"),
 ]
 
 

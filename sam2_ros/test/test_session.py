@@ -14,7 +14,7 @@ from sam2_ros.core.everything import EverythingSettings
 from sam2_ros.core.frames import FrameNotKept, FrameNotYet
 from sam2_ros.core.prompts import ASSIGN_NEW_ID, Detections, Prompt, PromptError
 from sam2_ros.core.segmenter import Segmenter
-from sam2_ros.core.session import TrackingSession
+from sam2_ros.core.session import SettingsChanged, TrackingSession
 from sam2_ros.core.tracker import StreamingTracker, TrackerError
 
 
@@ -139,6 +139,7 @@ def test_image_mode_frames_never_reach_the_tracker_and_track_mode_prompts_wait_f
     image_mode, track_mode = config(mode="image"), config()
     session = TrackingSession(small_model, image_mode, Recorder())
     session.process(1, "image mode", 1, photo("coffee"), image_mode)
+    session.admit(track_mode)  # no object yet: the parameter change is taken
     with pytest.raises(FrameNotYet, match="processed in image mode: track mode takes prompts from its next frame"):
         session.apply([box(10, 10, 100, 100)], 0, track_mode)
     session.process(2, "track mode", 2, photo("coffee"), track_mode)
@@ -181,6 +182,7 @@ def test_right_after_a_switch_to_track_mode_a_text_pass_adds_nothing_and_a_text_
     try:
         session.process(1, "image mode", 1, photo("coffee"), image_mode)
         session.apply([Prompt(text="cup")], 0, image_mode)
+        session.admit(track_mode)  # a text prompt is no object: the parameter change is taken
         change, found, _ = text_pass(track_mode)  # the newest frame is image mode's: the tracker has none
         assert found and change is None and session.object_labels() == {}
         with pytest.raises(FrameNotYet, match="processed in image mode: track mode takes prompts from its next frame"):
@@ -213,6 +215,60 @@ def test_the_largest_id_the_label_image_carries_is_taken_and_the_next_refused(sm
     with pytest.raises(PromptError, match=fr"object id {largest + 1} does not fit the {encoding} label image"):
         session.apply([box(10, 10, 100, 100, object_id=largest + 1)], 0, settings)
     assert session.object_labels() == {largest: ""}
+
+
+def test_a_prompt_checked_before_the_label_encoding_changed_adds_nothing_and_runs_again_under_the_new_one(
+        small_model):
+    wide, narrow = config(mask_encoding="16UC1"), config(mask_encoding="mono8")
+    session = TrackingSession(small_model, wide, Recorder())
+    session.process(1, "header", 1, photo("coffee"), wide)
+    session.admit(narrow)  # the parameter thread, just after the worker took `wide` for this prompt
+    with pytest.raises(SettingsChanged, match=r"changed to \('track', 'mono8', 16\) .* it runs again"):
+        session.apply([box(10, 10, 100, 100, object_id=300)], 0, wide)
+    assert session.object_labels() == {}
+    with pytest.raises(PromptError, match="object id 300 does not fit the mono8 label image"):
+        session.apply([box(10, 10, 100, 100, object_id=300)], 0, narrow)
+
+
+@pytest.mark.parametrize("mode, sam2_step", [("track", "_tracker.add_prompt"), ("image", "_segmenter.predict")])
+def test_while_sam2_adds_objects_no_setting_they_would_not_fit_is_admitted(small_model, monkeypatch, mode, sam2_step):
+    """The parameter thread asks while SAM 2 takes the prompts: the moment a change used to slip in."""
+    wide = config(mode=mode, mask_encoding="16UC1")
+    other_mode = "image" if mode == "track" else "track"
+    session = TrackingSession(small_model, wide, Recorder())
+    session.process(1, "header", 1, photo("coffee"), wide)
+    answers = []
+
+    def parameter_thread(**change):
+        def ask():
+            try:
+                session.admit(wide.changed(**change))
+                answers.append("taken")
+            except ValueError as error:
+                answers.append(str(error))
+        thread = threading.Thread(target=ask)
+        thread.start()
+        thread.join()
+
+    owner, name = sam2_step.split(".")
+    step = getattr(getattr(session, owner), name)
+
+    def while_sam2_runs(*args, **kwargs):
+        if not answers:
+            parameter_thread(mask_encoding="mono8")
+            parameter_thread(mode=other_mode)
+            parameter_thread(max_objects=1)
+        return step(*args, **kwargs)
+    monkeypatch.setattr(getattr(session, owner), name, while_sam2_runs)
+    ids, _, objects = session.apply([box(10, 10, 100, 100, object_id=300), box(200, 10, 300, 100)], 0, wide)
+    assert answers == ["object ids [300] do not fit a mono8 label image: remove them first",
+                       "cannot change mode while objects are being added: try again",
+                       "2 objects are tracked, more than max_objects 1: remove some first"]
+    assert ids == [300, 1] and session.object_labels() == {300: "", 1: ""}
+    processed = session.process(2, "next", 2, photo("coffee"), wide)  # the settings in force are still `wide`
+    assert sorted(o.object_id for o in processed.objects) == [1, 300]
+    parameter_thread(mode=other_mode)
+    assert answers[-1] == "cannot change mode while objects are tracked: call ~/reset first"
 
 
 def test_a_detector_box_mostly_on_a_tracked_object_is_not_tracked_again_and_one_a_quarter_on_it_is(small_model):

@@ -6,6 +6,11 @@ thread may call the readers (`object_labels`, `has_detector_boxes`, `newest_stam
 under the session's one lock. The lock is never held across SAM 2: the worker computes first and swaps
 the result in under the lock.
 
+Settings that bound the objects (mode, label encoding, max_objects) change through `admit`, on
+the parameter thread, under that lock too: the worker adds objects only with the settings
+admitted last, and holds the ids it adds until they are published, so a change never slips in
+between a prompt's check and its objects (an id over 255 tracked under mono8, say).
+
 The session neither publishes nor logs: each change returns the frame and the objects to
 publish, and what went wrong is raised (refusals) or handed to `report` (one line each).
 """
@@ -13,6 +18,7 @@ from __future__ import annotations
 
 import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from typing import Callable, NamedTuple
 
@@ -29,6 +35,23 @@ from sam2_ros.core.segmenter import Segmenter
 from sam2_ros.core.text import DetectorSpec, Found, TextError, load_detector, phrases_of
 from sam2_ros.core.text_prompts import TextPrompts
 from sam2_ros.core.tracker import StreamingTracker, TrackerError, check_trackable, first_free_id
+from sam2_ros.core.work_queue import NotYet
+
+
+class SettingsChanged(NotYet):
+    """Mode, label encoding or max_objects changed after a prompt took its settings: it runs again with the new ones."""
+
+
+class Adding(NamedTuple):
+    """The objects a prompt adds while SAM 2 takes it: the ids it names, and how many new ones."""
+
+    ids: frozenset[int]
+    new: int
+
+
+def bounds(config: S.NodeConfig) -> tuple[str, str, int]:
+    """Return the settings every object must fit: mode, label image encoding, max_objects."""
+    return config.tracking.mode, config.output.mask_encoding, config.tracking.max_objects
 
 
 @dataclass(frozen=True)
@@ -132,6 +155,8 @@ class TrackingSession:
         self._labels: dict[int, str] = {}  # id -> label of every object, as readers see it
         self._detector_ids: frozenset[int] = frozenset()
         self._newest_stamp: int | None = None  # the stamp of the newest frame SAM 2 processed, as readers see it
+        self._bounds = bounds(config)  # as admitted last (under the lock)
+        self._adding: Adding | None = None  # what the worker is adding now (under the lock)
         spec = DetectorSpec(config.text.detector, config.model.device, config.text.image_size)
         self._text = TextPrompts(lambda: load_detector(spec))
         self._text_boxes: dict[int, np.ndarray] = {}  # object the text prompt added -> its latest detector box
@@ -151,6 +176,43 @@ class TrackingSession:
         """Return the stamp (ns) of the newest camera frame SAM 2 has processed; None before the first."""
         with self._lock:
             return self._newest_stamp
+
+    def admit(self, config: S.NodeConfig) -> None:
+        """Take new settings if every object, tracked or being added, fits them; raise ValueError otherwise.
+
+        The parameter callback's (any thread); it never waits for SAM 2.
+        """
+        mode, encoding, max_objects = bounds(config)
+        with self._lock:
+            adding = self._adding or Adding(frozenset(), 0)
+            ids = self._labels.keys() | adding.ids
+            if mode != self._bounds[0] and self._labels:
+                raise ValueError("cannot change mode while objects are tracked: call ~/reset first")
+            if mode != self._bounds[0] and self._adding is not None:
+                raise ValueError("cannot change mode while objects are being added: try again")
+            if S.unlabelled(ids, encoding):
+                raise ValueError(f"object ids {S.unlabelled(ids, encoding)} do not fit a {encoding} label image: "
+                                 "remove them first")
+            if len(ids) + adding.new > max_objects:
+                raise ValueError(f"{len(ids) + adding.new} objects are tracked, more than max_objects {max_objects}: "
+                                 "remove some first")
+            self._bounds = bounds(config)
+
+    @contextmanager
+    def _adding_objects(self, prompts: list[Prompt], config: S.NodeConfig):
+        """Add checked prompts' objects within: only under the settings admitted last, none admitted meanwhile."""
+        with self._lock:
+            if bounds(config) != self._bounds:
+                raise SettingsChanged(f"mode, mask_encoding or max_objects changed to {self._bounds} after this "
+                                      "prompt was checked: it runs again with them")
+            self._adding = Adding(frozenset(p.object_id for p in prompts if p.object_id != ASSIGN_NEW_ID),
+                                  sum(1 for p in prompts if p.object_id == ASSIGN_NEW_ID))
+        try:
+            yield
+        finally:
+            self._publish_state()
+            with self._lock:
+                self._adding = None
 
     def _publish_state(self) -> None:
         """Swap the readers' copy in (the worker calls this after every change)."""
@@ -270,12 +332,9 @@ class TrackingSession:
                          f"{stamp_text(newest.stamp_ns)}: tracking only moves forward", None)
             checked = [rescale(p, source.image_hw, newest.image_hw) for p in checked]
         ids = []
-        try:
-            with self._tracker.transaction():
-                for prompt in checked:
-                    ids.append(self._tracker.add_prompt(prompt)[0])
-        finally:
-            self._publish_state()
+        with self._adding_objects(checked, config), self._tracker.transaction():
+            for prompt in checked:
+                ids.append(self._tracker.add_prompt(prompt)[0])
         return Change(ids, newest, self._tracker.current())
 
     def _apply_in_force(self, prompts: list[Prompt], source: RecentFrame, config: S.NodeConfig,
@@ -287,9 +346,9 @@ class TrackingSession:
             object_id = prompt.object_id if prompt.object_id != ASSIGN_NEW_ID else first_free_id(in_force)
             in_force[object_id] = InForce(replace(prompt, object_id=object_id), source.image_hw, detector)
             ids.append(object_id)
-        objects, _ = self._segment_in_force(source.image_hw, source.encoded, in_force)
-        self._in_force = in_force  # only once SAM 2 took them all
-        self._publish_state()
+        with self._adding_objects(checked, config):
+            objects, _ = self._segment_in_force(source.image_hw, source.encoded, in_force)
+            self._in_force = in_force  # only once SAM 2 took them all
         return Change(ids, source, objects)
 
     def apply_detections(self, detections: Detections, key: int, config: S.NodeConfig) -> Change | None:
@@ -434,7 +493,10 @@ class TrackingSession:
         if not new:
             return None, ms
         prompts = [Prompt(object_id=ASSIGN_NEW_ID, label=UNKNOWN, mask=p.mask) for p in new]
-        return self._apply_tracked(prompts, newest, config), ms
+        try:
+            return self._apply_tracked(prompts, newest, config), ms
+        except SettingsChanged:  # the limits changed during the pass: the next pass sees what is new again
+            return None, ms
 
     def forget_discovery(self) -> None:
         self._discovery.forget()
@@ -478,7 +540,10 @@ class TrackingSession:
         if done is None:
             return None
         found, found_hw, ms = done
-        return self._text_objects(found, found_hw, config), found, ms
+        try:
+            return self._text_objects(found, found_hw, config), found, ms
+        except SettingsChanged:  # mode or limits changed during the pass: the next pass finds them again
+            return None, found, ms
 
     def forget_text_pass(self) -> None:
         self._text.stop()

@@ -51,6 +51,7 @@ class Sam2SegmenterNode(LifecycleNode):
         self.add_on_set_parameters_callback(self._on_set_parameters)
         self.finished = threading.Event()  # set by the shutdown transition: the process should exit
         self._config: S.NodeConfig | None = None  # replaced whole, never changed: each frame takes one
+        self._admitting = threading.Lock()
         self._queue = WorkQueue(S.RequestParams.max_queued, S.RequestParams.per_frame)
         self.depth = DepthInput()
         self._arrivals = itertools.count()  # camera frames' arrival numbers (recent frames are found by them)
@@ -91,24 +92,17 @@ class Sam2SegmenterNode(LifecycleNode):
         return {param.name: self.get_parameter(param.name).value for param in S.PARAMS}
 
     def _on_set_parameters(self, changes) -> SetParametersResult:
-        """Validate run-time changes against a snapshot of the objects; never waits for the worker."""
-        values = {**self._values(), **{p.name: p.value for p in changes}}
-        try:
-            config = S.NodeConfig.from_values(values)
-            ids = set(self.session.object_labels()) if self.session is not None else set()
-            if config.tracking.mode != self.config().tracking.mode and ids:
-                raise ValueError("cannot change mode while objects are tracked: call ~/reset first")
-            unlabelled = S.unlabelled(ids, config.output.mask_encoding)
-            if unlabelled:
-                raise ValueError(f"object ids {unlabelled} do not fit a {config.output.mask_encoding} label image: "
-                                 "remove them first")
-            if len(ids) > config.tracking.max_objects:
-                raise ValueError(f"{len(ids)} objects are tracked, more than max_objects "
-                                 f"{config.tracking.max_objects}: remove some first")
-        except ValueError as error:
-            return refuse_or_accept(error)
-        if self._config is not None:
-            self._config = config
+        """Validate run-time changes; the session admits them against its objects, never waiting for the worker."""
+        with self._admitting:  # two threads setting parameters: the session and the node take the same settings
+            values = {**self._values(), **{p.name: p.value for p in changes}}
+            try:
+                config = S.NodeConfig.from_values(values)
+                if self.session is not None:
+                    self.session.admit(config)
+            except ValueError as error:
+                return refuse_or_accept(error)
+            if self._config is not None:
+                self._config = config
         self._queue.set_limits(config.requests.max_queued, config.requests.per_frame)
         self.depth.set_window(config.depth.window_s)
         return refuse_or_accept(None)

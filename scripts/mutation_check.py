@@ -432,6 +432,9 @@ MUTATIONS = [
      "a lower max_objects admitted while SAM 2 adds new objects past it"),
     ("sam2_ros/core/session.py", "if mode != self._bounds[0] and self._adding is not None:", "if False:",
      "test/test_session.py -k while_sam2_adds", "mode changed while SAM 2 adds objects under the old one"),
+    ("sam2_ros/ros/node.py", "in force too\n            config = S.NodeConfig.from_values(self._values())\n",
+     "in force too\n", "test/test_node.py -k while_the_model_loads",
+     "a parameter set while the model loads not in force once configured"),
 ]
 
 

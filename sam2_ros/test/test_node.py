@@ -256,6 +256,33 @@ def test_lifecycle_configure_fails_on_a_bad_checkpoint_and_deactivate_stops_proc
         running.close()
 
 
+def test_a_parameter_set_while_the_model_loads_is_in_force_once_configured(checkpoint, monkeypatch):
+    import rclpy
+
+    from sam2_ros.ros import node as node_module
+    rclpy.init()
+    try:
+        node = node_module.Sam2SegmenterNode(parameter_overrides=[
+            Parameter("checkpoint", value=checkpoint), Parameter("device", value="cpu"),
+            Parameter("image_size", value=256), Parameter("autostart", value=False)])
+        load = node_module.load_model
+
+        def load_while_a_parameter_is_set(spec):
+            answers = node.set_parameters([Parameter("mode", value="image"), Parameter("mask_encoding", value="16UC1")])
+            assert all(answer.successful for answer in answers)
+            return load(spec)
+        monkeypatch.setattr(node_module, "load_model", load_while_a_parameter_is_set)
+        assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
+        config = node.config()
+        assert (config.tracking.mode, config.output.mask_encoding) == ("image", "16UC1")
+        node.session.process(1, "header", 1, photo("coffee"), config)
+        big_id = Prompt(object_id=300, box=np.array([10, 10, 100, 100], np.float32))
+        assert node.session.apply([big_id], 0, config).ids == [300]  # the session took the same settings
+        node.destroy_node()
+    finally:
+        rclpy.shutdown()
+
+
 def test_parameters_are_validated_at_run_time(running):
     node = running.node
     refused = node.set_parameters([Parameter("checkpoint", value="/elsewhere.pt")])[0]

@@ -121,11 +121,13 @@ class Sam2SegmenterNode(LifecycleNode):
             self.get_logger().error(f"cannot configure: loading the model failed: {type(error).__name__}: {error}")
             self.model = None
             return TransitionCallbackReturn.FAILURE
-        self._config = config
+        with self._admitting:  # a run-time parameter set while the model loaded is in force too
+            config = S.NodeConfig.from_values(self._values())
+            self.session = TrackingSession(self.model, config, self._report)
+            self._config = config
         self._queue.set_limits(config.requests.max_queued, config.requests.per_frame)
         self.depth.set_window(config.depth.window_s)
         self.diagnostics = Diagnostics(self)
-        self.session = TrackingSession(self.model, config, self._report)
         self.outputs = Outputs(self, config)
         self._delivery = Delivery(self, self.outputs, self.depth, self.diagnostics)
         self._worker = Worker(self, self._queue, self.session, self.outputs, self._delivery, self.diagnostics,

@@ -435,6 +435,8 @@ MUTATIONS = [
     ("sam2_ros/ros/node.py", "in force too\n            config = S.NodeConfig.from_values(self._values())\n",
      "in force too\n", "test/test_node.py -k while_the_model_loads",
      "a parameter set while the model loads not in force once configured"),
+    ("sam2_ros/ros/requests.py", "history=HistoryPolicy.KEEP_LAST, depth=64,", "history=HistoryPolicy.KEEP_LAST, depth=10,",
+     "test/test_requests.py -k burst", "a burst of service calls dropped by the middleware unanswered"),
 ]
 
 

@@ -3,12 +3,13 @@ import re
 from dataclasses import replace
 
 import pytest
+from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 
-from conftest import photo
-from rosharness import NODE, add, box_prompt, header, wait_until
+from conftest import photo, slow_frames
+from rosharness import NODE, Running, add, box_prompt, header, wait_until
 from sam2_ros.core.everything import EverythingSettings
 from sam2_ros.ros.requests import MAX_POINTS_PER_SIDE, bounded
-from sam2_ros_interfaces.srv import RemoveObject, SegmentEverything
+from sam2_ros_interfaces.srv import RemoveObject, Segment, SegmentEverything
 
 OVER_BOUND = "points_per_side must be 1..64 (0: the node's everything_points_per_side), got 65"
 
@@ -59,3 +60,28 @@ def test_segment_everything_over_its_bound_is_refused_before_the_worker_sees_it(
     answer = running.peer.call(SegmentEverything, f"{NODE}/segment_everything", request)
     assert not answer.success and answer.message == OVER_BOUND
     assert running.node.counts().refused["bad request"] == 1
+
+
+def test_a_burst_of_calls_while_the_worker_is_busy_is_answered_call_by_call(checkpoint, monkeypatch):
+    """40 calls at once while every executor thread waits on the worker: none is dropped before the node sees it.
+
+    ROS's default service QoS kept 10 waiting calls and dropped the older ones unanswered. The
+    client keeps as many as it sends too (with the default it drops some of its own burst).
+    """
+    running = Running(checkpoint, request_timeout_s=0.5)
+    try:
+        running.peer.publish_rgb(photo("coffee"), header(1))
+        running.peer.result_for(header(1))
+        busy = slow_frames(monkeypatch, 3.0)
+        running.peer.publish_rgb(photo("coffee"), header(2))
+        wait_until(busy.is_set, 30, "a frame in flight")
+        burst = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=40, reliability=ReliabilityPolicy.RELIABLE)
+        client = running.peer.node.create_client(Segment, f"{NODE}/segment", qos_profile=burst)
+        assert client.wait_for_service(timeout_sec=30)
+        calls = [client.call_async(Segment.Request(prompts=[box_prompt([10, 10, 100, 100])])) for _ in range(40)]
+        wait_until(lambda: all(call.done() for call in calls), 30, "an answer to each of 40 calls")
+        messages = {call.result().message for call in calls}
+        assert messages <= {"segmented 1 object(s)", "not applied: the node did not start this request within 0.5 s "
+                            "(request_timeout_s); it was cancelled"}, messages
+    finally:
+        running.close()

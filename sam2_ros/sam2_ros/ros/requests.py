@@ -14,6 +14,7 @@ from dataclasses import replace
 from typing import Callable
 
 from rclpy.callback_groups import ReentrantCallbackGroup
+from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from std_srvs.srv import Trigger
 
 from sam2_ros.core import settings as S
@@ -33,6 +34,11 @@ SERVICE_DRAIN_S = 5.0  # at cleanup, how long answers already in flight may take
 # the thresholds keep (the best 255: as many as a mono8 label image can tell apart).
 MAX_POINTS_PER_SIDE = 64
 MAX_PROPOSALS = 255
+# Calls wait in the middleware while the executor's threads wait on the worker. ROS's default
+# service QoS keeps 10 there and drops older ones unseen, so a burst went unanswered; this
+# many outstanding calls to one service are kept, each taken and answered in turn.
+SERVICE_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=64, reliability=ReliabilityPolicy.RELIABLE,
+                         durability=DurabilityPolicy.VOLATILE)
 
 
 class Requests:
@@ -45,13 +51,15 @@ class Requests:
         self._in_flight = 0
         self._done = threading.Condition()
         group = ReentrantCallbackGroup()
-        make = node.create_service
+
+        def make(srv_type, name: str, callback):
+            return node.create_service(srv_type, name, callback, qos_profile=SERVICE_QOS, callback_group=group)
         self._services = [
-            make(Segment, "~/segment", self._segment_srv, callback_group=group),
-            make(AddObjects, "~/add_objects", self._add_objects_srv, callback_group=group),
-            make(RemoveObject, "~/remove_object", self._remove_object_srv, callback_group=group),
-            make(Trigger, "~/reset", self._reset_srv, callback_group=group),
-            make(SegmentEverything, "~/segment_everything", self._segment_everything_srv, callback_group=group),
+            make(Segment, "~/segment", self._segment_srv),
+            make(AddObjects, "~/add_objects", self._add_objects_srv),
+            make(RemoveObject, "~/remove_object", self._remove_object_srv),
+            make(Trigger, "~/reset", self._reset_srv),
+            make(SegmentEverything, "~/segment_everything", self._segment_everything_srv),
         ]
 
     def close(self) -> None:

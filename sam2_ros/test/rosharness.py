@@ -97,8 +97,8 @@ def add(running, *prompts) -> AddObjects.Response:
 class Peer:
     """The world around the node: a camera publisher, and listeners on every output."""
 
-    def __init__(self, node_ns: str = "/sam2_segmenter_node", image_topic: str = "image"):
-        self.node = rclpy.create_node("peer")
+    def __init__(self, node_ns: str = "/sam2_segmenter_node", image_topic: str = "image", name: str = "peer"):
+        self.node = rclpy.create_node(name)
         reliable = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)
         self.camera = self.node.create_publisher(Image, image_topic, reliable)
         self.results: list[SegmentationResult] = []

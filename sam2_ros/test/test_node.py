@@ -1,26 +1,32 @@
 """sam2_segmenter_node over the real middleware: real photos, seeded SAM 2 weights, real services."""
+import threading
+
 import cv2
 import numpy as np
 import pytest
+import rclpy
 import torch
 from diagnostic_msgs.msg import DiagnosticArray
 from geometry_msgs.msg import Point, Point32
 from lifecycle_msgs.msg import State
+from rclpy.executors import MultiThreadedExecutor
 from rclpy.lifecycle import TransitionCallbackReturn
 from rclpy.parameter import Parameter
 from sensor_msgs.msg import Image
 from std_srvs.srv import Trigger
 
 from conftest import photo
-from rosharness import NODE, Running, add, box_prompt, full_mask, header, rasterise, wait_until
+from rosharness import NODE, Peer, Running, add, box_prompt, full_mask, header, rasterise, wait_until
 from sam2_ros.core.prompts import Prompt
 from sam2_ros.core.segmenter import Segmenter
 from sam2_ros.core.tracker import StreamingTracker
 from sam2_ros.ros.conversions import array_to_image, image_to_array
+from sam2_ros.ros.main import spin
+from sam2_ros.ros.node import Sam2SegmenterNode
 from sam2_ros.ros.results import unpack_contours
 from sam2_ros.tools.scenes import object_box, pan_clip
 from sam2_ros_interfaces.msg import Prompt as PromptMsg
-from sam2_ros_interfaces.srv import RemoveObject, Segment
+from sam2_ros_interfaces.srv import AddObjects, RemoveObject, Segment
 
 
 def test_results_carry_the_input_header_and_equal_the_core_tracker(running, small_model):
@@ -540,3 +546,45 @@ def test_in_track_mode_a_prompt_for_an_older_frame_of_the_same_size_answers_with
     published = wait_until(lambda: next((r for r in running.peer.results if r.header == header(22) and r.objects),
                                         None), 30, "the prompt's result published for frame 22")
     assert published.objects[0].object_id == 1
+
+
+def test_two_nodes_in_one_process_track_their_own_cameras_and_one_going_leaves_the_other_tracking(checkpoint):
+    """Two cameras' nodes composed in one process on one executor: objects, ids and results stay each node's."""
+    rclpy.init()
+    params = [Parameter(k, value=v) for k, v in {"checkpoint": checkpoint, "device": "cpu", "image_size": 256}.items()]
+    nodes = {ns: Sam2SegmenterNode(namespace=ns, parameter_overrides=params) for ns in ("front", "wrist")}
+    peers = {ns: Peer(f"/{ns}{NODE}", f"/{ns}/image", name=f"{ns}_peer") for ns in nodes}
+    executor, stopping = MultiThreadedExecutor(num_threads=6), threading.Event()
+    for node in [*nodes.values(), *(peer.node for peer in peers.values())]:
+        executor.add_node(node)
+    spinning = threading.Thread(target=spin, args=(executor, stopping.is_set), daemon=True)
+    spinning.start()
+    try:
+        image = photo("astronaut")
+        for peer in peers.values():
+            peer.stream_until_result(image, header(1))
+        for ns, box, label in (("front", [100, 100, 300, 300], "cup"), ("wrist", [200, 50, 400, 250], "tool")):
+            answer = peers[ns].call(AddObjects, f"/{ns}{NODE}/add_objects",
+                                    AddObjects.Request(prompts=[box_prompt(box, header(1), label=label)]))
+            assert answer.success and list(answer.object_ids) == [1], answer.message  # each node numbers its own
+        for t in (2, 3):
+            for peer in peers.values():
+                peer.publish_rgb(image, header(t))
+            front, wrist = (peers[ns].result_for(header(t)) for ns in ("front", "wrist"))
+            assert [(o.object_id, o.label) for o in front.objects] == [(1, "cup")]
+            assert [(o.object_id, o.label) for o in wrist.objects] == [(1, "tool")]
+        wrist_node = nodes.pop("wrist")
+        wrist_node.trigger_deactivate()
+        wrist_node.trigger_cleanup()
+        executor.remove_node(wrist_node)
+        wrist_node.destroy_node()
+        for t in (4, 5):
+            peers["front"].publish_rgb(image, header(t))
+            assert [(o.object_id, o.label) for o in peers["front"].result_for(header(t)).objects] == [(1, "cup")]
+    finally:
+        stopping.set()
+        spinning.join(timeout=10)
+        executor.shutdown()
+        for node in [*nodes.values(), *(peer.node for peer in peers.values())]:
+            node.destroy_node()
+        rclpy.shutdown()

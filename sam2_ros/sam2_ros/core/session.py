@@ -182,7 +182,8 @@ class TrackingSession:
 
         The parameter callback's (any thread); it never waits for SAM 2.
         """
-        mode, encoding, max_objects = bounds(config)
+        new_bounds = bounds(config)
+        mode, encoding, max_objects = new_bounds
         with self._lock:
             adding = self._adding or Adding(frozenset(), 0)
             ids = self._labels.keys() | adding.ids
@@ -190,13 +191,12 @@ class TrackingSession:
                 raise ValueError("cannot change mode while objects are tracked: call ~/reset first")
             if mode != self._bounds[0] and self._adding is not None:
                 raise ValueError("cannot change mode while objects are being added: try again")
-            if S.unlabelled(ids, encoding):
-                raise ValueError(f"object ids {S.unlabelled(ids, encoding)} do not fit a {encoding} label image: "
-                                 "remove them first")
+            if misfits := S.unlabelled(ids, encoding):
+                raise ValueError(f"object ids {misfits} do not fit a {encoding} label image: remove them first")
             if len(ids) + adding.new > max_objects:
                 raise ValueError(f"{len(ids) + adding.new} objects are tracked, more than max_objects {max_objects}: "
                                  "remove some first")
-            self._bounds = bounds(config)
+            self._bounds = new_bounds
 
     @contextmanager
     def _adding_objects(self, prompts: list[Prompt], config: S.NodeConfig):

@@ -437,6 +437,9 @@ MUTATIONS = [
      "a parameter set while the model loads not in force once configured"),
     ("sam2_ros/ros/requests.py", "history=HistoryPolicy.KEEP_LAST, depth=64,", "history=HistoryPolicy.KEEP_LAST, depth=10,",
      "test/test_requests.py -k burst", "a burst of service calls dropped by the middleware unanswered"),
+    ("sam2_ros/ros/outputs.py", '"result": make(SegmentationResult, "~/result", RELIABLE)',
+     '"result": make(SegmentationResult, "/sam2_segmenter_node/result", RELIABLE)', "test/test_node.py -k two_nodes",
+     "results on one absolute topic, whatever the node's namespace"),
 ]
 
 

@@ -440,6 +440,8 @@ MUTATIONS = [
     ("sam2_ros/ros/outputs.py", '"result": make(SegmentationResult, "~/result", RELIABLE)',
      '"result": make(SegmentationResult, "/sam2_segmenter_node/result", RELIABLE)', "test/test_node.py -k two_nodes",
      "results on one absolute topic, whatever the node's namespace"),
+    ("sam2_ros/tools/glue.py", 'sys.argv[1] + "/" + name', '"/sam2_glue_bench/" + name',
+     "test/test_stream.py -k hung_viewer", "the hung viewer listening to the glue bench, not the node it names"),
 ]
 
 

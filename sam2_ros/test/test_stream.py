@@ -1,7 +1,11 @@
 """The stream suite's camera schedule and its figures, worked by hand on a few frames."""
 import pytest
+import rclpy
 
-from rosharness import header
+from rosharness import header, wait_until
+from sam2_ros.core import settings as S
+from sam2_ros.ros.outputs import Outputs
+from sam2_ros.tools.glue import listener
 from sam2_ros.tools.stream import StreamRun, interval_figures, measure, profiles_variable, schedule
 from sam2_ros_interfaces.msg import SegmentationResult, SegmentedObject
 
@@ -74,3 +78,23 @@ def test_the_segment_everything_run_compares_intervals_before_the_call_with_thos
     assert figures["result_interval_ms_p50_before_everything"] == pytest.approx(200.0)
     assert figures["result_interval_ms_p50_while_everything"] == pytest.approx(450.0)
     assert figures["result_interval_ms_max_while_everything"] == pytest.approx(600.0)
+
+
+def test_the_hung_viewer_subscribes_to_every_output_of_the_node_as_rviz_would():
+    """Else the hung-viewer run would stop a process that the node never sends anything to."""
+    rclpy.init()
+    node = rclpy.create_node("sam2_segmenter_node")
+    outputs = Outputs(node, S.NodeConfig().changed(depth=True))
+    viewer = listener("/sam2_segmenter_node")
+    try:
+        published = [topic for topic, types in node.get_publisher_names_and_types_by_node("sam2_segmenter_node", "/")
+                     if topic.startswith("/sam2_segmenter_node/")
+                     and not types[0].startswith("vision_msgs/")]  # RViz shows no vision_msgs
+        assert {"/sam2_segmenter_node/result", "/sam2_segmenter_node/overlay"} <= set(published)
+        wait_until(lambda: all(node.count_subscribers(topic) for topic in published), 60, "the viewer on every output")
+    finally:
+        viewer.kill()
+        viewer.wait()
+        outputs.close()
+        node.destroy_node()
+        rclpy.shutdown()

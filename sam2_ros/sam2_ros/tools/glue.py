@@ -10,6 +10,7 @@ time from "SAM 2 has the masks" to "published" is the glue's.
 """
 from __future__ import annotations
 
+import os
 import select
 import statistics
 import subprocess
@@ -47,19 +48,29 @@ OUTPUTS = (("result", SegmentationResult), ("mask", Image), ("overlay", Image), 
            ("markers", MarkerArray))
 T = TypeVar("T")
 LISTENER = """
+import sys
 import rclpy
 from rclpy.executors import ExternalShutdownException
 from sam2_ros.ros.outputs import RELIABLE
 from sam2_ros.tools.glue import OUTPUTS
 rclpy.init()
-node = rclpy.create_node("sam2_glue_listener")
-for name, kind in OUTPUTS:  # one line per message received
-    node.create_subscription(kind, "/sam2_glue_bench/" + name, lambda _, n=name: print(n, flush=True), RELIABLE)
+node = rclpy.create_node("sam2_output_listener")
+for name, kind in OUTPUTS:  # one line per message received from the node named in argv[1]
+    node.create_subscription(kind, sys.argv[1] + "/" + name, lambda _, n=name: print(n, flush=True), RELIABLE)
 try:
     rclpy.spin(node)
 except (KeyboardInterrupt, ExternalShutdownException):
     pass
 """
+
+
+def listener(node_name: str) -> subprocess.Popen:
+    """Start a process that subscribes to every output of the node `node_name` and prints each message's output.
+
+    Unbuffered: what select() says is there is all there is (no lines held in a Python buffer).
+    """
+    return subprocess.Popen([sys.executable, "-c", LISTENER, node_name], stdout=subprocess.PIPE, bufsize=0,
+                            env={**os.environ, "ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST"})
 
 
 def object_shapes() -> list[np.ndarray]:
@@ -122,8 +133,7 @@ class GlueRig:
         self.outputs = Outputs(self.node, self.config)
         self.depth = DepthInput()
         self.delivery = Delivery(self.node, self.outputs, self.depth, Diagnostics(self.node))
-        # unbuffered: what select() says is there is all there is (no lines held in a Python buffer)
-        self.listener = subprocess.Popen([sys.executable, "-c", LISTENER], stdout=subprocess.PIPE, bufsize=0)
+        self.listener = listener("/sam2_glue_bench")
         deadline = time.monotonic() + 60
         while not all(self.outputs.subscribers(name) for name, _ in OUTPUTS):
             if time.monotonic() > deadline or self.listener.poll() is not None:

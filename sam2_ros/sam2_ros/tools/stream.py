@@ -9,7 +9,9 @@ in, and the detector's passes (Grounding DINO tiny's architecture, random weight
 TEXT_SIZE, one after the other) are spread over the frames from then on: the results' interval
 before it beside the interval once its first pass ended. In the segment-everything runs
 ~/segment_everything (EVERYTHING_POINTS a side) is called as far in: the interval before the call
-beside the interval until its answer.
+beside the interval until its answer. In the hung-viewer run a process subscribed reliably to every
+output (as RViz is) stops reading as far in (SIGSTOP) and stays stopped: the interval before it
+beside the interval after.
 """
 from __future__ import annotations
 
@@ -37,6 +39,7 @@ from std_msgs.msg import Header
 
 from sam2_ros.ros.conversions import array_to_image
 from sam2_ros.ros.prompt_msgs import stamp_ns
+from sam2_ros.tools.glue import listener
 from sam2_ros_interfaces.msg import Prompt, SegmentationResult
 from sam2_ros_interfaces.srv import SegmentEverything
 
@@ -60,6 +63,7 @@ class StreamRun:
     large_shm: bool = False  # both processes with config/fastdds_large_images.xml
     text: bool = False  # a text prompt TEXT_AT into the run, its detector's passes back to back from then on
     everything: bool = False  # ~/segment_everything called TEXT_AT into the run
+    hung_viewer: bool = False  # a viewer on every output (reliable, as RViz), stopped with SIGSTOP TEXT_AT into the run
 
 
 def scene() -> tuple[np.ndarray, np.ndarray]:
@@ -191,7 +195,8 @@ def _stream(checkpoint: str, run: StreamRun, image_size: int, device: str, param
     rclpy.init()
     process = start_node(checkpoint, image_size, device, run.qos, *params)
     camera = Camera(run.qos)
-    text_sent_at = everything = everything_sent_at = None
+    text_sent_at = everything = everything_sent_at = viewer_stopped_at = None
+    viewer = listener("/sam2_segmenter_node") if run.hung_viewer else None
     everything_answered: list[float] = []
     client = camera.node.create_client(SegmentEverything, "/sam2_segmenter_node/segment_everything")
     try:
@@ -220,10 +225,16 @@ def _stream(checkpoint: str, run: StreamRun, image_size: int, device: str, param
                 everything = client.call_async(SegmentEverything.Request(points_per_side=EVERYTHING_POINTS))
                 everything_sent_at = time.time()
                 everything.add_done_callback(lambda _: everything_answered.append(time.time()))
+            if viewer and viewer_stopped_at is None and at >= TEXT_AT * run.seconds:
+                viewer.send_signal(signal.SIGSTOP)  # hung: its sockets and queues fill, it acknowledges nothing
+                viewer_stopped_at = time.time()
         time.sleep(3.0 + run.lag_s)  # the last frames' outputs
     finally:
         camera.close()
         rclpy.shutdown()
+        if viewer:
+            viewer.kill()  # SIGKILL ends a stopped process too: it printed nothing after it was stopped
+            viewer_messages = len(viewer.communicate()[0].splitlines())
         process.send_signal(signal.SIGINT)
         try:
             process.wait(timeout=30)
@@ -238,6 +249,9 @@ def _stream(checkpoint: str, run: StreamRun, image_size: int, device: str, param
         figures.update(interval_figures(received, everything_sent_at, everything_sent_at, answered, "everything"))
         figures["everything_s"] = answered - everything_sent_at if everything_sent_at else float("nan")
         figures["everything_success"] = bool(everything_answered) and everything.result().success
+    if run.hung_viewer:
+        figures.update(interval_figures(received, viewer_stopped_at, viewer_stopped_at, float("inf"), "hung_viewer"))
+        figures["viewer_messages_before_hung"] = viewer_messages
     if run.text:
         figures.update(interval_figures(received, text_sent_at, camera.first_text_pass_at, float("inf"), "text"))
         figures["passes"] = int(camera.diagnostics.get("text passes", 0))  # stream_30hz_text_passes
@@ -286,7 +300,8 @@ RUNS = {"15hz_reliable": StreamRun(15.0, "reliable"), "30hz_reliable": StreamRun
         "30hz_best_effort_default_transport": StreamRun(30.0, "sensor_data"),
         "30hz_text": StreamRun(30.0, "reliable", text=True), "5hz_text": StreamRun(5.0, "reliable", text=True),
         "30hz_everything": StreamRun(30.0, "reliable", everything=True),
-        "5hz_everything": StreamRun(5.0, "reliable", everything=True)}
+        "5hz_everything": StreamRun(5.0, "reliable", everything=True),
+        "30hz_hung_viewer": StreamRun(30.0, "reliable", hung_viewer=True)}
 
 
 def bench_stream(checkpoint: str, image_size: int, device: str, seconds: float) -> dict:
@@ -306,7 +321,7 @@ def bench_stream(checkpoint: str, image_size: int, device: str, seconds: float) 
         out.update({f"stream_{name}_{key}": value for key, value in figures.items()})
     out["node_3d_fraction"] = min(out[f"stream_{name}_3d_fraction"] for name, run in RUNS.items()
                                   if name not in ("lag600", "30hz_best_effort_default_transport")
-                                  and not (run.text or run.everything))
+                                  and not (run.text or run.everything or run.hung_viewer))
     out["node_3d_fraction_lag600"] = out["stream_lag600_3d_fraction"]
     return out
 

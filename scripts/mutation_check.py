@@ -442,6 +442,10 @@ MUTATIONS = [
      "results on one absolute topic, whatever the node's namespace"),
     ("sam2_ros/tools/glue.py", 'sys.argv[1] + "/" + name', '"/sam2_glue_bench/" + name',
      "test/test_stream.py -k hung_viewer", "the hung viewer listening to the glue bench, not the node it names"),
+    ("sam2_ros/ros/main.py", "                return 1\n", "                return 0\n",
+     "test/test_main.py -k invalid_start_up", "an invalid start-up parameter ends the process with exit code 0"),
+    ("sam2_ros/ros/node.py", 'self.get_logger().warning(f"ignored: {unknown}")', "pass",
+     "test/test_main.py -k misspelt", "a misspelt start-up parameter dropped without a word"),
 ]
 
 

@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pytest
 import rclpy
 from ament_index_python.packages import get_package_prefix, get_package_share_directory
 from rclpy.executors import SingleThreadedExecutor
@@ -137,6 +138,37 @@ def test_a_checkpoint_with_none_under_a_weight_fails_configuration_naming_the_ke
         lines = wait_for_line(process, "cannot configure")
         assert "holds NoneType (None) under 'image_encoder.trunk.patch_embed.proj.weight'" in lines[-1]
         assert not any("Traceback" in line for line in lines)
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=30) == 0
+    finally:
+        process.kill()
+
+
+@pytest.mark.parametrize("given, reason", [
+    ("image_size:=150", "image_size must be a multiple of 32, got 150"),
+    ("image_size:=abc", "Trying to set parameter 'image_size' to 'abc' of type 'STRING', expecting type 'INTEGER'"),
+    ("score_threshold:=2.0", "Parameter score_threshold out of range"),
+    ("mode:=follow", "mode 'follow' is not one of: track, image"),
+])
+def test_an_invalid_start_up_parameter_ends_the_process_with_exit_code_1_and_one_line_naming_it(
+        checkpoint, given, reason):
+    process = start("-p", f"checkpoint:={checkpoint}", "-p", given)
+    try:
+        lines = wait_for_line(process, "invalid parameter at start-up")
+        code, rest = output_until_exit(process)
+        assert code == 1 and reason in lines[-1] and "parameter file" in lines[-1]
+        assert "Traceback" not in "".join(lines) + rest, "".join(lines) + rest
+    finally:
+        process.kill()
+
+
+def test_a_misspelt_start_up_parameter_is_named_with_the_one_meant_and_the_node_stays_up(checkpoint):
+    """Undeclared overrides are dropped by rclpy without a word: imag_size:=512 would leave the default running."""
+    process = start("-p", f"checkpoint:={checkpoint}", "-p", "imag_size:=512", "-p", "autostart:=false")
+    try:
+        lines = wait_for_line(process, "is not a parameter of this node")
+        assert "'imag_size' is not a parameter of this node (did you mean 'image_size'?)" in lines[-1]
+        assert "WARN" in lines[-1]
         process.send_signal(signal.SIGINT)
         assert process.wait(timeout=30) == 0
     finally:

@@ -23,6 +23,7 @@ from sam2_ros.core.tracker import StreamingTracker
 from sam2_ros.ros.conversions import array_to_image, image_to_array
 from sam2_ros.ros.main import spin
 from sam2_ros.ros.node import Sam2SegmenterNode
+from sam2_ros.ros.params import InvalidParameters
 from sam2_ros.ros.results import unpack_contours
 from sam2_ros.tools.scenes import object_box, pan_clip
 from sam2_ros_interfaces.msg import Prompt as PromptMsg
@@ -287,6 +288,22 @@ def test_a_parameter_set_while_the_model_loads_is_in_force_once_configured(check
         node.destroy_node()
     finally:
         rclpy.shutdown()
+
+
+@pytest.mark.parametrize("name, value, reason", [
+    ("image_size", 100, "out of range"), ("image_size", 150, "multiple of 32"), ("image_size", "big", "INTEGER"),
+    ("mode", "follow", "not one of: track, image")])
+def test_a_node_built_with_an_invalid_parameter_raises_naming_it_and_leaves_nothing_behind(
+        checkpoint, name, value, reason):
+    """A library user gets the reason; the half-built node is destroyed, so the context shuts down cleanly."""
+    rclpy.init()
+    try:
+        with pytest.raises(InvalidParameters, match=reason) as refused:
+            Sam2SegmenterNode(parameter_overrides=[Parameter("checkpoint", value=checkpoint),
+                                                   Parameter(name, value=value)])
+        assert name in str(refused.value)
+    finally:
+        rclpy.shutdown()  # destroyed whatever was left of the node: it raised AttributeError here before
 
 
 def test_parameters_are_validated_at_run_time(running):

@@ -1,6 +1,6 @@
 """The settings as ROS parameters: descriptors that `ros2 param describe` shows, and answers to a change."""
 from sam2_ros.core.settings import PARAMS
-from sam2_ros.ros.params import descriptor, refuse_or_accept
+from sam2_ros.ros.params import descriptor, refuse_or_accept, unknown_parameters
 
 
 def test_every_descriptor_carries_its_parameters_description_and_read_only_flag():
@@ -28,3 +28,11 @@ def test_a_refused_change_carries_the_reason_and_an_accepted_one_none():
     assert not refused.successful and refused.reason == "max_objects must be at least 1"
     accepted = refuse_or_accept(None)
     assert accepted.successful and accepted.reason == ""
+
+
+def test_start_up_parameters_the_node_lacks_are_named_with_the_likely_one_meant():
+    declared = {"image_size", "use_sim_time"}.__contains__
+    assert unknown_parameters(["zzz", "image_size", "imag_size", "use_sim_time"], declared) == (
+        "'imag_size' is not a parameter of this node (did you mean 'image_size'?); "
+        "'zzz' is not a parameter of this node")
+    assert unknown_parameters(["image_size"], declared) == ""

@@ -17,6 +17,7 @@ from rclpy.signals import SignalHandlerOptions
 
 from sam2_ros.core import settings as S
 from sam2_ros.ros.node import Sam2SegmenterNode
+from sam2_ros.ros.params import InvalidParameters
 from sam2_ros.ros.process import ProcessTuning
 
 
@@ -59,7 +60,7 @@ def usage() -> str:
 
 
 def main(args: list[str] | None = None) -> int:
-    """Spin the node until Ctrl-C, SIGTERM or a lifecycle shutdown, then exit 0.
+    """Spin the node until Ctrl-C, SIGTERM or a lifecycle shutdown, then exit 0 (1: a parameter given is invalid).
 
     The process owns the signals: on Ctrl-C the worker stops before the ROS context goes,
     so no frame in flight publishes on a dead context.
@@ -80,6 +81,9 @@ def main(args: list[str] | None = None) -> int:
                 node = Sam2SegmenterNode(tuning=tuning)
                 executor.add_node(node)
                 spin(executor, until=lambda: stop.is_set() or node.finished.is_set())
+            except InvalidParameters as error:  # one line that says what to fix, no traceback
+                rclpy.logging.get_logger("sam2_segmenter_node").error(str(error))
+                return 1
             finally:
                 if node is not None:
                     node.stop("node exiting")

@@ -17,6 +17,7 @@ import itertools
 import threading
 
 from rcl_interfaces.msg import SetParametersResult
+from rclpy.exceptions import ParameterException
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 
 from sam2_ros.core import settings as S
@@ -30,7 +31,7 @@ from sam2_ros.ros.depth import DepthInput
 from sam2_ros.ros.diagnostics import Counts, Diagnostics
 from sam2_ros.ros.inputs import Inputs
 from sam2_ros.ros.outputs import Outputs
-from sam2_ros.ros.params import descriptor, refuse_or_accept
+from sam2_ros.ros.params import InvalidParameters, descriptor, refuse_or_accept, unknown_parameters
 from sam2_ros.ros.process import ProcessTuning
 from sam2_ros.ros.requests import Requests
 from sam2_ros.ros.worker import Worker
@@ -46,9 +47,6 @@ class Sam2SegmenterNode(LifecycleNode):
     def __init__(self, *, tuning: ProcessTuning | None = None, **kwargs) -> None:
         super().__init__("sam2_segmenter_node", **kwargs)
         self._tuning = tuning
-        for param in S.PARAMS:
-            self.declare_parameter(param.name, param.default, descriptor(param))
-        self.add_on_set_parameters_callback(self._on_set_parameters)
         self.finished = threading.Event()  # set by the shutdown transition: the process should exit
         self._config: S.NodeConfig | None = None  # replaced whole, never changed: each frame takes one
         self._admitting = threading.Lock()
@@ -64,7 +62,17 @@ class Sam2SegmenterNode(LifecycleNode):
         self._delivery: Delivery | None = None
         self._worker: Worker | None = None
         self._timer = None
-        if self.config().lifecycle.autostart:
+        try:  # the values given at start-up: by rclpy against each descriptor, then every rule of the settings
+            for param in S.PARAMS:
+                self.declare_parameter(param.name, param.default, descriptor(param))
+            autostart = self.config().lifecycle.autostart
+        except (ParameterException, ValueError) as error:
+            self.destroy_node()  # whoever gets the error has no node to destroy
+            raise InvalidParameters.from_error(error) from None
+        self.add_on_set_parameters_callback(self._on_set_parameters)
+        if unknown := unknown_parameters(getattr(self, "_parameter_overrides", {}), self.has_parameter):
+            self.get_logger().warning(f"ignored: {unknown}")
+        if autostart:
             if self.trigger_configure() == TransitionCallbackReturn.SUCCESS:
                 self.trigger_activate()
 

@@ -162,6 +162,21 @@ def test_an_invalid_start_up_parameter_ends_the_process_with_exit_code_1_and_one
         process.kill()
 
 
+@pytest.mark.parametrize("given, reason", [
+    (("--params-file", "/nonexistent/sam2.yaml"), "Couldn't parse params file: '--params-file /nonexistent/sam2.yaml'"),
+    (("-p", "checkpoint"), "Couldn't parse parameter override rule: '-p checkpoint'"),
+])
+def test_a_parameter_file_or_rule_ros_cannot_read_ends_the_process_with_exit_code_1_and_one_line(given, reason):
+    process = start(*given)
+    try:
+        lines = wait_for_line(process, "cannot start ROS")
+        code, rest = output_until_exit(process)
+        assert code == 1 and reason in lines[-1]
+        assert "Traceback" not in "".join(lines) + rest, "".join(lines) + rest
+    finally:
+        process.kill()
+
+
 def test_a_misspelt_start_up_parameter_is_named_with_the_one_meant_and_the_node_stays_up(checkpoint):
     """Undeclared overrides are dropped by rclpy without a word: imag_size:=512 would leave the default running."""
     process = start("-p", f"checkpoint:={checkpoint}", "-p", "imag_size:=512", "-p", "autostart:=false")

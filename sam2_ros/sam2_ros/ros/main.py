@@ -70,7 +70,11 @@ def main(args: list[str] | None = None) -> int:
     if {"-h", "--help"} & set(own):
         print(usage())
         return 0
-    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
+    try:
+        rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
+    except RuntimeError as error:  # rcl's: a parameter file or --ros-args rule it cannot read
+        print(f"sam2_segmenter_node: cannot start ROS: {error}", file=sys.stderr)
+        return 1
     stop = threading.Event()
     previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
     node = None

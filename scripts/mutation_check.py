@@ -446,6 +446,10 @@ MUTATIONS = [
      "test/test_main.py -k invalid_start_up", "an invalid start-up parameter ends the process with exit code 0"),
     ("sam2_ros/ros/node.py", 'self.get_logger().warning(f"ignored: {unknown}")', "pass",
      "test/test_main.py -k misspelt", "a misspelt start-up parameter dropped without a word"),
+    ("sam2_ros/tools/replay.py",
+     "return Interrupted(_received[0]) if _received and not isinstance(error, Interrupted) else error",
+     "return error", "test/test_replay.py -k inside_rclpys",
+     "a signal taken inside rclpy's deserialisation reported as a corrupt message"),
 ]
 
 

@@ -3,12 +3,14 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 import cv2
 import numpy as np
 import pytest
 import rclpy
+from sensor_msgs.msg import Image
 
 from bagkit import (
     FRAMES,
@@ -21,6 +23,7 @@ from bagkit import (
     with_a_corrupt_message,
     with_stamps,
 )
+from sam2_ros.tools import replay as replay_module
 from sam2_ros.tools.bags import BagError
 from sam2_ros.tools.make_sample_bag import COMPRESSED_TOPIC, IMAGE_TOPIC, PROMPT_TOPIC, TRUTH_TOPIC, make_sample_bag
 from sam2_ros.tools.render_bag import main as render
@@ -259,3 +262,39 @@ def test_sigterm_ends_replay_as_ctrl_c_does_with_a_readable_output_bag(tmp_path,
     assert "Traceback" not in stderr and "output bag (up to the signal)" in stdout
     assert 0 < len(messages(tmp_path / "out")[IMAGE_TOPIC]) < 60
 
+
+
+def test_sigterm_taken_inside_rclpys_deserialisation_still_ends_replay_as_sigterm(tmp_path, node, monkeypatch, capsys):
+    """A signal's exception raised while deserialize_message builds a message comes out of pybind11 as a TypeError.
+
+    Seen in CI: "message 130 of 361 ... is corrupt: TypeError: Unable to convert function return value"
+    and exit code 2. Here the handler main() installed runs inside the 4th frame's real deserialisation,
+    as a SIGTERM taken there does.
+    """
+    bag = make_sample_bag(tmp_path / "sample", frames=FRAMES)
+    real_init, real_deserialize, inside, frames = Image.__init__, replay_module.deserialize_message, [], []
+
+    def deserialize(raw, kind):
+        inside.append(kind)
+        try:
+            return real_deserialize(raw, kind)
+        finally:
+            inside.pop()
+
+    def init(self, **fields):
+        if inside == [Image] and threading.current_thread() is threading.main_thread():
+            frames.append(self)
+            if len(frames) == 4:
+                signal.getsignal(signal.SIGTERM)(signal.SIGTERM, None)
+        real_init(self, **fields)
+    monkeypatch.setattr(replay_module, "deserialize_message", deserialize)
+    monkeypatch.setattr(Image, "__init__", init)
+    rclpy.shutdown()  # main() owns the ROS context, as in a process of its own
+    try:
+        code = replay_module.main([str(bag), "--out", str(tmp_path / "out")])
+    finally:
+        rclpy.init()  # the fixture's again
+    assert code == 128 + signal.SIGTERM
+    out, err = capsys.readouterr()
+    assert "stopped by SIGTERM" in err and "corrupt" not in err and "output bag (up to the signal)" in out
+    assert not replay_module._received, "main() leaves no signal behind for the next run in this process"

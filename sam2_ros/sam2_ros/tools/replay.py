@@ -102,8 +102,22 @@ class Interrupted(KeyboardInterrupt):
         self.signum = signum
 
 
+_received: list[int] = []  # the signals main()'s handler took: their exception may not come out as raised
+
+
 def _interrupt(signum: int, _frame) -> None:
+    _received.append(signum)
     raise Interrupted(signum)
+
+
+def _as_interruption(error: BaseException) -> BaseException:
+    """Return the Interrupted of a signal taken meanwhile, whatever `error` it came out as; else `error`.
+
+    A signal's exception raised while a compiled call runs Python code comes out of it as another
+    error: from rclpy's deserialize_message as "TypeError: Unable to convert function return value"
+    (about half of the signals sent during a call; seen in CI as a "corrupt" message).
+    """
+    return Interrupted(_received[0]) if _received and not isinstance(error, Interrupted) else error
 
 
 STEP_NS = 1_000_000  # a shifted frame is stamped this long after the frame before it
@@ -506,9 +520,13 @@ def replay(bag: Path, out: Path, image_topic: str = "/camera/image_raw", prompt_
                 else:
                     play.prompt(topic, msgtype, msg, raw, position)
             play.release(lambda _: play.stamps.shift_ns)
-        except (CorruptBag, Interrupted) as error:
-            error.summary = summary  # what was replayed before it, for the caller's report
-            raise
+        except BaseException as error:
+            stopped = _as_interruption(error)
+            if isinstance(stopped, (CorruptBag, Interrupted)):
+                stopped.summary = summary  # what was replayed before it, for the caller's report
+            if stopped is error:
+                raise
+            raise stopped from None
         finally:  # also after a corrupt message or a signal: the answers to what was sent are recorded
             if play.newest is not None and not isinstance(sys.exc_info()[1], Interrupted):
                 replayer.wait_answer(play.newest[0], 1, play.newest[1], timeout)  # the last frame's, or its refusal
@@ -560,6 +578,15 @@ def check_arguments(args: argparse.Namespace) -> None:
             args.out.unlink()
 
 
+def _stopped(stop: Interrupted, out: Path) -> int:
+    """Report a run ended by a signal; the exit code a shell gives a process that signal ended."""
+    if stop.summary is not None:
+        print(stop.summary.table())
+    print(f"output bag (up to the signal): {out}")
+    print(f"sam2_replay: stopped by {signal.Signals(stop.signum).name}", file=sys.stderr)
+    return 128 + stop.signum
+
+
 def main(argv: list[str] | None = None) -> int:
     """Command line: sam2_replay BAG --out OUT [--rate R] [topics]."""
     parser = argparse.ArgumentParser(description=__doc__)
@@ -588,17 +615,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"sam2_replay: {error}", file=sys.stderr)
         return 2
     rclpy.init(signal_handler_options=SignalHandlerOptions.NO)  # SIGINT and SIGTERM end the run alike
+    _received.clear()
     previous = {sig: signal.signal(sig, _interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         summary = replay(args.bag, args.out, args.image_topic, args.prompt_topic, args.truth_topic, args.node,
                          args.rate, args.storage, args.timeout, depth_topic=args.depth_topic,
                          centroid_topic=args.centroid_topic, keep_stamps=args.keep_stamps)
     except Interrupted as stop:
-        if stop.summary is not None:
-            print(stop.summary.table())
-        print(f"output bag (up to the signal): {args.out}")
-        print(f"sam2_replay: stopped by {signal.Signals(stop.signum).name}", file=sys.stderr)
-        return 128 + stop.signum
+        return _stopped(stop, args.out)
     except CorruptBag as error:
         if error.summary is not None:
             print(error.summary.table())
@@ -608,9 +632,14 @@ def main(argv: list[str] | None = None) -> int:
     except BagError as error:
         print(f"sam2_replay: {error}", file=sys.stderr)
         return 2
+    except Exception as error:  # a signal's exception that came out of a compiled call as another error
+        if (stop := _as_interruption(error)) is error:
+            raise
+        return _stopped(stop, args.out)
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+        _received.clear()
         rclpy.try_shutdown()
     print(summary.table())
     print(f"output bag: {args.out}")

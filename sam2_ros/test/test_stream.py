@@ -1,4 +1,6 @@
 """The stream suite's camera schedule and its figures, worked by hand on a few frames."""
+import os
+
 import pytest
 import rclpy
 
@@ -81,17 +83,20 @@ def test_the_segment_everything_run_compares_intervals_before_the_call_with_thos
 
 
 def test_the_hung_viewer_subscribes_to_every_output_of_the_node_as_rviz_would():
-    """Else the hung-viewer run would stop a process that the node never sends anything to."""
+    """Else the hung-viewer run would stop a process that the node never sends anything to.
+
+    The node has a name of its own: other tests' nodes in this ROS domain are sam2_segmenter_node.
+    """
+    name = f"sam2_viewer_test_{os.getpid()}"
     rclpy.init()
-    node = rclpy.create_node("sam2_segmenter_node")
+    node = rclpy.create_node(name)
     outputs = Outputs(node, S.NodeConfig().changed(depth=True))
-    viewer = listener("/sam2_segmenter_node")
+    viewer = listener(f"/{name}")
     try:
-        published = [topic for topic, types in node.get_publisher_names_and_types_by_node("sam2_segmenter_node", "/")
-                     if topic.startswith("/sam2_segmenter_node/")
-                     and not types[0].startswith("vision_msgs/")]  # RViz shows no vision_msgs
-        assert {"/sam2_segmenter_node/result", "/sam2_segmenter_node/overlay"} <= set(published)
-        wait_until(lambda: all(node.count_subscribers(topic) for topic in published), 60, "the viewer on every output")
+        published = [p for p in node.publishers if p.topic_name.startswith(f"/{name}/")
+                     and not p.msg_type.__module__.startswith("vision_msgs")]  # RViz shows no vision_msgs
+        assert {f"/{name}/result", f"/{name}/overlay", f"/{name}/points"} <= {p.topic_name for p in published}
+        wait_until(lambda: all(p.get_subscription_count() for p in published), 60, "the viewer on every output")
     finally:
         viewer.kill()
         viewer.wait()

@@ -1,11 +1,14 @@
 """A frame's outputs: timing fields in the units the message states, and nothing sent under another frame's header."""
+import math
 import time
 
 import numpy as np
 import pytest
+from rclpy.parameter import Parameter
 from rclpy.time import Duration
+from rosgraph_msgs.msg import Clock
 
-from rosharness import Running, add, box_prompt, header
+from rosharness import Running, add, box_prompt, header, wait_until
 from sam2_ros.core.encoding import EncodedFrame
 from sam2_ros.core.frames import RecentFrame
 from sam2_ros.ros.results import FrameMismatch
@@ -35,6 +38,29 @@ def test_timing_fields_are_milliseconds_as_a_wall_clock_outside_the_node_measure
     assert 1.0 < result.encode_ms and 0.5 < result.decode_ms and 0.0 < result.postprocess_ms
     assert result.encode_ms + result.decode_ms + result.postprocess_ms < round_trip_ms
     assert 250.0 <= result.latency_ms <= 250.0 + round_trip_ms + 50.0  # 50 ms: the clocks' reads apart
+
+
+def test_under_sim_time_latency_is_on_the_bag_clock_and_unknown_before_its_first_clock_message(running):
+    """A bag replayed with use_sim_time: latency reads /clock; before any /clock it is NaN, not -stamp."""
+    images, _ = pan_clip(1)
+    clock = running.peer.node.create_publisher(Clock, "/clock", 10)
+    running.node.set_parameters([Parameter("use_sim_time", value=True)])
+    try:
+        wait_until(lambda: running.node.get_clock().ros_time_is_active, 10, "sim time on the node's clock")
+        counted = len(running.node.counts().latency_ms)
+        running.peer.publish_rgb(images[0], header(500))
+        assert math.isnan(running.peer.result_for(header(500)).latency_ms)  # the clock reads 0: not 0 - 500 s
+        assert len(running.node.counts().latency_ms) == counted  # nor counted in /diagnostics' percentiles
+
+        clock.publish(Clock(clock=header(1000).stamp))  # sim time stands still at 1000 s until the next /clock
+        wait_until(lambda: running.node.get_clock().now().nanoseconds == 1000 * 10**9, 10, "the /clock message")
+        running.peer.publish_rgb(images[0], header(999, 750_000_000))
+        assert running.peer.result_for(header(999, 750_000_000)).latency_ms == 250.0
+        latencies = running.node.counts().latency_ms
+        assert len(latencies) == counted + 1 and latencies[-1] == 250.0
+    finally:
+        running.node.set_parameters([Parameter("use_sim_time", value=False)])
+        running.peer.node.destroy_publisher(clock)
 
 
 def test_a_result_built_for_another_frame_is_withheld_and_nothing_is_published(running):

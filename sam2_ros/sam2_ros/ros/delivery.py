@@ -6,6 +6,7 @@ is here, off the model's thread; frames go out in the order SAM 2 processed them
 """
 from __future__ import annotations
 
+import math
 import queue
 import threading
 import time
@@ -86,8 +87,8 @@ class Delivery:
         scene = parcel.builder.scene or self._scene(frame, config, 0.0 if self._hurry.is_set() else parcel.deadline)
         result = self._outputs.publish(frame, parcel.objects, config, parcel.builder, scene, **parcel.timings)
         if parcel.model_ms is not None:
-            self._diagnostics.stats.frame_done(parcel.model_ms, result.latency_ms if frame.stamp_ns else None,
-                                               scene is not None)
+            known = frame.stamp_ns and not math.isnan(result.latency_ms)
+            self._diagnostics.stats.frame_done(parcel.model_ms, result.latency_ms if known else None, scene is not None)
         return result
 
     def scene_now(self, stamp: int, image_hw: tuple[int, int], config: S.NodeConfig) -> DepthScene | None:

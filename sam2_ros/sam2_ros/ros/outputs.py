@@ -6,6 +6,7 @@ is never published under two settings; what nobody subscribes to is not built.
 """
 from __future__ import annotations
 
+import math
 import os
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -82,7 +83,8 @@ class Outputs:
                                 f"of a {hw[1]}x{hw[0]} frame: withheld")
         result.postprocess_ms = (time.perf_counter() - start) * 1e3
         if frame.stamp_ns:
-            result.latency_ms = (self._node.get_clock().now().nanoseconds - frame.stamp_ns) / 1e6
+            now = self._node.get_clock().now().nanoseconds  # 0: sim time before its first /clock message
+            result.latency_ms = (now - frame.stamp_ns) / 1e6 if now else math.nan
         self._pubs["result"].publish(result)
         cloud = self._pool.submit(self._cloud, builder, frame, config, scene)  # beside the images
         if self.subscribers("mask"):

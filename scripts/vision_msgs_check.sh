@@ -13,22 +13,14 @@ package=$source_dir
 [ -f "$package/msg/Detection2DArray.msg" ] || { echo "no vision_msgs package in $source_dir" >&2; exit 2; }
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 workspace=$root/build/vision_msgs_ws
-mkdir -p "$workspace/src"
-ln -sfn "$package" "$workspace/src/vision_msgs"
-
-source "$root/.venv/bin/activate"
-bash "$root/scripts/fix_ros_wheel_paths.sh" "$root/.venv/bin/python"
-(cd "$workspace" && CMAKE_PREFIX_PATH=$VIRTUAL_ENV AMENT_PREFIX_PATH=$VIRTUAL_ENV \
-  colcon build --cmake-args -DBUILD_TESTING=OFF --event-handlers console_cohesion- summary+)
+source "$root/scripts/build_beside.sh"
+build_beside "$workspace" "$package"
 set +u  # colcon's setup scripts read unset variables
 source "$root/install/setup.bash"
 source "$workspace/install/setup.bash"
 set -u
 export ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST
-cd "$root/sam2_ros"
-# every test that needs vision_msgs must run: a skip here is a failure
-report=$workspace/pytest.txt
-python -m pytest -q -p no:cacheprovider -rs test/test_vision.py test/test_node_guarantees.py -k "vision or detect or real" \
-  | tee "$report"
-if grep -q "skipped" "$report"; then echo "vision_msgs tests were skipped" >&2; exit 1; fi
+# every test that needs vision_msgs must run
+run_unskipped "$workspace/pytest.txt" vision_msgs test/test_vision.py test/test_node_guarantees.py \
+  -k "vision or detect or real"
 echo "vision_msgs tests passed against $package"

@@ -455,6 +455,10 @@ MUTATIONS = [
     ("sam2_ros/ros/delivery.py", "known = frame.stamp_ns and not math.isnan(result.latency_ms)",
      "known = frame.stamp_ns", "test/test_outputs.py -k sim_time",
      "an unknown (NaN) latency counted in /diagnostics' percentiles"),
+    ("sam2_ros/ros/diagnostics.py",
+     "self._name = node.get_fully_qualified_name() if fully_qualified else node.get_name()",
+     "self._name = node.get_name()", "test/test_node.py -k two_nodes",
+     "diagnostic_updater.use_fqn ignored: two namespaced nodes' statuses share one name"),
 ]
 
 

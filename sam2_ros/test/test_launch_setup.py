@@ -76,7 +76,8 @@ def test_the_parameter_file_applies_under_a_namespace(checkpoint, tmp_path):
     shipped = Path(get_package_share_directory("sam2_ros")) / "config" / "sam2_segmenter.yaml"
     params = yaml.safe_load(shipped.read_text())
     assert list(params) == ["/**"]
-    params["/**"]["ros__parameters"].update(image_qos="reliable", max_prompt_points=7)  # not the defaults
+    params["/**"]["ros__parameters"].update(image_qos="reliable", max_prompt_points=7,  # not the defaults
+                                            diagnostic_updater={"use_fqn": True})
     mine = tmp_path / "left.yaml"
     mine.write_text(yaml.safe_dump(params))
     process = start("-r", "__ns:=/left", "--params-file", str(mine), "-p", f"checkpoint:={checkpoint}",
@@ -87,10 +88,12 @@ def test_the_parameter_file_applies_under_a_namespace(checkpoint, tmp_path):
         peer = rclpy.create_node("reader")
         client = peer.create_client(GetParameters, "/left/sam2_segmenter_node/get_parameters")
         assert client.wait_for_service(timeout_sec=30), "the node serves no parameters"
-        future = client.call_async(GetParameters.Request(names=["image_qos", "max_prompt_points", "image_size"]))
+        future = client.call_async(GetParameters.Request(names=["image_qos", "max_prompt_points", "image_size",
+                                                                "diagnostic_updater.use_fqn"]))
         wait_until(lambda: rclpy.spin_once(peer, timeout_sec=0.05) or future.done(), 30, "the parameters")
         values = future.result().values
-        assert (values[0].string_value, values[1].integer_value, values[2].integer_value) == ("reliable", 7, 256)
+        assert (values[0].string_value, values[1].integer_value, values[2].integer_value, values[3].bool_value) \
+            == ("reliable", 7, 256, True)
         peer.destroy_node()
     finally:
         rclpy.shutdown()

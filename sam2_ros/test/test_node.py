@@ -568,9 +568,13 @@ def test_in_track_mode_a_prompt_for_an_older_frame_of_the_same_size_answers_with
 def test_two_nodes_in_one_process_track_their_own_cameras_and_one_going_leaves_the_other_tracking(checkpoint):
     """Two cameras' nodes composed in one process on one executor: objects, ids and results stay each node's."""
     rclpy.init()
-    params = [Parameter(k, value=v) for k, v in {"checkpoint": checkpoint, "device": "cpu", "image_size": 256}.items()]
+    params = [Parameter(k, value=v) for k, v in {"checkpoint": checkpoint, "device": "cpu", "image_size": 256,
+                                                 "diagnostic_updater.use_fqn": True}.items()]
     nodes = {ns: Sam2SegmenterNode(namespace=ns, parameter_overrides=params) for ns in ("front", "wrist")}
     peers = {ns: Peer(f"/{ns}{NODE}", f"/{ns}/image", name=f"{ns}_peer") for ns in nodes}
+    statuses = set()
+    peers["front"].node.create_subscription(DiagnosticArray, "/diagnostics",
+                                            lambda msg: statuses.update(s.name for s in msg.status), 10)
     executor, stopping = MultiThreadedExecutor(num_threads=6), threading.Event()
     for node in [*nodes.values(), *(peer.node for peer in peers.values())]:
         executor.add_node(node)
@@ -590,6 +594,9 @@ def test_two_nodes_in_one_process_track_their_own_cameras_and_one_going_leaves_t
             front, wrist = (peers[ns].result_for(header(t)) for ns in ("front", "wrist"))
             assert [(o.object_id, o.label) for o in front.objects] == [(1, "cup")]
             assert [(o.object_id, o.label) for o in wrist.objects] == [(1, "tool")]
+        # told apart on /diagnostics too: both would be "sam2_segmenter_node: processing" by name alone
+        wait_until(lambda: {"/front/sam2_segmenter_node: processing", "/wrist/sam2_segmenter_node: processing"}
+                   <= statuses, 10, "both nodes' /diagnostics statuses")
         wrist_node = nodes.pop("wrist")
         wrist_node.trigger_deactivate()
         wrist_node.trigger_cleanup()

@@ -9,15 +9,28 @@ from sam2_ros.core.settings import DEFAULTS, PARAMS, SECTIONS, NodeConfig
 YAML = Path(__file__).resolve().parents[1] / "config" / "sam2_segmenter.yaml"
 
 
+def flattened(tree: dict, prefix: str = "") -> dict:
+    """Parameters as ROS reads a parameter file: nested keys joined by dots (diagnostic_updater.use_fqn)."""
+    flat = {}
+    for key, value in tree.items():
+        flat.update(flattened(value, f"{prefix}{key}.") if isinstance(value, dict) else {f"{prefix}{key}": value})
+    return flat
+
+
+def shipped() -> dict:
+    return flattened(yaml.safe_load(YAML.read_text())["/**"]["ros__parameters"])
+
+
 def test_yaml_defaults_equal_the_declared_defaults():
-    assert yaml.safe_load(YAML.read_text())["/**"]["ros__parameters"] == DEFAULTS
+    assert shipped() == DEFAULTS
+    assert shipped()["diagnostic_updater.use_fqn"] is False  # nested in the file, as diagnostic_updater users write it
 
 
 def test_every_parameter_has_a_description_and_belongs_to_exactly_one_section():
     assert all(param.description for param in PARAMS)
     names = [param.name for section in SECTIONS.values() for param in section.params()]
     assert len(names) == len(set(names))
-    assert set(names) == set(yaml.safe_load(YAML.read_text())["/**"]["ros__parameters"])
+    assert set(names) == set(shipped())
 
 
 def test_a_section_field_reads_the_value_given_under_its_ros_name():

@@ -192,6 +192,10 @@ class OutputParams(Section):
     mask_encoding: str = param("mask_encoding", "mono8", "label image: mono8 (ids up to 255) or 16UC1",
                                choices=tuple(MAX_LABEL))
     publish_overlay: bool = param("publish_overlay", True, "publish ~/overlay while someone subscribes")
+    diagnostics_fqn: bool = param("diagnostic_updater.use_fqn", False, "name the /diagnostics status by the "
+                                  "node's namespace and name (/front/sam2_segmenter_node: processing), as "
+                                  "diagnostic_updater does with this parameter; false: by its name alone",
+                                  read_only=True)
 
     @property
     def max_label(self) -> int:

@@ -154,8 +154,9 @@ def status(name: str, counts: Counts, *, device: str, objects: int, queued: int,
 class Diagnostics:
     """The /diagnostics publisher, and the one place refusals and failures are counted and logged."""
 
-    def __init__(self, node):
+    def __init__(self, node, fully_qualified: bool = False):
         self._node = node
+        self._name = node.get_fully_qualified_name() if fully_qualified else node.get_name()
         self.stats = Stats()
         self._publisher = node.create_publisher(DiagnosticArray, "/diagnostics", 10)
 
@@ -178,7 +179,7 @@ class Diagnostics:
             self.fail(f"request failed: {type(error).__name__}: {error}")
 
     def publish(self, **context) -> None:
-        array = DiagnosticArray(status=[status(self._node.get_name(), self.stats.snapshot(), **context)])
+        array = DiagnosticArray(status=[status(self._name, self.stats.snapshot(), **context)])
         array.header.stamp = self._node.get_clock().now().to_msg()
         self._publisher.publish(array)
 

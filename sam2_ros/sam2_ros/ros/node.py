@@ -135,7 +135,7 @@ class Sam2SegmenterNode(LifecycleNode):
             self._config = config
         self._queue.set_limits(config.requests.max_queued, config.requests.per_frame)
         self.depth.set_window(config.depth.window_s)
-        self.diagnostics = Diagnostics(self)
+        self.diagnostics = Diagnostics(self, config.output.diagnostics_fqn)
         self.outputs = Outputs(self, config)
         self._delivery = Delivery(self, self.outputs, self.depth, self.diagnostics)
         self._worker = Worker(self, self._queue, self.session, self.outputs, self._delivery, self.diagnostics,

@@ -453,11 +453,11 @@ MUTATIONS = [
     ("sam2_ros/ros/outputs.py", "/ 1e6 if now else math.nan", "/ 1e6",
      "test/test_outputs.py -k sim_time", "latency before the first /clock published as minus the stamp"),
     ("sam2_ros/ros/delivery.py", "known = frame.stamp_ns and not math.isnan(result.latency_ms)",
-     "known = frame.stamp_ns", "test/test_outputs.py -k sim_time",
+     "known = frame.stamp_ns", "test/test_delivery.py -k unknown",
      "an unknown (NaN) latency counted in /diagnostics' percentiles"),
     ("sam2_ros/ros/diagnostics.py",
      "self._name = node.get_fully_qualified_name() if fully_qualified else node.get_name()",
-     "self._name = node.get_name()", "test/test_node.py -k two_nodes",
+     "self._name = node.get_name()", "test/test_diagnostics.py -k use_fqn",
      "diagnostic_updater.use_fqn ignored: two namespaced nodes' statuses share one name"),
 ]
 

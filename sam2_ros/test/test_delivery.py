@@ -22,3 +22,20 @@ def test_a_caller_whose_result_cannot_be_published_is_told_so_and_the_object_liv
     running.peer.publish_rgb(image, header(401))
     (obj,) = running.peer.result_for(header(401)).objects
     assert obj.object_id == 1, "the object is tracked on the next frame"
+
+
+def test_a_frame_whose_latency_is_unknown_is_counted_as_processed_but_not_in_the_latency_percentiles(running):
+    """Sim time before its first /clock: the node's clock reads 0, so the frame has no latency to count."""
+    from rclpy.parameter import Parameter
+
+    image = photo("coffee")
+    running.peer.publish_rgb(image, header(410))
+    running.peer.result_for(header(410))
+    before = wait_until(lambda: (c := running.node.counts()).processed and c, 10, "the first frame counted")
+    running.node.set_parameters([Parameter("use_sim_time", value=True)])  # no /clock published in this test
+    wait_until(lambda: running.node.get_clock().ros_time_is_active, 10, "sim time on the node's clock")
+    running.peer.publish_rgb(image, header(411))
+    running.peer.result_for(header(411))
+    after = wait_until(lambda: (c := running.node.counts()).processed == before.processed + 1 and c, 10,
+                       "the second frame counted")
+    assert after.latency_ms == before.latency_ms  # the frame before's latency, nothing for this one

@@ -75,3 +75,41 @@ def test_counters_written_by_many_threads_lose_nothing_and_a_snapshot_is_a_copy(
     assert snapshot.received == 4000 and snapshot.rejected == 4000 and snapshot.refused["bad prompt"] == 4000
     snapshot.refused["bad prompt"] = 0
     assert stats.snapshot().refused["bad prompt"] == 4000
+
+
+
+def test_the_status_is_named_by_the_node_name_or_with_diagnostic_updater_use_fqn_by_its_namespace_too():
+    """Two cameras' nodes in namespaces front and wrist: only the fully qualified name tells them apart."""
+    import os
+    import time
+
+    import rclpy
+    from diagnostic_msgs.msg import DiagnosticArray
+    from rclpy.executors import SingleThreadedExecutor
+
+    from sam2_ros.ros.diagnostics import Diagnostics
+
+    context = rclpy.Context()
+    rclpy.init(context=context)
+    executor = SingleThreadedExecutor(context=context)
+    try:
+        front = f"front{os.getpid()}"  # other tests' nodes publish on /diagnostics in this ROS domain too
+        node = rclpy.create_node("sam2_segmenter_node", namespace=front, context=context)
+        reader = rclpy.create_node(f"diagnostics_reader_{os.getpid()}", context=context)
+        names = set()
+        reader.create_subscription(DiagnosticArray, "/diagnostics",
+                                   lambda msg: names.update(s.name for s in msg.status), 10)
+        executor.add_node(reader)
+        by_name, fully_qualified = Diagnostics(node), Diagnostics(node, fully_qualified=True)
+        wanted = {"sam2_segmenter_node: processing", f"/{front}/sam2_segmenter_node: processing"}
+        deadline = time.monotonic() + 30
+        while not wanted <= names and time.monotonic() < deadline:
+            for diagnostics in (by_name, fully_qualified):
+                diagnostics.publish(device="cpu", objects=0, queued=0, depth=False, discovery=False)
+            executor.spin_once(timeout_sec=0.1)
+        assert wanted <= names, names
+        executor.shutdown()
+        reader.destroy_node()
+        node.destroy_node()
+    finally:
+        rclpy.shutdown(context=context)

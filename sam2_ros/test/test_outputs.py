@@ -40,6 +40,20 @@ def test_timing_fields_are_milliseconds_as_a_wall_clock_outside_the_node_measure
     assert 250.0 <= result.latency_ms <= 250.0 + round_trip_ms + 50.0  # 50 ms: the clocks' reads apart
 
 
+def steady_counts(running):
+    """The node's counters once two reads 0.3 s apart agree (a frame is counted just after its result goes out)."""
+    def unchanged():
+        first = running.node.counts()
+        time.sleep(0.3)
+        return first if running.node.counts() == first else None
+    return wait_until(unchanged, 10, "the counters to settle")
+
+
+def counted_frame(running, processed: int):
+    return wait_until(lambda: (c := running.node.counts()).processed == processed and c, 10,
+                      f"frame {processed} counted")
+
+
 def test_under_sim_time_latency_is_on_the_bag_clock_and_unknown_before_its_first_clock_message(running):
     """A bag replayed with use_sim_time: latency reads /clock; before any /clock it is NaN, not -stamp."""
     images, _ = pan_clip(1)
@@ -47,17 +61,17 @@ def test_under_sim_time_latency_is_on_the_bag_clock_and_unknown_before_its_first
     running.node.set_parameters([Parameter("use_sim_time", value=True)])
     try:
         wait_until(lambda: running.node.get_clock().ros_time_is_active, 10, "sim time on the node's clock")
-        counted = len(running.node.counts().latency_ms)
+        settled = steady_counts(running)  # the earlier tests' frames all counted
         running.peer.publish_rgb(images[0], header(500))
         assert math.isnan(running.peer.result_for(header(500)).latency_ms)  # the clock reads 0: not 0 - 500 s
-        assert len(running.node.counts().latency_ms) == counted  # nor counted in /diagnostics' percentiles
+        counts = counted_frame(running, settled.processed + 1)  # counted after its result is out
+        assert counts.latency_ms == settled.latency_ms  # nor counted in /diagnostics' percentiles
 
         clock.publish(Clock(clock=header(1000).stamp))  # sim time stands still at 1000 s until the next /clock
         wait_until(lambda: running.node.get_clock().now().nanoseconds == 1000 * 10**9, 10, "the /clock message")
         running.peer.publish_rgb(images[0], header(999, 750_000_000))
         assert running.peer.result_for(header(999, 750_000_000)).latency_ms == 250.0
-        latencies = running.node.counts().latency_ms
-        assert len(latencies) == counted + 1 and latencies[-1] == 250.0
+        assert counted_frame(running, settled.processed + 2).latency_ms == [*settled.latency_ms, 250.0]
     finally:
         running.node.set_parameters([Parameter("use_sim_time", value=False)])
         running.peer.node.destroy_publisher(clock)

@@ -27,7 +27,7 @@ for p in manylinux1 manylinux2014 manylinux_2_17 manylinux_2_24 manylinux_2_27 m
 done
 .venv/bin/python -m pip download -q --only-binary=:all: --python-version "$version" --implementation cp \
   --abi "$tag" --abi abi3 --abi none "${platforms[@]}" --platform any --find-links "$out" -d "$out" \
-  -r requirements/ros.txt -r requirements/lark.txt hydra-core==1.3.8 'rosbags>=0.10'
+  -r requirements/ros.txt -r requirements/lark.txt hydra-core==1.3.8 'rosbags>=0.10' 'psutil>=5.9'
 # timm without what it needs (PyTorch and the hub client are the machine's): EdgeTAM's encoder names
 .venv/bin/python -m pip download -q --no-deps --only-binary=:all: -d "$out" timm==1.0.15
 rm -f "$out"/numpy-*.whl

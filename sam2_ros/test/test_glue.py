@@ -6,8 +6,7 @@ import rclpy
 from conftest import bench_suite
 from sam2_ros.core.contours import find_contours
 from sam2_ros.tools import glue
-from sam2_ros.tools.glue import GlueRig, at_camera_rate, real_masks
-from sam2_ros.tools.measure import camera_frame
+from sam2_ros.tools.glue import GlueRig, GlueScene, at_camera_rate, real_masks
 
 
 def test_eight_real_outlines_sit_each_in_its_own_cell_as_a_few_polygons():
@@ -51,7 +50,7 @@ def rig():
 
 def test_one_frame_reaches_every_subscriber_with_each_objects_3d_at_its_own_depth(rig):
     """Object k stands 1 m + 10 cm * k in front of a 3 m wall: its centroid's z says which it is."""
-    ms, result = rig.frame(camera_frame(480, 640), real_masks(640, 480, 3))
+    ms, result = rig.frame(GlueScene.of(640, 480, 3))
     assert ms > 0 and [o.object_id for o in result.objects] == [1, 2, 3]
     for k, obj in enumerate(result.objects):
         assert obj.has_3d and obj.centroid_3d.z == pytest.approx(1.0 + 0.1 * k, abs=1e-6)
@@ -60,10 +59,16 @@ def test_one_frame_reaches_every_subscriber_with_each_objects_3d_at_its_own_dept
 
 
 def test_sam2_bench_reports_each_size_and_object_count(tmp_path, checkpoint):
-    keys = {f"glue_{what}_{count}obj_{size}" for what in ("ms_p50", "objects_with_3d", "polygons_per_object")
+    keys = {f"glue_{what}_{count}obj_{size}" for what in ("ms_p50", "objects_with_3d", "polygons_per_object",
+                                                         "cpu_ms_per_frame", "listener_cpu_ms_per_frame")
             for count in (1, 3, 8) for size in ("640x480", "1280x720", "1920x1080")}
     results = bench_suite(tmp_path, "glue", checkpoint, "--glue-frames", "2", keys=keys)
     for size in ("640x480", "1280x720", "1920x1080"):
         for count in (1, 3, 8):
             assert results[f"glue_ms_p50_{count}obj_{size}"] > 0
             assert results[f"glue_objects_with_3d_{count}obj_{size}"] == count
+    # the node builds and sends every frame, the listener takes each in: both spend CPU on them
+    # (counted in the kernel's ticks, so two frames of one size may read 0: summed over all)
+    for side in ("cpu", "listener_cpu"):
+        spent = [results[key] for key in keys if key.startswith(f"glue_{side}_ms_per_frame_")]
+        assert min(spent) >= 0 and sum(spent) > 0, side

@@ -5,6 +5,7 @@ has since changed would only say STALE when someone runs it. Here every one is c
 """
 import importlib.util
 from pathlib import Path
+from xml.etree import ElementTree
 
 import pytest
 
@@ -21,6 +22,10 @@ def test_each_mutation_finds_its_code_once_still_compiles_and_names_a_test_that_
     source = (ROOT / "sam2_ros" / path).read_text()
     assert source.count(original) == 1, f"{what}: update the mutation to the code of {path}"
     assert broken != original
-    compile(source.replace(original, broken), path, "exec")  # caught by its test, not by a syntax error
+    mutated = source.replace(original, broken)  # caught by its test, not by a syntax error:
+    if path.endswith(".py"):
+        compile(mutated, path, "exec")
+    elif path.endswith(".xml"):
+        ElementTree.fromstring(mutated)
     test_file = arguments.split()[0]
     assert (ROOT / "sam2_ros" / test_file).is_file(), f"{what}: {test_file} is gone"

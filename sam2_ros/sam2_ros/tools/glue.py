@@ -16,7 +16,6 @@ import statistics
 import subprocess
 import sys
 import time
-from array import array
 from dataclasses import dataclass
 from typing import Callable, TypeVar
 
@@ -35,7 +34,7 @@ from sam2_ros.core import settings as S
 from sam2_ros.core.encoding import EncodedFrame
 from sam2_ros.core.frames import RecentFrame
 from sam2_ros.core.tracker import TrackedMask
-from sam2_ros.ros.conversions import byte_array
+from sam2_ros.ros.conversions import array_to_image
 from sam2_ros.ros.delivery import Delivery
 from sam2_ros.ros.depth import DepthInput
 from sam2_ros.ros.diagnostics import Diagnostics
@@ -126,17 +125,19 @@ class GlueScene:
 
     rgb: np.ndarray
     masks: list[np.ndarray]
-    depth: array  # 16UC1, little-endian rows of the frame's width
+    depth: Image  # 16UC1, unstamped
 
     @classmethod
     def of(cls, width: int, height: int, count: int) -> GlueScene:
         masks = real_masks(width, height, count)
-        return cls(camera_frame(height, width), masks, byte_array(depth_of(masks, height, width).astype("<u2")))
+        depth = array_to_image(depth_of(masks, height, width), "16UC1", Header())
+        return cls(camera_frame(height, width), masks, depth)
 
     def depth_image(self, header: Header) -> Image:
         """Return the depth frame stamped like the colour frame (its bytes shared, not copied)."""
-        height, width = self.rgb.shape[:2]
-        return Image(header=header, height=height, width=width, encoding="16UC1", step=2 * width, data=self.depth)
+        d = self.depth
+        return Image(header=header, height=d.height, width=d.width, encoding=d.encoding, is_bigendian=d.is_bigendian,
+                     step=d.step, data=d.data)
 
 
 def camera_info(width: int, height: int, header: Header) -> CameraInfo:

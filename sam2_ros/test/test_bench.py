@@ -1,8 +1,10 @@
 """sam2_bench writes the JSON keys that scripts read (a benchmark, so no timing is asserted)."""
+from pathlib import Path
+
 import pytest
 
 from conftest import bench_suite
-from sam2_ros.tools.bench import bench_gpu, gpu_plan, gpu_ratios, run_steps
+from sam2_ros.tools.bench import bench_gpu, gpu_node_end_to_end, gpu_plan, gpu_ratios, run_steps
 
 CORE_KEYS = {"device", "model", "image_size", "encode_ms", "decode_ms_1obj", "decode_ms_8obj_batched",
              "decode_ms_8obj_sequential", "cached_prompt_ratio", "contours_ms_1080p", "first_prompt_ms",
@@ -16,6 +18,11 @@ TRACKER_KEYS = {"tracker_ms_per_frame", "meta_ms_per_frame", "tracker_rss_growth
                 "tracker_rss_mb_after_window", "tracker_rss_mb_end", "tracker_8obj_over_1obj", "tracker_over_meta_8obj",
                 "tracker_over_reference_8obj",
                 *(f"{who}_ms_per_frame_{n}obj" for who in ("tracker", "reference", "meta") for n in (1, 2, 4, 8))}
+
+GPU_NODE_KEYS = {f"{key}_256" for key in (
+    "gpu_node_latency_ms_p50", "gpu_node_postprocess_ms_p50", "gpu_node_polygons_per_object",
+    "gpu_stream_result_age_ms_p50", "gpu_stream_model_period_ms", "gpu_stream_frames_skipped", "gpu_node_fps",
+    "gpu_node_fps_over_model_fps")}
 
 
 def test_core_suite_writes_every_documented_key(tmp_path, checkpoint):
@@ -69,3 +76,15 @@ def test_the_gpu_ratios_are_ours_over_metas_and_tensorrt_over_pytorch_where_both
 def test_the_gpu_suite_refuses_a_model_it_does_not_know_naming_those_it_does():
     with pytest.raises(ValueError, match="no model \\['tiny2'\\]; choose among tiny, large, edgetam"):
         bench_gpu(2, ["tiny", "tiny2"])
+
+
+def test_the_gpu_suites_node_step_runs_the_node_end_to_end_and_says_what_its_masks_cost(checkpoint):
+    """The step a lent GPU runs at 1024, here on the CPU at 256: it must not fail first on a GPU's few minutes."""
+    results = gpu_node_end_to_end(Path(checkpoint), device="cpu", image_size=256, compile=False, seconds=2.0,
+                                  round_trips=2)
+    assert results.keys() == GPU_NODE_KEYS
+    assert results["gpu_node_polygons_per_object_256"] > 0, "three box prompts: three outlined objects"
+    assert results["gpu_node_postprocess_ms_p50_256"] > 0
+    # a 30 Hz camera outpaces the CPU's model: the node delivers at most one result per model frame
+    assert 0 < results["gpu_node_fps_over_model_fps_256"] <= 1.2
+    assert results["gpu_stream_frames_skipped_256"] > 0

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import socket
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -94,3 +95,42 @@ class HubServer:
                 self.wfile.write(content[start:])
 
         return Handler
+
+
+class SilentHub:
+    """A host that takes every connection and never answers (a captive portal, a stalled proxy).
+
+    It reads what each connection asks ("GET /api/..." request lines, in `asked`) and keeps it open.
+    """
+
+    def __init__(self):
+        self._socket = socket.create_server(("127.0.0.1", 0))
+        self._connections: list[socket.socket] = []
+        self.asked: list[str] = []
+        self._thread = threading.Thread(target=self._accept, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self._socket.getsockname()[1]}"
+
+    def __enter__(self) -> SilentHub:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._socket.close()
+        for connection in self._connections:
+            connection.close()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                connection, _ = self._socket.accept()
+            except OSError:  # closed by __exit__
+                return
+            self._connections.append(connection)
+            connection.settimeout(5.0)
+            try:
+                self.asked.append(connection.recv(4096).decode(errors="replace").split("\r\n", 1)[0])
+            except OSError:  # it asked nothing
+                pass

@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from hub_server import HubServer
+from hub_server import HubServer, SilentHub
 from sam2.build_sam import HF_MODEL_ID_TO_FILENAMES
 
 from sam2_ros.core.hub import Published
@@ -74,6 +74,26 @@ def test_first_fetch_shows_progress_then_the_cache_serves_with_the_hub_gone(tmp_
     again = run(tmp_path, hub.url, "-c", LOAD.format(name="sam2.1_hiera_tiny"))  # the server is stopped
     assert again.returncode == 0, again.stderr
     assert again.stdout.split()[-1] == str(path)
+
+
+def test_a_cached_checkpoint_loads_without_asking_the_hub_not_even_one_that_never_answers(tmp_path, weights):
+    """A robot's start-up never waits on its network once the file is there (huggingface_hub alone would ask)."""
+    with HubServer({TINY: weights}) as hub:
+        assert fetch(tmp_path, hub.url, "sam2.1_hiera_tiny").returncode == 0
+    with SilentHub() as silent:
+        loaded = run(tmp_path, silent.url, "-c", LOAD.format(name="sam2.1_hiera_tiny"))
+    assert loaded.returncode == 0, loaded.stderr
+    assert loaded.stdout.split()[-1].startswith(str(tmp_path / "hub"))
+    # huggingface_hub may ask its agent registry once a day (3 s at most); never the file
+    assert not any("/resolve/" in request for request in silent.asked), silent.asked
+
+
+def test_sam2_fetch_asks_the_hub_for_a_newer_revision_of_a_checkpoint_it_has(tmp_path, weights):
+    with HubServer({TINY: weights}) as hub:
+        for _ in range(2):
+            assert fetch(tmp_path, hub.url, "sam2.1_hiera_tiny").returncode == 0
+    asked = [r[0] for r in hub.requests if r[1] == RESOLVED]
+    assert asked == ["HEAD", "GET", "HEAD"]  # the same revision: asked, not fetched again
 
 
 def test_a_download_cut_midway_resumes_where_it_stopped(tmp_path, weights):

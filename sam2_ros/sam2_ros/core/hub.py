@@ -49,10 +49,22 @@ def cache_dir() -> Path:
     return Path(constants.HF_HUB_CACHE)
 
 
-def fetch(item: Published, model: str) -> Path:
-    """Return the file's path in the cache, fetched first when it is not there; FetchError says what to do."""
+def fetch(item: Published, model: str, refresh: bool = False) -> Path:
+    """Return the file's path in the cache, fetched first when it is not there; FetchError says what to do.
+
+    A checkpoint already in the cache is read without asking the hub: huggingface_hub would first
+    ask it for a newer revision, and a hub that takes the connection but never answers (a captive
+    portal, a proxy, a robot's flaky link) holds every start-up for its timeout. `refresh` asks it
+    all the same (sam2_fetch: a newer revision is fetched). A whole repository (a text detector) is
+    asked each time: the cache cannot tell a complete one from a download that broke off.
+    """
     from huggingface_hub import constants, errors, hf_hub_download, snapshot_download
 
+    if item.filename and not refresh:
+        try:  # only complete files are in the cache's snapshots (a partial one waits apart, to resume)
+            return Path(hf_hub_download(item.repo, item.filename, local_files_only=True))
+        except errors.LocalEntryNotFoundError:
+            pass
     download = hf_hub_download if item.filename else snapshot_download
     # huggingface_hub takes a bar class from 1.0 on (Humble's transformers 4 needs an older one)
     shown = {"tqdm_class": Progress} if "tqdm_class" in inspect.signature(download).parameters else {}

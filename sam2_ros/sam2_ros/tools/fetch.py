@@ -23,7 +23,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             published = (registry.detector_of(name).models[name] if name in registry.detector_names()
                          else registry.family_of(name).hub[name])
-            path = hub.fetch(published, name)
+            path = hub.fetch(published, name, refresh=True)  # a newer revision, if published
         except (hub.FetchError, ValueError) as error:
             print(f"sam2_fetch: {error}", file=sys.stderr)
             failed += 1
